@@ -1,0 +1,99 @@
+"""Checkpoints: what is trained, the optimiser state and the run's configuration.
+
+A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)``. Parts a method keeps frozen (a pretrained encoder)
+are not stored: they are rebuilt from the configuration and checked against the digest
+recorded at training time, so a checkpoint cannot silently run on other encoder weights.
+Writes are atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .errors import CheckpointError
+from .io import atomic_write
+from .registry import AnomalyModel, build_model
+
+FORMAT = "hetero-ae-checkpoint/1"
+
+
+def _split_state(model: AnomalyModel) -> tuple[dict[str, torch.Tensor], str]:
+    prefixes = model.frozen_prefixes()
+    state = model.state_dict()
+    frozen = {k: v for k, v in state.items() if prefixes and k.startswith(prefixes)}
+    h = hashlib.sha256()
+    for k in sorted(frozen):
+        h.update(k.encode())
+        h.update(frozen[k].detach().cpu().contiguous().numpy().tobytes())
+    return {k: v for k, v in state.items() if k not in frozen}, h.hexdigest()[:16]
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: AnomalyModel,
+    optimizers: list[torch.optim.Optimizer],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    epoch: int,
+    history: list[dict[str, float]],
+) -> Path:
+    trained, digest = _split_state(model)
+    payload = {
+        "format": FORMAT,
+        "model_config": to_dict(model_cfg),
+        "train_config": to_dict(train_cfg),
+        "epoch": epoch,
+        "complete": epoch >= train_cfg.epochs,
+        "history": history,
+        "model": {k: v.detach().cpu() for k, v in trained.items()},
+        "frozen_digest": digest,
+        "optimizers": [opt.state_dict() for opt in optimizers],
+    }
+    return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, pickle of another program, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hetero-ae checkpoint (expected format {FORMAT!r})")
+    return ckpt
+
+
+def restore_model(model: AnomalyModel, ckpt: dict[str, Any], path: str | Path = "checkpoint") -> None:
+    """Load the trained state onto ``model`` (built from the same config), checking the frozen parts."""
+    _, digest = _split_state(model)
+    if digest != ckpt["frozen_digest"]:
+        raise CheckpointError(
+            f"{path}: the frozen part of the model (encoder weights) differs from the one it was trained with"
+        )
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    prefixes = model.frozen_prefixes()
+    missing = [k for k in missing if not (prefixes and k.startswith(prefixes))]
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def load_model(path: str | Path) -> tuple[AnomalyModel, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained as, in eval mode, and the checkpoint itself."""
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = from_dict(ModelConfig, ckpt["model_config"])
+        from_dict(TrainConfig, ckpt["train_config"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: unreadable configuration: {e}") from e
+    model = build_model(cfg)
+    restore_model(model, ckpt, path)
+    return model.eval(), ckpt

@@ -1,0 +1,205 @@
+"""Command line: ``python -m hetero_ae`` or ``hetero-ae`` (train, evaluate, score).
+
+Errors a user can fix (missing or empty folders, unreadable images, a checkpoint of another
+model, missing weights) print one line and exit with status 2; every file is written
+atomically, so nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig, TrainConfig, to_dict
+from .errors import UserError
+from .io import atomic_write, write_json, write_text
+
+VAL_SCORES = "val_scores.json"
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    from .model.decoder import DECODER_KINDS
+    from .model.encoder import ENCODERS
+    from .registry import available_methods
+
+    d = ModelConfig()
+    g = p.add_argument_group("model")
+    g.add_argument("--method", default=d.method, choices=available_methods(), help="method (default: %(default)s)")
+    g.add_argument("--encoder", default=d.encoder, choices=sorted(ENCODERS), help="(default: %(default)s)")
+    g.add_argument("--encoder-weights", default=d.encoder_weights,
+                   help="'imagenet' (offline cache or download), 'none' (random), or a weights file (default: %(default)s)")
+    g.add_argument("--decoder", default=d.decoder, choices=sorted(DECODER_KINDS), help="(default: %(default)s)")
+    g.add_argument("--image-size", type=int, default=d.image_size, help="(default: %(default)s)")
+    g.add_argument("--alpha", type=float, default=d.alpha, help="cosine weight of Eq. 4 (default: %(default)s)")
+    g.add_argument("--finetune-encoder", action="store_true", help="EDC-style encoder fine-tuning (default: frozen)")
+    g.add_argument("--map-sigma", type=float, default=d.map_sigma, help="Gaussian smoothing of maps (default: none)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
+    g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
+    g.add_argument("--threads", type=int, default=d.num_threads, help="CPU threads, 0 = torch's default")
+    g.add_argument("--val-fraction", type=float, default=0.1,
+                   help="normal images held out to fix a threshold without test labels (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hetero-ae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train on a folder of normal images",
+                       description="Train a method on every image under a folder of normal images.")
+    t.add_argument("--data", required=True, type=Path, help="folder of normal images (searched recursively)")
+    t.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt, config.json, history.json")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+    t.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    _model_args(t)
+    _train_args(t)
+
+    e = sub.add_parser("evaluate", help="metrics on a labelled test folder",
+                       description="Score a test folder with normal/ and anomalous/ sub-folders; write metrics.json "
+                                   "and scores.csv (AUC, AP, and F1/ACC/SEN/SPE at the best-F1 threshold, and at the "
+                                   "95th percentile of held-out normal scores when the run has them).")
+    e.add_argument("--checkpoint", required=True, type=Path)
+    e.add_argument("--data", required=True, type=Path, help="folder with normal/ and anomalous/ sub-folders")
+    e.add_argument("--out", type=Path, help="output folder (default: the checkpoint's folder)")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--device", default="cpu")
+
+    s = sub.add_parser("score", help="score images with a checkpoint",
+                       description="Write scores.csv (path, score, label when a parent folder is named normal or "
+                                   "anomalous) and, with --heatmaps, a heatmap overlay PNG per image "
+                                   "(colours scaled per image).")
+    s.add_argument("--checkpoint", required=True, type=Path)
+    s.add_argument("--images", required=True, type=Path, help="an image file or a folder of images")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--heatmaps", action="store_true", help="also write heatmap overlays under OUT/heatmaps/")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--device", default="cpu")
+    return parser
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .data.images import read_folder
+    from .evaluate import predict
+    from .train import epoch_order, train
+
+    model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
+                            image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
+                            map_sigma=a.map_sigma)
+    train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads)
+    if not 0 <= a.val_fraction < 1:
+        raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
+    data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
+    order = epoch_order(len(data), train_cfg.seed, -1)
+    n_val = int(round(a.val_fraction * len(data)))
+    if len(data) - n_val < 1:
+        raise UserError(f"{a.data} has {len(data)} readable image(s): too few to train with --val-fraction {a.val_fraction}")
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train_set = type(data)(data.images[train_idx], [data.paths[i] for i in train_idx], data.labels[train_idx])
+    write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
+                                       "train_images": len(train_idx), "val_images": n_val, "skipped": data.skipped})
+    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
+    write_json(a.out / "history.json", history)
+    if n_val:
+        _, val_scores = predict(model, data.images[val_idx], device=a.device)
+        write_json(a.out / VAL_SCORES, {"paths": [data.paths[i] for i in val_idx], "scores": val_scores.tolist()})
+    print(f"trained {a.method} on {len(train_idx)} images for {len(history)} epoch(s); final loss "
+          f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")
+
+
+def _val_scores(checkpoint: Path) -> np.ndarray | None:
+    import json
+
+    f = checkpoint.parent / VAL_SCORES
+    return np.asarray(json.loads(f.read_text())["scores"]) if f.is_file() else None
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from .checkpoint import load_model
+    from .data.images import read_labelled_folder
+    from .evaluate import evaluate_scores, predict
+
+    model, ckpt = load_model(a.checkpoint)
+    data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"])
+    _, scores = predict(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device, progress=True)
+    metrics = evaluate_scores(data.labels, scores, _val_scores(a.checkpoint))
+    out = a.out or a.checkpoint.parent
+    _write_csv(out / "scores.csv", ["path", "label", "score"],
+               [(p, int(y), f"{s:.6g}") for p, y, s in zip(data.paths, data.labels, scores)])
+    write_json(out / "metrics.json", {**metrics, "n_normal": int((data.labels == 0).sum()),
+                                      "n_anomalous": int((data.labels == 1).sum()), "skipped": data.skipped})
+    best = metrics["best_f1"]
+    print("  ".join(f"{k.upper()} {100 * best[k]:.2f}" for k in ("auc", "f1", "acc", "sen", "spe")),
+          f"(best-F1 threshold {best['threshold']:.4f}); written to {out}")
+
+
+def _label_of(path: str) -> str:
+    parts = {p.lower() for p in Path(path).parts[:-1]}
+    return "0" if "normal" in parts else "1" if parts & {"anomalous", "abnormal"} else ""
+
+
+def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
+    """A jet-coloured map (scaled to its own range) blended over the image, uint8 (H, W, 3)."""
+    from matplotlib import colormaps
+
+    lo, hi = float(amap.min()), float(amap.max())
+    norm = (amap - lo) / (hi - lo) if hi > lo else np.zeros_like(amap)
+    heat = colormaps["jet"](norm)[..., :3] * 255.0
+    return np.clip(0.5 * image.astype(np.float32) + 0.5 * heat, 0, 255).astype(np.uint8)
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from .checkpoint import load_model
+    from .data.images import list_images, read_images
+    from .evaluate import batched_maps
+
+    model, ckpt = load_model(a.checkpoint)
+    paths = [a.images] if a.images.is_file() else list_images(a.images)
+    data = read_images(paths, ckpt["model_config"]["image_size"])
+    rows, i = [], 0
+    for maps, scores in batched_maps(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device,
+                                     progress=True):
+        for amap, score in zip(maps, scores):
+            path = data.paths[i]
+            rows.append((path, f"{score:.6g}", _label_of(path)))
+            if a.heatmaps:
+                png = a.out / "heatmaps" / f"{i:06d}_{Path(path).stem}.png"
+                atomic_write(png, lambda p, im=overlay(data.images[i], amap): Image.fromarray(im).save(p, format="PNG"))
+            i += 1
+    _write_csv(a.out / "scores.csv", ["path", "score", "label"], rows)
+    print(f"scored {len(rows)} image(s) -> {a.out / 'scores.csv'}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"hetero-ae: error: {e}", file=sys.stderr)
+        return 2
+    return 0

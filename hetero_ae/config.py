@@ -1,0 +1,56 @@
+"""Run configuration: frozen dataclasses for the model and its training (DESIGN 7).
+
+Defaults are the paper's protocol where it gives one (Sec. IV-B1: 256 px, batch 200,
+Adam with learning rate 1e-4, 200 epochs, alpha = 0.7). A checkpoint stores both as plain
+dicts; ``from_dict`` rejects keys it does not know rather than silently dropping them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    method: str = "hetero-ae"
+    encoder: str = "resnet18"
+    encoder_weights: str = "imagenet"  # "imagenet", "none" (random) or a file path
+    decoder: str = "hctn"  # hctn | cnn | transformer
+    image_size: int = 256
+    alpha: float = 0.7  # Eq. (4)
+    finetune_encoder: bool = False  # EDC-style fine-tuning (DESIGN 3.2)
+    encoder_lr_scale: float = 0.1  # encoder lr = lr * scale when fine-tuning
+    map_sigma: float = 0.0  # Gaussian smoothing of the anomaly map (0 = none, as the paper)
+
+    def __post_init__(self) -> None:
+        if self.image_size % 32 or not 64 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 200
+    lr: float = 1e-4
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**data)

@@ -1,0 +1,5 @@
+"""Data: image reading and folder layouts."""
+
+from .images import ImageSet, list_images, load_image, read_folder, read_labelled_folder, to_batch
+
+__all__ = ["ImageSet", "list_images", "load_image", "read_folder", "read_labelled_folder", "to_batch"]

@@ -1,0 +1,33 @@
+"""Feature-comparison loss, paper Sec. III-D1, Eq. (4)-(5).
+
+For every stage k = 1..3 and pixel (h, w), with feature vectors taken over channels
+(the paper's per-pixel form, not RD4AD's cosine of the flattened map; DESIGN 3.3):
+
+    L^k(h, w) = -alpha * cos(F_E^k(h, w), F_D^k(h, w)) + (1 - alpha) * MSE(F_E^k(h, w), F_D^k(h, w))
+    L_FC = sum_k  1 / (H_k W_k) * sum_{h, w} L^k(h, w)
+
+MSE is the mean over channels of the squared difference at a pixel (DESIGN 3.4). The batch
+is averaged (the paper is silent). alpha = 0.7 (Sec. IV-B1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def stage_loss(fe: Tensor, fd: Tensor, alpha: float) -> Tensor:
+    """L^k averaged over pixels and batch, for one (B, C, H, W) pair."""
+    assert fe.shape == fd.shape, f"encoder {tuple(fe.shape)} and decoder {tuple(fd.shape)} features differ"
+    cos = F.cosine_similarity(fe, fd, dim=1)  # (B, H, W)
+    mse = (fe - fd).pow(2).mean(dim=1)  # (B, H, W)
+    return (-alpha * cos + (1.0 - alpha) * mse).mean()
+
+
+def feature_comparison_loss(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha: float = 0.7) -> Tensor:
+    """L_FC of Eq. (5): the sum over stages of the per-stage mean of L^k."""
+    assert len(enc) == len(dec), f"{len(enc)} encoder stages vs {len(dec)} decoder stages"
+    assert 0.0 <= alpha <= 1.0, f"alpha must lie in [0, 1], got {alpha}"
+    return sum(stage_loss(fe, fd, alpha) for fe, fd in zip(enc, dec))

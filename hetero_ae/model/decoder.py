@@ -1,0 +1,128 @@
+"""Hybrid CNN-Transformer Network (HCTN), the Hetero-AE decoder: paper Sec. III-B2, Fig. 2(c).
+
+The decoder takes the encoder's deepest map F_E^4 and produces F_D^3, F_D^2, F_D^1 with the
+encoder's channels and resolutions. Each of its three stages is a hybrid CNN-Transformer
+module: two 1x1 convolutions split the input into a convolution group and a Transformer
+group; the convolution block (two 3x3 convolutions, stride 1) and the MSTB process them;
+the results are concatenated, a 1x1 convolution sets the channel number, and an
+upsampling layer doubles the scale. For ResNet-18 the stages have C = 256, 128, 64
+channels, h = 8, 4, 2 heads and p2 = 2, 4, 8 (paper Sec. IV-B1, listed there from stage 1
+to 3, i.e. from F_D^1 to F_D^3).
+
+Decoder kinds (paper Table III, Fig. 6):
+- ``hctn``: convolution block + MSTB (the paper's);
+- ``cnn``: every MSTB replaced by a convolution block (CNN+CNN);
+- ``transformer``: every convolution block replaced by an MSTB (Trans+Trans).
+
+Choices where the paper is silent (README, "Reproduction notes"; DESIGN 3.7): the split
+convolutions and the 3x3 convolutions are Conv-BN-ReLU; the fusing 1x1 convolution is
+linear (no norm, no activation) so that F_D^k can match encoder features of any sign;
+upsampling is bilinear. A stage processes at its input's resolution and upsamples last,
+as the paper's text orders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import MSTB
+
+REFERENCE_SIZE = 256  # input size at which the position embeddings are stored
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConvBlock(nn.Sequential):
+    """Two consecutive 3x3 convolutions with stride 1 (the HCTN module's CNN branch)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(conv_bn_relu(dim, dim, 3), conv_bn_relu(dim, dim, 3))
+
+
+BranchFactory = Callable[[int, int, int, int], nn.Module]  # (dim, heads, p2, grid) -> block
+
+
+def _conv_branch(dim: int, heads: int, p2: int, grid: int) -> nn.Module:
+    return ConvBlock(dim)
+
+
+def _mstb_branch(dim: int, heads: int, p2: int, grid: int) -> nn.Module:
+    return MSTB(dim, heads=heads, p2=p2, grid=grid)
+
+
+DECODER_KINDS: dict[str, tuple[BranchFactory, BranchFactory]] = {
+    "hctn": (_conv_branch, _mstb_branch),
+    "cnn": (_conv_branch, _conv_branch),
+    "transformer": (_mstb_branch, _mstb_branch),
+}
+
+
+class HybridStage(nn.Module):
+    """One hybrid CNN-Transformer module: split, two branches, concat, 1x1 conv, 2x upsample."""
+
+    def __init__(
+        self, cin: int, dim: int, *, heads: int, p2: int, grid: int, branches: tuple[BranchFactory, BranchFactory]
+    ) -> None:
+        super().__init__()
+        self.split = nn.ModuleList(conv_bn_relu(cin, dim, 1) for _ in branches)
+        self.branches = nn.ModuleList(make(dim, heads, p2, grid) for make in branches)
+        self.fuse = nn.Conv2d(2 * dim, dim, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        parts = [branch(split(x)) for split, branch in zip(self.split, self.branches)]
+        y = self.fuse(torch.cat(parts, dim=1))
+        return F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class HybridDecoder(nn.Module):
+    """Decodes F_E^4 into [F_D^1, F_D^2, F_D^3] (returned in that order, finest first).
+
+    Args:
+        channels: the encoder's four channel counts (C_1, C_2, C_3, C_4).
+        kind: "hctn", "cnn" or "transformer".
+        heads: heads per stage for F_D^1..F_D^3 (paper: 2, 4, 8).
+        p2: larger patch size per stage for F_D^1..F_D^3 (paper: 8, 4, 2).
+        strides: the encoder's strides, for the reference grids of the embeddings.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        *,
+        kind: str = "hctn",
+        heads: Sequence[int] = (2, 4, 8),
+        p2: Sequence[int] = (8, 4, 2),
+        strides: Sequence[int] = (4, 8, 16, 32),
+    ) -> None:
+        super().__init__()
+        if kind not in DECODER_KINDS:
+            raise KeyError(f"unknown decoder kind {kind!r}; choose one of {sorted(DECODER_KINDS)}")
+        assert len(channels) == 4, f"expected four encoder channel counts, got {channels}"
+        self.kind = kind
+        stages = []
+        for k in (2, 1, 0):  # produce F_D^3, then F_D^2, then F_D^1
+            grid = REFERENCE_SIZE // strides[k + 1]  # the stage works at its input's grid
+            stages.append(
+                HybridStage(
+                    channels[k + 1], channels[k], heads=heads[k], p2=p2[k], grid=grid, branches=DECODER_KINDS[kind]
+                )
+            )
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, f4: Tensor) -> list[Tensor]:
+        outs = []
+        x = f4
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return outs[::-1]

@@ -1,0 +1,86 @@
+"""One registry of anomaly-detection methods (DESIGN 9): name -> class.
+
+Every method is an ``AnomalyModel``: it trains on normal images only and returns, for any
+batch, an anomaly map at the input size; the image score is the map's maximum unless the
+method says otherwise. Metrics, heatmaps and caching treat all methods alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .anomaly_map import image_score
+from .config import ModelConfig
+
+METHODS: dict[str, type["AnomalyModel"]] = {}
+
+
+def register(name: str) -> Callable[[type["AnomalyModel"]], type["AnomalyModel"]]:
+    def add(cls: type[AnomalyModel]) -> type[AnomalyModel]:
+        assert name not in METHODS, f"method {name!r} registered twice"
+        METHODS[name] = cls
+        cls.method_name = name
+        return cls
+
+    return add
+
+
+class AnomalyModel(nn.Module):
+    """Interface every method implements."""
+
+    method_name: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
+        raise NotImplementedError
+
+    def loss(self, x: Tensor) -> Tensor:
+        """The training objective on a batch of normal images."""
+        raise NotImplementedError
+
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of parts that are never trained (not stored in checkpoints)."""
+        return ()
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.parameter_groups(lr), lr=lr)]
+
+    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        """One optimisation step; adversarial methods override this."""
+        (opt,) = optimizers
+        opt.zero_grad(set_to_none=True)
+        loss = self.loss(x)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()}")
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    def anomaly_map(self, x: Tensor) -> Tensor:
+        """(B, H, W) anomaly map at the input size."""
+        raise NotImplementedError
+
+    def score(self, maps: Tensor) -> Tensor:
+        return image_score(maps)
+
+
+def available_methods() -> list[str]:
+    _import_all()
+    return sorted(METHODS)
+
+
+def build_model(cfg: ModelConfig) -> AnomalyModel:
+    _import_all()
+    if cfg.method not in METHODS:
+        raise KeyError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
+    return METHODS[cfg.method].from_config(cfg)
+
+
+def _import_all() -> None:
+    from . import model  # noqa: F401  (registers hetero-ae)

@@ -1,0 +1,91 @@
+"""Training loop shared by every registered method (paper Sec. IV-B1 protocol by default).
+
+- Deterministic on CPU for a given seed: weights are initialised after seeding, and the
+  order of epoch e is a permutation drawn from a generator seeded by (seed, e), so it does
+  not depend on what ran before.
+- A checkpoint is written atomically after every epoch; ``resume=True`` continues from it
+  and ends with the same weights as a run that was never interrupted.
+- A NaN or infinite loss stops the run with ``TrainingDiverged``; the last good
+  checkpoint (the previous epoch's) is left as it was.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import read_checkpoint, restore_model, save_checkpoint
+from .config import ModelConfig, TrainConfig, to_dict
+from .data.images import ImageSet, to_batch
+from .errors import TrainingDiverged, UserError
+from .registry import AnomalyModel, build_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of one epoch, a function of (seed, epoch) only."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).numpy()
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: ImageSet,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[AnomalyModel, list[dict[str, float]]]:
+    """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``."""
+    ckpt_path = Path(out_dir) / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise UserError(f"{ckpt_path} exists: pass --resume to continue it, or choose another output folder")
+    if train_cfg.num_threads > 0:
+        torch.set_num_threads(train_cfg.num_threads)
+    seed_everything(train_cfg.seed)
+    model = build_model(model_cfg).to(device=device, memory_format=torch.channels_last)
+    optimizers = model.configure_optimizers(train_cfg.lr)
+    history: list[dict[str, float]] = []
+    start = 0
+    if resume and ckpt_path.exists():
+        ckpt = read_checkpoint(ckpt_path)
+        if ckpt["model_config"] != to_dict(model_cfg) or ckpt["train_config"] != to_dict(train_cfg):
+            raise UserError(f"{ckpt_path} was written by a run with another configuration; cannot resume it")
+        restore_model(model, ckpt, ckpt_path)
+        for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
+            opt.load_state_dict(state)
+        history, start = list(ckpt["history"]), int(ckpt["epoch"])
+
+    n, bs = len(data), train_cfg.batch_size
+    for epoch in range(start, train_cfg.epochs):
+        model.train()
+        t0, total = time.perf_counter(), 0.0
+        order = epoch_order(n, train_cfg.seed, epoch)
+        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False)
+        for step, i in enumerate(bar):
+            idx = np.sort(order[i : i + bs])  # sorted reads are kinder to memory-mapped arrays
+            x = to_batch(data.images[idx]).to(device)
+            try:
+                stats = model.training_step(x, optimizers)
+            except FloatingPointError as e:
+                kept = f"the last good checkpoint is kept at {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step + 1} ({e}); {kept}") from e
+            total += stats["loss"] * len(idx)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}")
+        history.append({"epoch": epoch + 1, "loss": total / n, "seconds": time.perf_counter() - t0})
+        save_checkpoint(ckpt_path, model, optimizers, model_cfg, train_cfg, epoch=epoch + 1, history=history)
+    return model.eval(), history

@@ -1,0 +1,27 @@
+# Sourced by run_all.sh and run_tests.sh: find or make the Python environment, install
+# what is missing, and export PY (the interpreter to use). A second run installs nothing:
+# the installed state is stamped with a hash of pyproject.toml.
+#   - an active virtualenv or conda env is used as it is (packages installed into it);
+#   - otherwise ./.venv is created with the system python3.
+set -euo pipefail
+_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+    _prefix="$VIRTUAL_ENV"
+elif [[ -n "${CONDA_PREFIX:-}" ]]; then
+    _prefix="$CONDA_PREFIX"
+else
+    _prefix="$_root/.venv"
+    if [[ ! -x "$_prefix/bin/python" ]]; then
+        echo "bootstrap: creating $_prefix" >&2
+        python3 -m venv "$_prefix"
+    fi
+fi
+PY="$_prefix/bin/python"
+export PY
+_want="$(sha256sum "$_root/pyproject.toml" | cut -d' ' -f1)"
+_stamp="$_prefix/.hetero-ae-installed"
+if [[ "$(cat "$_stamp" 2>/dev/null || true)" != "$_want" ]]; then
+    echo "bootstrap: installing hetero_ae and its dependencies into $_prefix" >&2
+    "$PY" -m pip install --quiet --disable-pip-version-check -e "$_root[dev]"
+    echo "$_want" > "$_stamp.tmp" && mv "$_stamp.tmp" "$_stamp"
+fi

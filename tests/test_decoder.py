@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hetero_ae import ModelConfig, build_model
+from hetero_ae.model.attention import MSTB
+from hetero_ae.model.decoder import DECODER_KINDS, ConvBlock, HybridDecoder
+
+
+@pytest.mark.parametrize("kind", sorted(DECODER_KINDS))
+@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet-lite0"])
+def test_decoder_features_match_the_encoder_features(kind, encoder):
+    model = build_model(ModelConfig(encoder=encoder, encoder_weights="none", decoder=kind, image_size=64))
+    for size in (64, 128):
+        enc, dec = model.features(torch.randn(1, 3, size, size))
+        assert [d.shape for d in dec] == [e.shape for e in enc]
+
+
+def test_paper_stage_settings_for_resnet18():
+    dec = HybridDecoder((64, 128, 256, 512))
+    mstbs = [s.branches[1] for s in dec.stages]  # produce F_D^3, F_D^2, F_D^1
+    assert all(isinstance(m, MSTB) for m in mstbs)
+    assert [m.proj.in_features for m in mstbs] == [256, 128, 64]
+    assert [2 * m.attn[0].heads for m in mstbs] == [8, 4, 2]
+    assert [m.patches for m in mstbs] == [(1, 2), (2, 4), (4, 8)]
+
+
+@pytest.mark.parametrize("kind,branch_types", [("hctn", (ConvBlock, MSTB)), ("cnn", (ConvBlock, ConvBlock)),
+                                               ("transformer", (MSTB, MSTB))])
+def test_decoder_kinds_swap_the_branches(kind, branch_types):
+    dec = HybridDecoder((64, 128, 256, 512), kind=kind)
+    assert all(tuple(type(b) for b in s.branches) == branch_types for s in dec.stages)
+
+
+def test_table3_decoders_have_parameter_counts_within_a_factor_1_5():
+    counts = [sum(p.numel() for p in HybridDecoder((64, 128, 256, 512), kind=k).parameters()) for k in DECODER_KINDS]
+    assert max(counts) / min(counts) <= 1.5, counts
+
+
+def test_unknown_decoder_kind_names_the_choices():
+    with pytest.raises(KeyError, match="hctn"):
+        HybridDecoder((64, 128, 256, 512), kind="unet")

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from hetero_ae.anomaly_map import anomaly_map, image_score, smooth, stage_maps
+from hetero_ae.loss import feature_comparison_loss
+
+
+def pair():
+    # One image, 2 channels, 1 x 2 pixels. Pixel 0: e = (1, 0), d = (1, 0); pixel 1: e = (3, 4), d = (4, 3).
+    e = torch.tensor([[[[1.0, 3.0]], [[0.0, 4.0]]]])
+    d = torch.tensor([[[[1.0, 4.0]], [[0.0, 3.0]]]])
+    return e, d
+
+
+def test_feature_comparison_loss_by_hand():
+    e, d = pair()
+    # cos: pixel 0 -> 1, pixel 1 -> (12 + 12) / 25 = 0.96. MSE over channels: 0 and (1 + 1) / 2 = 1.
+    l0 = -0.7 * 1.0 + 0.3 * 0.0
+    l1 = -0.7 * 0.96 + 0.3 * 1.0
+    expected_stage = (l0 + l1) / 2
+    assert feature_comparison_loss([e], [d], alpha=0.7).item() == pytest.approx(expected_stage)
+    assert feature_comparison_loss([e, e], [d, d], alpha=0.7).item() == pytest.approx(2 * expected_stage)
+
+
+def test_loss_is_minus_alpha_for_identical_features():
+    f = torch.randn(2, 8, 4, 4)
+    assert feature_comparison_loss([f, f, f], [f, f, f], alpha=0.7).item() == pytest.approx(-3 * 0.7)
+
+
+def test_stage_map_is_one_minus_cosine_per_pixel():
+    e, d = pair()
+    torch.testing.assert_close(stage_maps([e], [d])[0], torch.tensor([[[0.0, 0.04]]]))
+
+
+def test_anomaly_map_resizes_and_sums_the_stages_and_score_is_the_max():
+    e1, d1 = torch.ones(1, 4, 2, 2), torch.ones(1, 4, 2, 2)
+    d1[0, :, 0, 0] = -1  # cos = -1 at one pixel: M_1 = 2 there
+    e2, d2 = torch.ones(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
+    d2[0, 0, 0, 0] = 0  # cos = 3 / (2 * sqrt 3): M_2 constant
+    m2 = 1 - 3 / (2 * math.sqrt(3))
+    maps = anomaly_map([e1, e2], [d1, d2], size=(4, 4))
+    assert maps.shape == (1, 4, 4)
+    assert maps[0, 0, 0].item() == pytest.approx(2 + m2, abs=1e-6)  # corner: bilinear keeps the pixel value
+    assert maps[0, 3, 3].item() == pytest.approx(m2, abs=1e-6)
+    assert image_score(maps).item() == pytest.approx(maps.max().item())
+
+
+def test_smoothing_off_by_default_and_gaussian_when_asked():
+    m = torch.rand(1, 32, 32)
+    assert torch.equal(smooth(m, 0.0), m)
+    ours = smooth(m, 2.0)[0].numpy()
+    ref = gaussian_filter(m[0].numpy().astype(np.float64), sigma=2.0, truncate=4.0)
+    np.testing.assert_allclose(ours[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5)  # borders pad differently
