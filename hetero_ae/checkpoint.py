@@ -18,7 +18,7 @@ import torch
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import CheckpointError
 from .io import atomic_write
-from .registry import AnomalyModel, build_model
+from .registry import AnomalyModel
 
 FORMAT = "hetero-ae-checkpoint/1"
 
@@ -91,9 +91,11 @@ def load_model(path: str | Path) -> tuple[AnomalyModel, dict[str, Any]]:
     ckpt = read_checkpoint(path)
     try:
         cfg = from_dict(ModelConfig, ckpt["model_config"])
-        from_dict(TrainConfig, ckpt["train_config"])
+        seed = from_dict(TrainConfig, ckpt["train_config"]).seed
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable configuration: {e}") from e
-    model = build_model(cfg)
+    from .seed import build_seeded
+
+    model = build_seeded(cfg, seed)
     restore_model(model, ckpt, path)
     return model.eval(), ckpt

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -23,15 +22,10 @@ from .checkpoint import read_checkpoint, restore_model, save_checkpoint
 from .config import ModelConfig, TrainConfig, to_dict
 from .data.images import ImageSet, to_batch
 from .errors import TrainingDiverged, UserError
-from .registry import AnomalyModel, build_model
+from .registry import AnomalyModel
+from .seed import build_seeded
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -56,8 +50,7 @@ def train(
         raise UserError(f"{ckpt_path} exists: pass --resume to continue it, or choose another output folder")
     if train_cfg.num_threads > 0:
         torch.set_num_threads(train_cfg.num_threads)
-    seed_everything(train_cfg.seed)
-    model = build_model(model_cfg).to(device=device, memory_format=torch.channels_last)
+    model = build_seeded(model_cfg, train_cfg.seed).to(device=device, memory_format=torch.channels_last)
     optimizers = model.configure_optimizers(train_cfg.lr)
     history: list[dict[str, float]] = []
     start = 0

@@ -22,6 +22,11 @@ _want="$(sha256sum "$_root/pyproject.toml" | cut -d' ' -f1)"
 _stamp="$_prefix/.hetero-ae-installed"
 if [[ "$(cat "$_stamp" 2>/dev/null || true)" != "$_want" ]]; then
     echo "bootstrap: installing hetero_ae and its dependencies into $_prefix" >&2
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$_root[dev]"
+    _log="$_prefix/.hetero-ae-install.log"
+    if ! "$PY" -m pip install --disable-pip-version-check -e "$_root[dev]" > "$_log" 2>&1; then
+        tail -n 30 "$_log" >&2
+        echo "bootstrap: pip install failed; the full log is $_log" >&2
+        exit 1
+    fi
     echo "$_want" > "$_stamp.tmp" && mv "$_stamp.tmp" "$_stamp"
 fi

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hetero_ae.cli import main
+from hetero_ae.registry import available_methods
+
+from conftest import blob_image, write_png
+
+FAST = ["--encoder", "resnet18", "--encoder-weights", "none", "--image-size", "64", "--epochs", "1",
+        "--batch-size", "5", "--threads", "2"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hetero-ae: error:") and "\n" not in err, err
+    return err
+
+
+@pytest.fixture()
+def run(image_folders, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(image_folders["train"]), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_train_evaluate_score_end_to_end(run, image_folders, tmp_path):
+    assert {"checkpoint.pt", "config.json", "history.json", "val_scores.json"} <= {p.name for p in run.iterdir()}
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(image_folders["test"])]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["best_f1"]) >= {"auc", "ap", "f1", "acc", "sen", "spe", "threshold"}
+    assert "normal_q95" in metrics and metrics["n_normal"] == metrics["n_anomalous"] == 4
+    out = tmp_path / "scores"
+    assert main(["score", "--checkpoint", str(run / "checkpoint.pt"), "--images", str(image_folders["test"]),
+                 "--out", str(out), "--heatmaps"]) == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(rows) == 8 and {r["label"] for r in rows} == {"0", "1"}
+    assert len(list((out / "heatmaps").glob("*.png"))) == 8
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "score"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0 and "--" in capsys.readouterr().out
+
+
+def test_train_help_lists_every_registered_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert all(m in out for m in available_methods())
+
+
+def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "not found" in one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_folder_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "no image files" in one_line_error(capsys)
+
+
+def test_unreadable_image_is_skipped_and_named_or_fails_with_strict(image_folders, tmp_path, capsys):
+    good = write_png(tmp_path / "ok.png", blob_image(np.random.default_rng(0)))
+    bad = image_folders["train"] / "broken.png"
+    bad.write_bytes(good.read_bytes()[:200])  # a truncated PNG
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert main(["train", "--data", str(image_folders["train"]), "--out", str(tmp_path / "a"), *FAST]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["skipped"] == [str(bad)]
+    capsys.readouterr()
+    assert main(["train", "--data", str(image_folders["train"]), "--out", str(tmp_path / "b"), "--strict", *FAST]) == 2
+    assert "broken.png" in one_line_error(capsys)
+
+
+def test_checkpoint_of_another_model_is_a_one_line_error(image_folders, tmp_path, capsys):
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, other)
+    assert main(["score", "--checkpoint", str(other), "--images", str(image_folders["test"]),
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "not a hetero-ae checkpoint" in one_line_error(capsys)
+    assert not (tmp_path / "s").exists()

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hetero_ae import ModelConfig, TrainConfig
+from hetero_ae import train as train_module
+from hetero_ae.checkpoint import load_model, read_checkpoint
+from hetero_ae.data.images import ImageSet
+from hetero_ae.errors import TrainingDiverged, UserError
+from hetero_ae.evaluate import evaluate_scores, predict
+from hetero_ae.train import train
+
+MODEL = ModelConfig(encoder="resnet18", encoder_weights="none", image_size=64)
+TRAIN = TrainConfig(epochs=2, batch_size=4, lr=1e-3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def images() -> ImageSet:
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 255, (10, 64, 64, 3), dtype=np.uint8)
+    return ImageSet(arr, [f"i{i}" for i in range(10)], np.full(10, -1))
+
+
+def trained_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_same_seed_gives_identical_weights_and_metrics(images, tmp_path):
+    m1, h1 = train(MODEL, TRAIN, images, tmp_path / "a", progress=False)
+    m2, h2 = train(MODEL, TRAIN, images, tmp_path / "b", progress=False)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
+    assert_same_state(trained_state(m1), trained_state(m2))
+    labels = np.array([0] * 5 + [1] * 5)
+    s1, s2 = predict(m1, images.images)[1], predict(m2, images.images)[1]
+    assert evaluate_scores(labels, s1) == evaluate_scores(labels, s2)
+
+
+def test_a_run_killed_after_epoch_1_and_resumed_ends_with_the_same_weights(images, tmp_path, monkeypatch):
+    reference, _ = train(MODEL, TRAIN, images, tmp_path / "ref", progress=False)
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(MODEL, TRAIN, images, tmp_path / "run", progress=False)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed, history = train(MODEL, TRAIN, images, tmp_path / "run", resume=True, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert_same_state(trained_state(reference), trained_state(resumed))
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(images, tmp_path):
+    train(MODEL, TrainConfig(epochs=1, batch_size=5), images, tmp_path, progress=False)
+    with pytest.raises(UserError, match="--resume"):
+        train(MODEL, TrainConfig(epochs=1, batch_size=5), images, tmp_path, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch):
+    from hetero_ae.model.autoencoder import HeteroAE
+
+    real_loss, calls = HeteroAE.loss, []
+
+    def nan_in_epoch_2(self, x):  # 10 images, batch 5: the third call is epoch 2's first step
+        calls.append(1)
+        loss = real_loss(self, x)
+        return loss * float("nan") if len(calls) > 2 else loss
+
+    monkeypatch.setattr(HeteroAE, "loss", nan_in_epoch_2)
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 1.*last good checkpoint is kept"):
+        train(MODEL, TrainConfig(epochs=2, batch_size=5), images, tmp_path, progress=False)
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    load_model(tmp_path / "checkpoint.pt")
+
+
+def test_checkpoint_loads_with_weights_only_and_restores_the_model(images, tmp_path):
+    model, _ = train(MODEL, TrainConfig(epochs=1, batch_size=5), images, tmp_path, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert not any(k.startswith("encoder.") for k in ckpt["model"]), "a frozen encoder is not stored"
+    loaded, _ = load_model(tmp_path / "checkpoint.pt")
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(loaded.anomaly_map(x), model.anomaly_map(x))
