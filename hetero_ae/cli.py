@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(a: argparse.Namespace) -> None:
     from .data.images import read_folder
     from .evaluate import predict
-    from .train import epoch_order, train
+    from .train import check_run_folder, epoch_order, train
 
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
@@ -101,6 +101,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads)
     if not 0 <= a.val_fraction < 1:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
+    check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
     order = epoch_order(len(data), train_cfg.seed, -1)
     n_val = int(round(a.val_fraction * len(data)))

@@ -34,6 +34,14 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return torch.randperm(n, generator=g).numpy()
 
 
+def check_run_folder(out_dir: str | Path, resume: bool) -> Path:
+    """The checkpoint path of a run folder; an error if it holds a run and ``resume`` is off."""
+    ckpt_path = Path(out_dir) / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise UserError(f"{ckpt_path} exists: pass --resume to continue it, or choose another output folder")
+    return ckpt_path
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -45,9 +53,7 @@ def train(
     progress: bool = True,
 ) -> tuple[AnomalyModel, list[dict[str, float]]]:
     """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``."""
-    ckpt_path = Path(out_dir) / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise UserError(f"{ckpt_path} exists: pass --resume to continue it, or choose another output folder")
+    ckpt_path = check_run_folder(out_dir, resume)
     if train_cfg.num_threads > 0:
         torch.set_num_threads(train_cfg.num_threads)
     model = build_seeded(model_cfg, train_cfg.seed).to(device=device, memory_format=torch.channels_last)

@@ -88,3 +88,11 @@ def test_checkpoint_of_another_model_is_a_one_line_error(image_folders, tmp_path
                  "--out", str(tmp_path / "s")]) == 2
     assert "not a hetero-ae checkpoint" in one_line_error(capsys)
     assert not (tmp_path / "s").exists()
+
+
+def test_training_into_an_existing_run_changes_nothing_without_resume(run, image_folders, capsys):
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--data", str(image_folders["train"]), "--out", str(run), *FAST]) == 2
+    assert "--resume" in one_line_error(capsys)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
