@@ -87,7 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heatmaps", action="store_true", help="also write heatmap overlays under OUT/heatmaps/")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--device", default="cpu")
+    m = sub.add_parser("make-data", help="write the embedded synthetic benchmark",
+                       description="Write synth-oct, synth-chest-xray, synth-brain-mri and synth-covid19 in the "
+                                   "published layouts, with lesion masks in a sibling masks/ tree.")
+    m.add_argument("kind", choices=["synthetic"])
+    m.add_argument("--out", type=Path, default=Path("data/synthetic"), help="(default: %(default)s)")
+    m.add_argument("--size", type=int, default=256, help="image size in px (default: %(default)s)")
+    m.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    m.add_argument("--preset", default="default", choices=["smoke", "default"], help="number of images (default: %(default)s)")
+    m.add_argument("--workers", type=int, default=0, help="processes, 0 = one per core")
     return parser
+
+
+def cmd_make_data(a: argparse.Namespace) -> None:
+    import time
+
+    from .data.synthetic import make_synthetic
+
+    t0 = time.perf_counter()
+    counts = make_synthetic(a.out, size=a.size, seed=a.seed, preset=a.preset, workers=a.workers or None)
+    for name, splits in counts.items():
+        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
+    print(f"written to {a.out} in {time.perf_counter() - t0:.1f} s")
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -108,7 +129,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     if len(data) - n_val < 1:
         raise UserError(f"{a.data} has {len(data)} readable image(s): too few to train with --val-fraction {a.val_fraction}")
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    train_set = type(data)(data.images[train_idx], [data.paths[i] for i in train_idx], data.labels[train_idx])
+    train_set = data.subset(train_idx)
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
                                        "train_images": len(train_idx), "val_images": n_val, "skipped": data.skipped})
     model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
@@ -193,7 +214,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     print(f"scored {len(rows)} image(s) -> {a.out / 'scores.csv'}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,19 +67,36 @@ def list_images(folder: str | Path) -> list[Path]:
 
 @dataclass
 class ImageSet:
-    """Decoded images (N, H, W, 3) uint8 with per-image labels (0 normal, 1 anomalous, -1 unknown)."""
+    """Decoded images (N, H, W, 3) uint8 with per-image labels (0 normal, 1 anomalous, -1 unknown).
+
+    ``classes`` keeps each image's sub-class (e.g. CNV, DME, DRUSEN); ``masks`` (N, H, W) uint8
+    holds lesion masks when the data set has them. ``images`` may be a read-only memory map.
+    """
 
     images: np.ndarray
     paths: list[str]
     labels: np.ndarray
     skipped: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         assert self.images.ndim == 4 and self.images.shape[-1] == 3, f"bad image array {self.images.shape}"
         assert len(self.images) == len(self.paths) == len(self.labels)
+        if not self.classes:
+            self.classes = ["normal" if y == 0 else "anomalous" if y == 1 else "" for y in self.labels]
+        assert len(self.classes) == len(self.paths)
+        assert self.masks is None or self.masks.shape == self.images.shape[:3], "masks must be (N, H, W)"
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def subset(self, idx: np.ndarray) -> "ImageSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        return ImageSet(
+            self.images[idx], [self.paths[i] for i in idx], self.labels[idx], self.skipped,
+            [self.classes[i] for i in idx], None if self.masks is None else self.masks[idx],
+        )
 
 
 def read_images(paths: list[Path], size: int, labels: list[int] | None = None, *, strict: bool = False) -> ImageSet:
