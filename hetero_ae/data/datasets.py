@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from PIL import Image
 
 from ..errors import DataError
 from ..io import atomic_write, write_json
-from .images import ImageSet, UnreadableImage, load_image
+from .images import ImageSet, read_images
 from .layouts import Entry, get_layout, list_split
 
 DATA_ENV = "HETERO_AE_DATA"
@@ -107,26 +106,13 @@ def _check(name: str, split: str, data: ImageSet) -> None:
 
 
 def _decode(entries: list[Entry], size: int, strict: bool) -> ImageSet:
-    images, masks, kept, skipped = [], [], [], []
-    has_masks = any(e.mask is not None for e in entries)
-    for e in entries:
-        try:
-            images.append(load_image(e.path, size))
-        except UnreadableImage as err:
-            if strict:
-                raise
-            warnings.warn(f"skipping unreadable image {e.path}: {err.__cause__}", stacklevel=3)
-            skipped.append(str(e.path))
-            continue
-        kept.append(e)
-        if has_masks:
-            masks.append(_load_mask(e.mask, size))
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(entries)}", stacklevel=3)
-    if not images:
-        raise DataError(f"none of the {len(entries)} image(s) could be read")
-    return ImageSet(np.stack(images), [str(e.path) for e in kept], np.array([e.label for e in kept], dtype=np.int64),
-                    skipped, [e.cls for e in kept], np.stack(masks) if has_masks else None)
+    data = read_images([e.path for e in entries], size, [e.label for e in entries], strict=strict)
+    read = set(data.paths)
+    kept = [e for e in entries if str(e.path) in read]
+    data.classes = [e.cls for e in kept]
+    if any(e.mask is not None for e in entries):
+        data.masks = np.stack([_load_mask(e.mask, size) for e in kept])
+    return data
 
 
 def _load_mask(path: Path | None, size: int) -> np.ndarray:
