@@ -82,6 +82,13 @@ def _png(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
 
 
+def _one_thread() -> None:
+    """Worker initialiser: BLAS threads in every worker fight over the cores and slow generation down."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def _run(job: Job) -> None:
     spec = SPECS[job.spec_index]
     split_i = ("train", "val", "test").index(job.split)
@@ -114,7 +121,7 @@ def make_synthetic(out: str | Path, *, size: int = 256, seed: int = 0, preset: s
     todo = jobs(out, size, seed, PRESETS[preset])
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
             list(pool.map(_run, todo, chunksize=16))
     else:
         for job in todo:

@@ -7,7 +7,7 @@ the same way produces the same bytes.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter
 
 
 def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -25,24 +25,6 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
 def bias_field(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
     """A smooth multiplicative field around 1 (MRI-like intensity inhomogeneity)."""
     return np.exp(strength * smooth_noise(rng, (size, size), sigma=size / 4))
-
-
-def elastic_warp(rng: np.random.Generator, image: np.ndarray, alpha: float, sigma: float,
-                 order: int = 1) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Smooth random displacement (alpha pixels at most about) applied to ``image``.
-
-    Returns the warped image and the sampling coordinates, so masks can follow the same warp.
-    """
-    h, w = image.shape
-    dy = alpha * smooth_noise(rng, (h, w), sigma)
-    dx = alpha * smooth_noise(rng, (h, w), sigma)
-    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    coords = (yy + dy, xx + dx)
-    return map_coordinates(image, coords, order=order, mode="nearest"), coords
-
-
-def warp_like(image: np.ndarray, coords: tuple[np.ndarray, np.ndarray], order: int = 1) -> np.ndarray:
-    return map_coordinates(image, coords, order=order, mode="nearest")
 
 
 def ellipse(size: int, center: tuple[float, float], axes: tuple[float, float], angle: float = 0.0,
