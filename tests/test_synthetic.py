@@ -69,3 +69,20 @@ def test_global_intensity_statistics_do_not_give_the_anomalies_away(name, module
     test = np.stack([draw(classes[normal]) for _ in range(100)] + [draw(anomalies[i % len(anomalies)]) for i in range(100)])
     auc = global_stat_auc(train, test, np.r_[np.zeros(100), np.ones(100)])
     assert auc <= 0.75, f"{name}: mean/std detector AUC {auc:.3f}"
+
+
+def test_regenerating_replaces_the_whole_benchmark(tmp_path):
+    make_synthetic(tmp_path / "s", size=64, seed=0, preset="smoke", workers=1)
+    stale = tmp_path / "s" / "synth-oct" / "stale.txt"
+    stale.write_text("from an earlier, larger preset")
+    make_synthetic(tmp_path / "s", size=64, seed=1, preset="smoke", workers=1)
+    assert not stale.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_refuses_to_write_over_a_folder_that_is_not_a_benchmark(tmp_path):
+    from hetero_ae.errors import UserError
+
+    (tmp_path / "mine.txt").write_text("user data")
+    with pytest.raises(UserError, match="does not hold a synthetic benchmark"):
+        make_synthetic(tmp_path, size=64, preset="smoke", workers=1)
+    assert (tmp_path / "mine.txt").exists()

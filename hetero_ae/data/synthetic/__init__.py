@@ -1,7 +1,8 @@
 """The embedded synthetic benchmark: four datasets in the published layouts, with lesion masks.
 
 ``make_synthetic(out, size, seed, preset)`` writes ``synth-oct``, ``synth-chest-xray``,
-``synth-brain-mri`` and ``synth-covid19`` under ``out`` in exactly the layouts the real
+``synth-brain-mri`` and ``synth-covid19`` under ``out`` (built in a sibling folder and renamed
+into place, so an interrupted run never leaves half a benchmark) in exactly the layouts the real
 loaders read (``hetero_ae.data.layouts``), so the real code path is the one exercised, and
 a binary mask per anomalous image in a sibling ``masks/`` tree. Test-set class ratios follow
 the paper's datasets (Sec. IV-A); the number of images is set by a preset. Each image is
@@ -12,6 +13,7 @@ is byte-identical for the same seed whatever the number of worker processes.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...errors import UserError
 from ...io import atomic_write, write_json
 
 
@@ -118,6 +121,10 @@ def make_synthetic(out: str | Path, *, size: int = 256, seed: int = 0, preset: s
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "synthetic.json").is_file():
+        raise UserError(f"{out} exists and does not hold a synthetic benchmark; choose another --out")
+    final, out = out, out.parent / f".{out.name}.partial"
+    shutil.rmtree(out, ignore_errors=True)
     todo = jobs(out, size, seed, PRESETS[preset])
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1:
@@ -131,4 +138,6 @@ def make_synthetic(out: str | Path, *, size: int = 256, seed: int = 0, preset: s
         split_counts = summary.setdefault(SPECS[job.spec_index].name, {})
         split_counts[job.split] = split_counts.get(job.split, 0) + 1
     write_json(out / "synthetic.json", {"size": size, "seed": seed, "preset": preset, "counts": summary})
+    shutil.rmtree(final, ignore_errors=True)  # a previous benchmark (checked above): replaced whole
+    out.rename(final)
     return summary
