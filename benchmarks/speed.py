@@ -59,7 +59,7 @@ def main() -> None:
         def infer() -> None:
             model.eval()
             with torch.inference_mode():
-                model.score(model.anomaly_map(x))
+                model.predict(x)
 
         f, t, i = (per_second(fn, a.batch_size, a.steps) for fn in (floor, step, infer))
         print(f"{size:>5} {f:>18.1f} {t:>12.1f} {i:>12.1f} {f / t:>12.2f} {f / i:>12.2f}")

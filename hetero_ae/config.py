@@ -1,6 +1,8 @@
 """Run configuration: frozen dataclasses for the model and its training (DESIGN 7).
 
-Defaults are the paper's protocol where it gives one (Sec. IV-B1: 256 px, batch 200,
+``ModelConfig.params`` holds a method's own hyper-parameters (latent size, loss weights,
+optimiser): each method documents its keys and their values in its source paper, and the
+profiles (``profiles/*.yaml``) set them. Defaults are the paper's protocol where it gives one (Sec. IV-B1: 256 px, batch 200,
 Adam with learning rate 1e-4, 200 epochs, alpha = 0.7). A checkpoint stores both as plain
 dicts; ``from_dict`` rejects keys it does not know rather than silently dropping them.
 """
@@ -8,7 +10,7 @@ dicts; ``from_dict`` rejects keys it does not know rather than silently dropping
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +27,7 @@ class ModelConfig:
     finetune_encoder: bool = False  # EDC-style fine-tuning (DESIGN 3.2)
     encoder_lr_scale: float = 0.1  # encoder lr = lr * scale when fine-tuning
     map_sigma: float = 0.0  # Gaussian smoothing of the anomaly map (0 = none, as the paper)
+    params: dict[str, Any] = field(default_factory=dict)  # method-specific hyper-parameters (profiles)
 
     def __post_init__(self) -> None:
         if self.image_size % 32 or not 64 <= self.image_size <= 1024:

@@ -25,8 +25,8 @@ def batched_maps(
     model.eval()
     with torch.inference_mode():
         for i in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not progress, leave=False):
-            maps = model.anomaly_map(to_batch(images[i : i + batch_size]).to(device))
-            yield maps.float().cpu().numpy(), model.score(maps).float().cpu().numpy()
+            maps, scores = model.predict(to_batch(images[i : i + batch_size]).to(device))
+            yield maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
 
 def predict(
@@ -34,7 +34,8 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly maps (N, H, W) and image scores (N,) of a uint8 image array."""
     parts = list(batched_maps(model, images, batch_size=batch_size, device=device, progress=progress))
-    return np.concatenate([m for m, _ in parts]), np.concatenate([s for _, s in parts])
+    scores = model.normalize_scores(np.concatenate([s for _, s in parts]))
+    return np.concatenate([m for m, _ in parts]), scores
 
 
 def evaluate_scores(labels: np.ndarray, scores: np.ndarray, normal_val_scores: np.ndarray | None = None) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,12 +63,21 @@ class AnomalyModel(nn.Module):
         opt.step()
         return {"loss": loss.item()}
 
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (0-based); methods with training phases switch here."""
+
     def anomaly_map(self, x: Tensor) -> Tensor:
         """(B, H, W) anomaly map at the input size."""
         raise NotImplementedError
 
-    def score(self, maps: Tensor) -> Tensor:
-        return image_score(maps)
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(maps (B, H, W), image scores (B,)); by default the score is the map's maximum (Eq. 8)."""
+        maps = self.anomaly_map(x)
+        return maps, image_score(maps)
+
+    def normalize_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Applied once to the scores of a whole test set (never per batch); identity by default."""
+        return scores
 
 
 def available_methods() -> list[str]:
@@ -83,4 +93,4 @@ def build_model(cfg: ModelConfig) -> AnomalyModel:
 
 
 def _import_all() -> None:
-    from . import model  # noqa: F401  (registers hetero-ae)
+    from . import baselines, model  # noqa: F401  (importing registers the methods)

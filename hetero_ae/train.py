@@ -72,6 +72,7 @@ def train(
     n, bs = len(data), train_cfg.batch_size
     for epoch in range(start, train_cfg.epochs):
         model.train()
+        model.on_epoch_start(epoch, train_cfg.epochs)
         t0, total = time.perf_counter(), 0.0
         order = epoch_order(n, train_cfg.seed, epoch)
         bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False)

@@ -21,7 +21,7 @@ def test_efficientnet_lite0_weights_classify_the_cat():
     assert 281 <= top1 <= 285, f"top-1 class {top1} is not an ImageNet cat class"
 
 
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet-lite0"])
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet-lite0", "vgg16", "wide-resnet50"])
 @pytest.mark.parametrize("size", [64, 128])
 def test_four_levels_at_strides_4_8_16_32(name, size):
     enc = build_encoder(name, weights="none")
@@ -52,7 +52,7 @@ def test_resnet18_without_weights_says_how_to_get_them(tmp_path, monkeypatch):
 
 def test_unknown_encoder_names_the_choices():
     with pytest.raises(KeyError, match="efficientnet-lite0"):
-        build_encoder("vgg16")
+        build_encoder("vit-b16")
 
 
 def test_frozen_encoder_has_no_trainable_parameters_and_stays_in_eval_mode():
@@ -67,3 +67,23 @@ def test_finetuned_encoder_trains_but_keeps_batchnorm_frozen():
     enc.train()
     assert all(p.requires_grad for p in enc.parameters())
     assert not any(m.training for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_a_scratch_encoder_trains_batchnorm_like_any_network():
+    enc = build_encoder("resnet18", weights="none", mode="scratch").train()
+    assert enc.training and all(m.training for m in enc.modules())
+    assert all(p.requires_grad for p in enc.parameters())
+
+
+def test_backbone_falls_back_to_the_offline_encoder_without_weights(tmp_path, monkeypatch):
+    from hetero_ae.model.encoder import resolve_backbone
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    assert resolve_backbone("wide-resnet50") == "efficientnet-lite0"
+    assert resolve_backbone("efficientnet-lite0") == "efficientnet-lite0"
+
+
+def test_backbone_is_the_papers_when_its_weights_are_cached(resnet18_weights):
+    from hetero_ae.model.encoder import resolve_backbone
+
+    assert resolve_backbone("resnet18") == "resnet18"

@@ -41,25 +41,34 @@ class WeightsNotFoundError(UserError, FileNotFoundError):
 class Encoder(nn.Module):
     """A CNN returning four feature maps at strides 4, 8, 16, 32.
 
-    Subclasses set ``channels`` and implement ``features`` (the four maps) and, for the
-    weight check, ``classify`` (ImageNet logits).
+    ``mode``: "frozen" (no gradients, BatchNorm in eval), "finetune" (trainable, BatchNorm
+    statistics frozen; EDC) or "scratch" (an ordinary trainable network, e.g. a student).
+    Subclasses set ``channels`` and implement ``features`` (the four maps) and ``classify``
+    (ImageNet logits, for the weight check).
     """
 
     channels: tuple[int, int, int, int]
     strides: tuple[int, int, int, int] = (4, 8, 16, 32)
+    MODES = ("frozen", "finetune", "scratch")
 
-    def __init__(self, *, finetune: bool = False) -> None:
+    def __init__(self, *, mode: str = "frozen") -> None:
         super().__init__()
-        self.finetune = finetune
+        if mode not in self.MODES:
+            raise ValueError(f"encoder mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+
+    @property
+    def finetune(self) -> bool:
+        return self.mode == "finetune"
 
     def freeze(self) -> "Encoder":
         for p in self.parameters():
-            p.requires_grad_(self.finetune)
+            p.requires_grad_(self.mode != "frozen")
         return self.train(False)
 
     def train(self, mode: bool = True) -> "Encoder":
-        # BatchNorm stays in eval mode in both the frozen and the fine-tuned setting.
-        super().train(False)
+        # Frozen and fine-tuned encoders keep BatchNorm in eval mode; a scratch network trains normally.
+        super().train(mode and self.mode == "scratch")
         return self
 
     def features(self, x: Tensor) -> list[Tensor]:
@@ -86,43 +95,59 @@ class Encoder(nn.Module):
         return h.hexdigest()[:16]
 
 
-class ResNet18Encoder(Encoder):
-    """torchvision ResNet-18 up to layer4 (the paper's encoder)."""
+class TorchvisionEncoder(Encoder):
+    """A torchvision ImageNet classifier; weights from the hub cache, a download, or a named file."""
 
-    channels = (64, 128, 256, 512)
-    hub_file = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
+    arch: str  # torchvision.models constructor name
+    weights_enum: str  # e.g. "ResNet18_Weights"
+    hub_file: str  # the file torchvision's IMAGENET1K_V1 weights are cached as
 
-    def __init__(self, *, weights: str = "imagenet", finetune: bool = False) -> None:
-        super().__init__(finetune=finetune)
-        from torchvision.models import resnet18
+    def __init__(self, *, weights: str = "imagenet", mode: str = "frozen") -> None:
+        super().__init__(mode=mode)
+        import torchvision.models as tvm
 
-        self.net = resnet18(weights=None)
+        self.net = getattr(tvm, self.arch)(weights=None)
         if weights != "none":
-            self.net.load_state_dict(_load_state(self._resolve(weights)))
+            self.net.load_state_dict(_load_state(self.resolve_weights(weights)))
         self.freeze()
 
-    def _resolve(self, weights: str) -> Path:
+    @classmethod
+    def cached_weights(cls) -> Path:
+        return Path(torch.hub.get_dir()) / "checkpoints" / cls.hub_file
+
+    @classmethod
+    def resolve_weights(cls, weights: str = "imagenet") -> Path:
         if weights != "imagenet":
             return _existing(weights)
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / self.hub_file
+        cached = cls.cached_weights()
         if cached.is_file():
             return cached
         if not os.environ.get(NO_DOWNLOAD_ENV):
-            from torchvision.models import ResNet18_Weights
+            import torchvision.models as tvm
 
             try:
-                ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+                getattr(tvm, cls.weights_enum).IMAGENET1K_V1.get_state_dict(progress=True)
                 return cached
             except OSError:
                 pass
         raise WeightsNotFoundError(
-            f"ResNet-18 ImageNet weights not found at {cached} and could not be downloaded. "
-            "On a machine with a connection run: python -c \"import torchvision; "
-            "torchvision.models.resnet18(weights='IMAGENET1K_V1')\" and copy the file there "
+            f"{cls.arch} ImageNet weights not found at {cached} and could not be downloaded. "
+            f"On a machine with a connection run: python -c \"import torchvision; "
+            f"torchvision.models.{cls.arch}(weights='IMAGENET1K_V1')\" and copy the file there "
             "(or set TORCH_HOME), or pass a weights file path, or use "
             "encoder 'efficientnet-lite0' (weights ship with pip), or weights='none' for a "
             "random encoder."
         )
+
+    def classify(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ResNet18Encoder(TorchvisionEncoder):
+    """torchvision ResNet-18 up to layer4 (the paper's encoder)."""
+
+    channels = (64, 128, 256, 512)
+    arch, weights_enum, hub_file = "resnet18", "ResNet18_Weights", "resnet18-f37072fd.pth"
 
     def stem(self, x: Tensor) -> Tensor:
         n = self.net
@@ -136,8 +161,28 @@ class ResNet18Encoder(Encoder):
             feats.append(x)
         return feats
 
-    def classify(self, x: Tensor) -> Tensor:
-        return self.net(x)
+
+class WideResNet50Encoder(ResNet18Encoder):
+    """torchvision Wide-ResNet-50-2 up to layer4 (RD4AD's teacher)."""
+
+    channels = (256, 512, 1024, 2048)
+    arch, weights_enum, hub_file = "wide_resnet50_2", "Wide_ResNet50_2_Weights", "wide_resnet50_2-95faca4d.pth"
+
+
+class VGG16Encoder(TorchvisionEncoder):
+    """torchvision VGG-16 (MKD's source network): the outputs of its 2nd to 5th max-pooling."""
+
+    channels = (128, 256, 512, 512)
+    arch, weights_enum, hub_file = "vgg16", "VGG16_Weights", "vgg16-397923af.pth"
+    taps = (9, 16, 23, 30)  # indices of the max-pool layers in vgg16.features
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        feats = []
+        for i, layer in enumerate(self.net.features):
+            x = layer(x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
 
 
 class EfficientNetLite0Encoder(Encoder):
@@ -146,8 +191,8 @@ class EfficientNetLite0Encoder(Encoder):
     channels = (24, 40, 112, 320)
     taps = (2, 4, 10, 15)  # last MBConv block of the stride-4, 8, 16 and 32 groups
 
-    def __init__(self, *, weights: str = "imagenet", finetune: bool = False) -> None:
-        super().__init__(finetune=finetune)
+    def __init__(self, *, weights: str = "imagenet", mode: str = "frozen") -> None:
+        super().__init__(mode=mode)
         from efficientnet_lite_pytorch import EfficientNet
 
         # image_size=None: TF-style "same" padding computed per input, so any size works.
@@ -190,12 +235,31 @@ def _load_state(path: Path) -> dict[str, Tensor]:
 
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "resnet18": ResNet18Encoder,
+    "wide-resnet50": WideResNet50Encoder,
+    "vgg16": VGG16Encoder,
     "efficientnet-lite0": EfficientNetLite0Encoder,
 }
+OFFLINE_ENCODER = "efficientnet-lite0"
 
 
-def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False) -> Encoder:
+def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False, mode: str | None = None) -> Encoder:
     """Build a registered encoder. ``weights``: "imagenet", "none", or a file path."""
     if name not in ENCODERS:
         raise KeyError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
-    return ENCODERS[name](weights=weights, finetune=finetune)
+    return ENCODERS[name](weights=weights, mode=mode or ("finetune" if finetune else "frozen"))
+
+
+def resolve_backbone(name: str) -> str:
+    """``name`` when its ImageNet weights can be had (cached, or downloaded), else the offline encoder.
+
+    Knowledge-distillation baselines use their paper's backbone where possible (DESIGN 4);
+    the run records the name this returns, and the tables print it.
+    """
+    cls = ENCODERS[name]
+    if not issubclass(cls, TorchvisionEncoder):
+        return name
+    try:
+        cls.resolve_weights("imagenet")
+    except WeightsNotFoundError:
+        return OFFLINE_ENCODER
+    return name
