@@ -87,6 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heatmaps", action="store_true", help="also write heatmap overlays under OUT/heatmaps/")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--device", default="cpu")
+    r = sub.add_parser("run", help="train and evaluate one method on one dataset (cached)",
+                       description="Train and evaluate a method on a dataset with a profile's settings; the result "
+                                   "is cached under RESULTS/runs/ and reused by later calls.")
+    _run_args(r)
+    r.add_argument("--method", required=True, help="a registered method (see 'train --help')")
+    r.add_argument("--seed", type=int, default=0)
+
+    c = sub.add_parser("compare", help="every method of a profile on one dataset, as one table",
+                       description="Train and evaluate the profile's methods on one dataset (cached runs) and print "
+                                   "AUC, F1, ACC, SEN, SPE (best-F1 threshold, the paper's), pixel AUROC and "
+                                   "training time.")
+    _run_args(c)
+    c.add_argument("--methods", nargs="+", help="default: the profile's methods")
+    c.add_argument("--seed", type=int, default=0)
+
     m = sub.add_parser("make-data", help="write the embedded synthetic benchmark",
                        description="Write synth-oct, synth-chest-xray, synth-brain-mri and synth-covid19 in the "
                                    "published layouts, with lesion masks in a sibling masks/ tree.")
@@ -97,6 +112,54 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--preset", default="default", choices=["smoke", "default"], help="number of images (default: %(default)s)")
     m.add_argument("--workers", type=int, default=0, help="processes, 0 = one per core")
     return parser
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="e.g. synth-brain-mri, brain-mri, octmnist")
+    p.add_argument("--profile", default="cpu", help="smoke, cpu, paper, or a YAML file (default: %(default)s)")
+    p.add_argument("--data-root", default=None, help="default: $HETERO_AE_DATA, else the profile's data_root")
+    p.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
+    p.add_argument("--device", default=None, help="default: the profile's device")
+
+
+def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
+    import os
+
+    from .data.overview import ensure_synthetic
+    from .experiment import run_experiment
+    from .profiles import load_profile, run_spec
+
+    profile = load_profile(a.profile)
+    root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
+    if a.dataset.startswith("synth-"):
+        ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
+                         profile.get("synthetic_preset", "default"))
+    results = []
+    for method in methods:
+        spec = run_spec(profile, a.dataset, method, a.seed)
+        res = run_experiment(spec, results=a.results, root=root, device=a.device or profile.get("device", "cpu"))
+        print(f"{method}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
+        results.append(res)
+    return results
+
+
+def _print_table(results: list) -> None:
+    import pandas as pd
+
+    from .experiment import summary
+
+    table = pd.DataFrame([summary(r) for r in results]).drop(columns=["threshold"])
+    print(table.to_markdown(index=False, floatfmt=".2f"))
+
+
+def cmd_run(a: argparse.Namespace) -> None:
+    _print_table(_experiment(a, [a.method]))
+
+
+def cmd_compare(a: argparse.Namespace) -> None:
+    from .profiles import load_profile
+
+    _print_table(_experiment(a, a.methods or list(load_profile(a.profile)["methods"])))
 
 
 def cmd_make_data(a: argparse.Namespace) -> None:
@@ -214,7 +277,8 @@ def cmd_score(a: argparse.Namespace) -> None:
     print(f"scored {len(rows)} image(s) -> {a.out / 'scores.csv'}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data,
+            "run": cmd_run, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ method says otherwise. Metrics, heatmaps and caching treat all methods alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ class AnomalyModel(nn.Module):
     """Interface every method implements."""
 
     method_name: str = ""
+    paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
@@ -78,6 +80,14 @@ class AnomalyModel(nn.Module):
     def normalize_scores(self, scores: np.ndarray) -> np.ndarray:
         """Applied once to the scores of a whole test set (never per batch); identity by default."""
         return scores
+
+
+def merge_params(method: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A method's hyper-parameters: its paper values overridden by ``given`` (from a profile)."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{method}: unknown hyper-parameter(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **given}
 
 
 def available_methods() -> list[str]:

@@ -154,5 +154,5 @@ _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
 
 def to_batch(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> ImageNet-normalised float (B, 3, H, W), channels-last in memory."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()  # a copy: images may be a read-only memmap
     return ((x - _MEAN) / _STD).contiguous(memory_format=torch.channels_last)

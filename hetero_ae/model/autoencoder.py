@@ -13,13 +13,15 @@ from torch import Tensor
 from ..anomaly_map import anomaly_map
 from ..config import ModelConfig
 from ..loss import feature_comparison_loss
-from ..registry import AnomalyModel, register
+from ..registry import AnomalyModel, merge_params, register
 from .decoder import HybridDecoder
 from .encoder import Encoder, build_encoder
 
 
 @register("hetero-ae")
 class HeteroAE(AnomalyModel):
+    paper_backbone = "resnet18"
+
     def __init__(self, encoder: Encoder, decoder: HybridDecoder, *, alpha: float = 0.7,
                  map_sigma: float = 0.0, encoder_lr_scale: float = 0.1) -> None:
         super().__init__()
@@ -28,6 +30,7 @@ class HeteroAE(AnomalyModel):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "HeteroAE":
+        merge_params(cfg.method, {}, cfg.params)  # every Hetero-AE setting is a named ModelConfig field
         enc = build_encoder(cfg.encoder, weights=cfg.encoder_weights, finetune=cfg.finetune_encoder)
         dec = HybridDecoder(enc.channels, kind=cfg.decoder, strides=enc.strides)
         return cls(enc, dec, alpha=cfg.alpha, map_sigma=cfg.map_sigma, encoder_lr_scale=cfg.encoder_lr_scale)

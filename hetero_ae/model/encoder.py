@@ -32,6 +32,7 @@ from ..errors import UserError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_DOWNLOAD_ENV = "HETERO_AE_NO_DOWNLOAD"
+_DOWNLOAD_FAILED: set[str] = set()
 
 
 class WeightsNotFoundError(UserError, FileNotFoundError):
@@ -122,14 +123,14 @@ class TorchvisionEncoder(Encoder):
         cached = cls.cached_weights()
         if cached.is_file():
             return cached
-        if not os.environ.get(NO_DOWNLOAD_ENV):
+        if not os.environ.get(NO_DOWNLOAD_ENV) and cls.arch not in _DOWNLOAD_FAILED:
             import torchvision.models as tvm
 
             try:
                 getattr(tvm, cls.weights_enum).IMAGENET1K_V1.get_state_dict(progress=True)
                 return cached
             except OSError:
-                pass
+                _DOWNLOAD_FAILED.add(cls.arch)  # offline: do not try again in this process
         raise WeightsNotFoundError(
             f"{cls.arch} ImageNet weights not found at {cached} and could not be downloaded. "
             f"On a machine with a connection run: python -c \"import torchvision; "

@@ -1,0 +1,160 @@
+"""One run = (dataset, method config, training config) -> trained model -> scores -> metrics, cached.
+
+A run's folder is ``results/runs/<method>/<dataset>/<key>/`` where ``key`` hashes the
+configuration and a fingerprint of the data (file names and sizes), so the same request
+finds the same folder and different data never reuses a result. The folder holds
+``config.json``, ``checkpoint.pt`` (not committed), ``history.json``, ``scores.csv`` and
+``metrics.json``; ``metrics.json`` is written last and marks the run complete. A killed run
+resumes from its last checkpoint (DESIGN 7).
+
+Metrics (DESIGN 6, 3.8): AUC, AP and F1/ACC/SEN/SPE at the paper's best-F1 threshold
+(``best_f1``) and at the 95th percentile of held-out normal scores (``normal_q95``); AUC per
+anomalous sub-class; pixel AUROC, AUPRO and best Dice where the test set has masks.
+Held-out normals are the release's ``val`` split, or else ``val_fraction`` of the training
+normals (the paper trains on all of them; the tables say which).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig, TrainConfig, to_dict
+from .data.datasets import DATASETS, FolderDataset, data_root, load_split
+from .data.images import ImageSet
+from .evaluate import evaluate_scores, predict
+from .io import write_json, write_text
+from .metrics import pixel_metrics
+from .train import epoch_order, train
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    model: ModelConfig
+    train: TrainConfig
+    val_fraction: float = 0.1  # only used when the dataset has no val split
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "model": to_dict(self.model), "train": to_dict(self.train),
+                "val_fraction": self.val_fraction}
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    folder: Path
+    metrics: dict[str, Any]
+    cached: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def scores(self) -> list[dict[str, str]]:
+        return list(csv.DictReader((self.folder / "scores.csv").open()))
+
+
+def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
+    """Hash of the file names and sizes a run reads (regenerated identical data keeps it)."""
+    ds, root = DATASETS[dataset], data_root(root)
+    h = hashlib.sha256(dataset.encode())
+    if isinstance(ds, FolderDataset):
+        for split in ("train", "val", "test"):
+            for e in ds.entries(root, split):
+                for p in (e.path, e.mask):
+                    if p is not None:
+                        h.update(f"{p.relative_to(root)}|{p.stat().st_size}\n".encode())
+    else:
+        from .data.datasets import _find_npz
+
+        npz = _find_npz(ds, root, 0)
+        h.update(f"{npz.name}|{npz.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None) -> Path:
+    payload = json.dumps({**spec.as_dict(), "data": data_fingerprint(spec.dataset, root)}, sort_keys=True)
+    key = hashlib.sha256(payload.encode()).hexdigest()[:12]
+    return Path(results) / "runs" / spec.model.method / spec.dataset / key
+
+
+def _held_out(spec: RunSpec, train_set: ImageSet, root: str | Path | None) -> tuple[ImageSet, ImageSet | None, str]:
+    size = spec.model.image_size
+    val = load_split(spec.dataset, "val", size, root=root)
+    if val is not None:
+        return train_set, val, "val split"
+    n_val = int(round(spec.val_fraction * len(train_set)))
+    if n_val == 0:
+        return train_set, None, "none"
+    order = epoch_order(len(train_set), spec.train.seed, -1)
+    return (train_set.subset(np.sort(order[n_val:])), train_set.subset(np.sort(order[:n_val])),
+            f"{spec.val_fraction:.0%} of the training normals")
+
+
+def per_class_auc(labels: np.ndarray, classes: list[str], scores: np.ndarray) -> dict[str, float]:
+    """AUC of the normal images against each anomalous sub-class alone."""
+    from sklearn.metrics import roc_auc_score
+
+    cls = np.asarray(classes)
+    normal = labels == 0
+    return {c: float(roc_auc_score(labels[normal | (cls == c)], scores[normal | (cls == c)]))
+            for c in sorted(set(cls[labels == 1]))}
+
+
+def _write_scores(path: Path, test: ImageSet, scores: np.ndarray) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "class", "label", "score"])
+    w.writerows((p, c, int(y), f"{s:.6g}") for p, c, y, s in zip(test.paths, test.classes, test.labels, scores))
+    write_text(path, buf.getvalue())
+
+
+def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str | Path | None = None,
+                   device: str = "cpu", progress: bool = True) -> RunResult:
+    """The cached result of ``spec``, training and evaluating it first if needed."""
+    folder = run_folder(spec, results, root)
+    if (folder / "metrics.json").is_file():
+        return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
+    size = spec.model.image_size
+    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
+    write_json(folder / "config.json", {**spec.as_dict(), "held_out_normals": held_out,
+                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set)})
+    model, history = train(spec.model, spec.train, train_set, folder, resume=True, device=device, progress=progress)
+    write_json(folder / "history.json", history)
+
+    test = load_split(spec.dataset, "test", size, root=root)
+    t0 = time.perf_counter()
+    maps, scores = predict(model, test.images, device=device, progress=progress)
+    seconds = time.perf_counter() - t0
+    val_scores = None if val_set is None else predict(model, val_set.images, device=device)[1]
+    metrics: dict[str, Any] = {
+        **evaluate_scores(test.labels, scores, val_scores),
+        "per_class_auc": per_class_auc(test.labels, test.classes, scores),
+        "encoder": spec.model.encoder,
+        "held_out_normals": held_out,
+        "train_seconds": float(sum(h["seconds"] for h in history)),
+        "test_images_per_second": len(test) / seconds,
+        "n_test": len(test), "n_train": len(train_set),
+    }
+    if test.masks is not None:
+        metrics["pixel"] = pixel_metrics(np.asarray(test.masks), maps)
+    _write_scores(folder / "scores.csv", test, scores)
+    write_json(folder / "metrics.json", metrics)
+    return RunResult(spec, folder, metrics, cached=False)
+
+
+def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
+    """One table row: image metrics in % at ``threshold``, pixel AUROC, training time."""
+    m = result.metrics
+    row: dict[str, Any] = {"method": result.spec.model.method, "dataset": result.spec.dataset,
+                           "encoder": m.get("encoder", "-"), "seed": result.spec.train.seed, "threshold": threshold}
+    row.update({k.upper(): 100 * m[threshold][k] for k in ("auc", "f1", "acc", "sen", "spe")})
+    row["pixel AUROC"] = 100 * m["pixel"]["pixel_auroc"] if "pixel" in m else float("nan")
+    row["train s"] = m["train_seconds"]
+    return row

@@ -1,0 +1,63 @@
+"""Profiles (``profiles/<name>.yaml``): one file of settings per scale of experiment (DESIGN 7).
+
+- ``smoke``: tiny images and a few steps; the whole of ``./run_all.sh`` in minutes (CI).
+- ``cpu`` (default): the embedded synthetic data on a 2-core machine in about an hour.
+- ``paper``: the paper's protocol (256 px, batch 200, Adam 1e-4, 200 epochs, alpha 0.7,
+  5 seeds) on the real datasets, on GPUs.
+
+The same file is a papermill parameter file for the notebooks and what ``hetero-ae run``
+and ``hetero-ae compare`` read. Per-method settings live under ``method_settings``:
+``epochs``, ``batch_size``, ``lr``, ``encoder`` ("auto" = the method's paper backbone when
+its ImageNet weights are available, else the offline EfficientNet-Lite0) and ``params``
+(the method's own hyper-parameters).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ModelConfig, TrainConfig
+from .errors import UserError
+from .experiment import RunSpec
+from .model.encoder import resolve_backbone
+from .registry import METHODS, available_methods
+
+PROFILE_DIRS = (Path("profiles"), Path(__file__).resolve().parents[1] / "profiles")
+
+
+def profile_path(name: str) -> Path:
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return Path(name)
+    for folder in PROFILE_DIRS:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    raise UserError(f"no profile {name!r} (looked for {name}.yaml in {', '.join(map(str, PROFILE_DIRS))})")
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    return yaml.safe_load(profile_path(name).read_text())
+
+
+def backbone(method: str, setting: str = "auto") -> str:
+    """The encoder a method runs with: the named one, or for "auto" its paper backbone if available."""
+    if setting != "auto":
+        return setting
+    paper = METHODS[method].paper_backbone
+    return resolve_backbone(paper) if paper else "none"
+
+
+def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **model_overrides: Any) -> RunSpec:
+    """The run a profile asks for: ``method`` on ``dataset`` with ``seed``."""
+    if method not in available_methods():
+        raise UserError(f"unknown method {method!r}; choose one of {available_methods()}")
+    s = dict(profile.get("method_settings", {}).get(method, {}))
+    model = ModelConfig(method=method, encoder=backbone(method, s.pop("encoder", "auto")),
+                        image_size=int(profile["image_size"]), params=dict(s.pop("params", {})), **model_overrides)
+    train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
+                        seed=seed)
+    if s:
+        raise UserError(f"profile {profile.get('profile')}: unknown settings for {method}: {sorted(s)}")
+    return RunSpec(dataset, model, train, val_fraction=float(profile.get("val_fraction", 0.1)))

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hetero_ae.cli import main
+from hetero_ae.data.synthetic import make_synthetic
+from hetero_ae.errors import UserError
+from hetero_ae.experiment import run_experiment, run_folder
+from hetero_ae.profiles import load_profile, run_spec
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_synthetic(root / "synthetic", size=64, seed=0, preset="smoke", workers=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return load_profile("smoke")
+
+
+def test_a_run_is_trained_once_then_served_from_the_cache(data_root, smoke, tmp_path):
+    spec = run_spec(smoke, "synth-covid19", "hetero-ae", seed=0)
+    first = run_experiment(spec, results=tmp_path, root=data_root, progress=False)
+    assert not first.cached and (first.folder / "checkpoint.pt").is_file()
+    again = run_experiment(spec, results=tmp_path, root=data_root, progress=False)
+    assert again.cached and again.metrics == first.metrics
+
+
+def test_metrics_hold_both_thresholds_per_class_auc_and_pixel_metrics(data_root, smoke, tmp_path):
+    m = run_experiment(run_spec(smoke, "synth-oct", "hetero-ae", seed=0), results=tmp_path, root=data_root,
+                       progress=False).metrics
+    for threshold in ("best_f1", "normal_q95"):
+        assert set(m[threshold]) >= {"auc", "f1", "acc", "sen", "spe", "threshold"}
+    assert set(m["per_class_auc"]) == {"CNV", "DME", "DRUSEN"}
+    assert set(m["pixel"]) == {"pixel_auroc", "aupro", "best_dice"}
+    assert m["held_out_normals"] == "val split"
+
+
+def test_without_a_val_split_training_normals_are_held_out(data_root, smoke, tmp_path):
+    res = run_experiment(run_spec(smoke, "synth-brain-mri", "hetero-ae", seed=0), results=tmp_path, root=data_root,
+                         progress=False)
+    config = json.loads((res.folder / "config.json").read_text())
+    assert config["train_images"] + config["val_images"] == 24 and config["val_images"] == 2
+
+
+def test_other_data_or_config_gets_another_folder(data_root, smoke, tmp_path):
+    a = run_spec(smoke, "synth-oct", "hetero-ae", seed=0)
+    b = run_spec(smoke, "synth-oct", "hetero-ae", seed=1)
+    assert run_folder(a, tmp_path, data_root) != run_folder(b, tmp_path, data_root)
+    assert run_folder(a, tmp_path, data_root) == run_folder(run_spec(smoke, "synth-oct", "hetero-ae", 0), tmp_path,
+                                                            data_root)
+
+
+def test_unknown_method_or_profile_is_a_clear_error(smoke):
+    with pytest.raises(UserError, match="unknown method"):
+        run_spec(smoke, "synth-oct", "patchcore", seed=0)
+    with pytest.raises(UserError, match="no profile 'huge'"):
+        load_profile("huge")
+
+
+def test_cli_run_prints_one_table_row(data_root, tmp_path, capsys):
+    assert main(["run", "--dataset", "synth-covid19", "--method", "hetero-ae", "--profile", "smoke",
+                 "--data-root", str(data_root), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| hetero-ae" in out and "pixel AUROC" in out
