@@ -55,6 +55,7 @@ def save_checkpoint(
         "model": {k: v.detach().cpu() for k, v in trained.items()},
         "frozen_digest": digest,
         "optimizers": [opt.state_dict() for opt in optimizers],
+        "rng_state": torch.get_rng_state(),  # stochastic methods (sampling, GAN noise) resume exactly
     }
     return atomic_write(path, lambda p: torch.save(payload, p))
 

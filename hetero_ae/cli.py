@@ -177,7 +177,7 @@ def cmd_make_data(a: argparse.Namespace) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     from .data.images import read_folder
     from .evaluate import predict
-    from .train import check_run_folder, epoch_order, train
+    from .train import check_run_folder, hold_out, train
 
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
@@ -187,20 +187,16 @@ def cmd_train(a: argparse.Namespace) -> None:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
     check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
-    order = epoch_order(len(data), train_cfg.seed, -1)
-    n_val = int(round(a.val_fraction * len(data)))
-    if len(data) - n_val < 1:
-        raise UserError(f"{a.data} has {len(data)} readable image(s): too few to train with --val-fraction {a.val_fraction}")
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    train_set = data.subset(train_idx)
+    train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
-                                       "train_images": len(train_idx), "val_images": n_val, "skipped": data.skipped})
+                                       "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
+                                       "skipped": data.skipped})
     model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
     write_json(a.out / "history.json", history)
-    if n_val:
-        _, val_scores = predict(model, data.images[val_idx], device=a.device)
-        write_json(a.out / VAL_SCORES, {"paths": [data.paths[i] for i in val_idx], "scores": val_scores.tolist()})
-    print(f"trained {a.method} on {len(train_idx)} images for {len(history)} epoch(s); final loss "
+    if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
+        _, val_scores = predict(model, val_set.images, device=a.device, normalize=False)
+        write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
+    print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s); final loss "
           f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")
 
 
@@ -226,8 +222,10 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
     model, ckpt = load_model(a.checkpoint)
     data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"])
-    _, scores = predict(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device, progress=True)
-    metrics = evaluate_scores(data.labels, scores, _val_scores(a.checkpoint))
+    _, raw = predict(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device, progress=True,
+                     normalize=False)
+    scores, val = model.normalize_scores(raw), _val_scores(a.checkpoint)
+    metrics = evaluate_scores(data.labels, scores, None if val is None else model.normalize_scores(val, raw))
     out = a.out or a.checkpoint.parent
     _write_csv(out / "scores.csv", ["path", "label", "score"],
                [(p, int(y), f"{s:.6g}") for p, y, s in zip(data.paths, data.labels, scores)])

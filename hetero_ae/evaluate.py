@@ -30,12 +30,17 @@ def batched_maps(
 
 
 def predict(
-    model: AnomalyModel, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu", progress: bool = False
+    model: AnomalyModel, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu", progress: bool = False,
+    normalize: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Anomaly maps (N, H, W) and image scores (N,) of a uint8 image array."""
+    """Anomaly maps (N, H, W) and image scores (N,) of a uint8 image array.
+
+    The method's score normalisation is applied once over all N scores (``normalize=False``
+    returns the raw scores, e.g. to normalise other images by the test set's range).
+    """
     parts = list(batched_maps(model, images, batch_size=batch_size, device=device, progress=progress))
-    scores = model.normalize_scores(np.concatenate([s for _, s in parts]))
-    return np.concatenate([m for m, _ in parts]), scores
+    scores = np.concatenate([s for _, s in parts])
+    return np.concatenate([m for m, _ in parts]), model.normalize_scores(scores) if normalize else scores
 
 
 def evaluate_scores(labels: np.ndarray, scores: np.ndarray, normal_val_scores: np.ndarray | None = None) -> dict:

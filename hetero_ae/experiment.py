@@ -33,7 +33,7 @@ from .data.images import ImageSet
 from .evaluate import evaluate_scores, predict
 from .io import write_json, write_text
 from .metrics import pixel_metrics
-from .train import epoch_order, train
+from .train import hold_out, train
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,8 @@ def _held_out(spec: RunSpec, train_set: ImageSet, root: str | Path | None) -> tu
     val = load_split(spec.dataset, "val", size, root=root)
     if val is not None:
         return train_set, val, "val split"
-    n_val = int(round(spec.val_fraction * len(train_set)))
-    if n_val == 0:
-        return train_set, None, "none"
-    order = epoch_order(len(train_set), spec.train.seed, -1)
-    return (train_set.subset(np.sort(order[n_val:])), train_set.subset(np.sort(order[:n_val])),
-            f"{spec.val_fraction:.0%} of the training normals")
+    rest, held = hold_out(train_set, spec.val_fraction, spec.train.seed)
+    return rest, held, "none" if held is None else f"{spec.val_fraction:.0%} of the training normals"
 
 
 def per_class_auc(labels: np.ndarray, classes: list[str], scores: np.ndarray) -> dict[str, float]:
@@ -130,9 +126,12 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
 
     test = load_split(spec.dataset, "test", size, root=root)
     t0 = time.perf_counter()
-    maps, scores = predict(model, test.images, device=device, progress=progress)
+    maps, raw = predict(model, test.images, device=device, progress=progress, normalize=False)
     seconds = time.perf_counter() - t0
-    val_scores = None if val_set is None else predict(model, val_set.images, device=device)[1]
+    scores = model.normalize_scores(raw)
+    val_scores = None
+    if val_set is not None:  # on the test set's scale, so that the q95 threshold transfers
+        val_scores = model.normalize_scores(predict(model, val_set.images, device=device, normalize=False)[1], raw)
     metrics: dict[str, Any] = {
         **evaluate_scores(test.labels, scores, val_scores),
         "per_class_auc": per_class_auc(test.labels, test.classes, scores),

@@ -77,8 +77,12 @@ class AnomalyModel(nn.Module):
         maps = self.anomaly_map(x)
         return maps, image_score(maps)
 
-    def normalize_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Applied once to the scores of a whole test set (never per batch); identity by default."""
+    def normalize_scores(self, scores: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Applied once to the scores of a whole test set (never per batch); identity by default.
+
+        ``reference`` (default: ``scores``) fixes the transform, so that other images (held-out
+        normals) are put on the same scale as the test set.
+        """
         return scores
 
 

@@ -3,8 +3,9 @@
 - Deterministic on CPU for a given seed: weights are initialised after seeding, and the
   order of epoch e is a permutation drawn from a generator seeded by (seed, e), so it does
   not depend on what ran before.
-- A checkpoint is written atomically after every epoch; ``resume=True`` continues from it
-  and ends with the same weights as a run that was never interrupted.
+- A checkpoint is written atomically after every epoch, with the optimiser and the torch RNG
+  state; ``resume=True`` continues from it and ends with the same weights as a run that was
+  never interrupted, stochastic methods (VAE, GANs) included.
 - A NaN or infinite loss stops the run with ``TrainingDiverged``; the last good
   checkpoint (the previous epoch's) is left as it was.
 """
@@ -32,6 +33,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The sample order of one epoch, a function of (seed, epoch) only."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g).numpy()
+
+
+def hold_out(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
+    """Split off ``fraction`` of ``data`` (drawn by ``seed``) as held-out normals: (rest, held out)."""
+    n_val = int(round(fraction * len(data)))
+    if n_val == 0:
+        return data, None
+    if n_val >= len(data):
+        raise UserError(f"{len(data)} image(s) are too few to hold out {fraction:.0%} and still train")
+    order = epoch_order(len(data), seed, -1)
+    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
 
 
 def check_run_folder(out_dir: str | Path, resume: bool) -> Path:
@@ -68,6 +80,7 @@ def train(
         for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
             opt.load_state_dict(state)
         history, start = list(ckpt["history"]), int(ckpt["epoch"])
+        torch.set_rng_state(ckpt["rng_state"])
 
     n, bs = len(data), train_cfg.batch_size
     for epoch in range(start, train_cfg.epochs):

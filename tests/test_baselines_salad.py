@@ -8,7 +8,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from hetero_ae import ModelConfig, TrainConfig, build_model
-from hetero_ae.baselines.salad import PAPER_PARAMS, center_loss, rotate_batch, ssim_map
+from hetero_ae.baselines.salad import PAPER_PARAMS, center_loss, rotate_batch
+from hetero_ae.baselines.ssim import ssim as ssim_map
 from hetero_ae.checkpoint import load_model
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.train import train

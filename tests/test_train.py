@@ -91,3 +91,20 @@ def test_checkpoint_loads_with_weights_only_and_restores_the_model(images, tmp_p
     loaded, _ = load_model(tmp_path / "checkpoint.pt")
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(loaded.anomaly_map(x), model.anomaly_map(x))
+
+
+def test_a_stochastic_method_resumes_exactly_too(images, tmp_path, monkeypatch):
+    vae = ModelConfig(method="vae", encoder="none", image_size=64, params={"latent_dim": 8, "base_channels": 8})
+    reference, _ = train(vae, TRAIN, images, tmp_path / "ref", progress=False)
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(vae, TRAIN, images, tmp_path / "run", progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed, _ = train(vae, TRAIN, images, tmp_path / "run", resume=True, progress=False)
+    assert_same_state(trained_state(reference), trained_state(resumed))

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from ..model.encoder import IMAGENET_MEAN, IMAGENET_STD
 from ..registry import AnomalyModel, merge_params, register
 from .dcgan import ConvDecoder, ConvEncoder
+from .ssim import ssim, to_unit_range
 
 PAPER_PARAMS: dict = {
     "latent_dim": 128,  # our choice
@@ -54,28 +54,6 @@ PAPER_PARAMS: dict = {
     "map_ssim_weight": 0.5,  # b: share of 1 - SSIM in the map; our choice
     "score_feature_weight": 0.5,  # l: share of the feature term in the score; our choice
 }
-_WINDOW, _SIGMA, _C1, _C2 = 11, 1.5, 0.01**2, 0.03**2  # Wang et al. 2004, data range 1
-
-
-def gaussian_window(size: int = _WINDOW, sigma: float = _SIGMA) -> Tensor:
-    g = torch.exp(-((torch.arange(size, dtype=torch.float32) - (size - 1) / 2) ** 2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
-def ssim_map(a: Tensor, b: Tensor) -> Tensor:
-    """Per-pixel, per-channel SSIM of images in [0, 1], (B, C, H, W); reflect padding keeps the size."""
-    c = a.shape[1]
-    w = gaussian_window().to(a).expand(c, 1, _WINDOW, _WINDOW)
-    pad = _WINDOW // 2
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(F.pad(t, (pad,) * 4, mode="reflect"), w, groups=c)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    return ((2 * mu_a * mu_b + _C1) * (2 * cov + _C2)) / ((mu_a**2 + mu_b**2 + _C1) * (var_a + var_b + _C2))
 
 
 def center_loss(z: Tensor, center: Tensor) -> Tensor:
@@ -111,20 +89,14 @@ class SALAD(AnomalyModel):
         self.register_buffer("center", torch.zeros(latent_dim))
         self.register_buffer("score_ref", torch.ones(2))  # running means of the (image, feature) score terms
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "SALAD":
         return cls(cfg.image_size, **merge_params(cfg.method, PAPER_PARAMS, cfg.params))
 
-    def to_unit(self, x: Tensor) -> Tensor:
-        """ImageNet-normalised images back to [0, 1] pixel values (the SSIM's data range)."""
-        return x * self.pixel_std + self.pixel_mean
-
-    def pixel_map(self, x: Tensor, x_hat: Tensor, ssim: Tensor) -> Tensor:
+    def pixel_map(self, x: Tensor, x_hat: Tensor, sim: Tensor) -> Tensor:
         residual = (x - x_hat).abs().mean(dim=1)
-        return (1 - self.map_ssim_weight) * residual + self.map_ssim_weight * (1 - ssim).mean(dim=1)
+        return (1 - self.map_ssim_weight) * residual + self.map_ssim_weight * (1 - sim).mean(dim=1)
 
     def generator_pass(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor, Tensor, Tensor]:
         """(E/G objective, its terms, x_hat, G(z), E(x), SSIM map of x_hat vs x)."""
@@ -133,18 +105,18 @@ class SALAD(AnomalyModel):
         z = torch.randn(x.shape[0], self.latent_dim, device=x.device)
         x_gen = self.generator(z)
         x_rot, labels = rotate_batch(x)
-        ssim = ssim_map(self.to_unit(x_hat), self.to_unit(x))
+        sim = ssim(to_unit_range(x_hat), to_unit_range(x))
         fake_logits = self.discriminator(torch.cat([x_hat, x_gen]))
         terms = {
             "l1": F.l1_loss(x_hat, x),
-            "ssim": 1 - ssim.mean(),
+            "ssim": 1 - sim.mean(),
             "latent": F.mse_loss(self.encoder(x_gen), z),
             "center": center_loss(z_real, self.center),
             "adv": F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits)),
             "rotation": F.cross_entropy(self.rotation_head(self.encoder.features(x_rot)[1]), labels),
         }
         total = sum(self.weights[k] * v for k, v in terms.items())
-        return total, terms, x_hat, x_gen, z_real, ssim
+        return total, terms, x_hat, x_gen, z_real, sim
 
     def loss(self, x: Tensor) -> Tensor:
         return self.generator_pass(x)[0]
@@ -160,7 +132,7 @@ class SALAD(AnomalyModel):
             with torch.no_grad():
                 self.center.copy_(self.encoder(x).mean(dim=0))
         self.discriminator.requires_grad_(False)
-        total, _, x_hat, x_gen, z_real, ssim = self.generator_pass(x)
+        total, _, x_hat, x_gen, z_real, sim = self.generator_pass(x)
         self.discriminator.requires_grad_(True)
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite encoder/generator loss {total.item()}")
@@ -178,7 +150,7 @@ class SALAD(AnomalyModel):
         opt_d.step()
 
         with torch.no_grad():
-            ref = torch.stack([self.pixel_map(x, x_hat, ssim).mean(),
+            ref = torch.stack([self.pixel_map(x, x_hat, sim).mean(),
                                self.feature_discrepancy(z_real, self.encoder(x_hat)).mean()])
             self.score_ref.copy_(ref if self.steps.item() == 0 else 0.9 * self.score_ref + 0.1 * ref)
         self.steps += 1
@@ -190,7 +162,7 @@ class SALAD(AnomalyModel):
     def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z = self.encoder(x)
         x_hat = self.generator(z)
-        maps = self.pixel_map(x, x_hat, ssim_map(self.to_unit(x_hat), self.to_unit(x)))
+        maps = self.pixel_map(x, x_hat, ssim(to_unit_range(x_hat), to_unit_range(x)))
         feat = self.feature_discrepancy(z, self.encoder(x_hat))
         eps = torch.finfo(maps.dtype).eps
         lam = self.score_feature_weight
