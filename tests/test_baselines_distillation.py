@@ -16,6 +16,7 @@ from hetero_ae.baselines import mkd, rd4ad, stfpm
 from hetero_ae.checkpoint import read_checkpoint, save_checkpoint
 from hetero_ae.model.encoder import ENCODERS, build_encoder
 from hetero_ae.model.reverse_resnet import ReverseResNetDecoder
+from hetero_ae.registry import METHODS
 
 SIZE = 64
 TEACHERS = {"stfpm": "teacher", "mkd": "source", "rd4ad": "teacher"}
@@ -31,9 +32,9 @@ def constant_map(*vector: float, size: int = 2) -> torch.Tensor:
 
 
 def test_paper_backbones_are_registered_encoders():
-    expected = {stfpm: "resnet18", mkd: "vgg16", rd4ad: "wide-resnet50"}
-    for module, name in expected.items():
-        assert module.PAPER_PARAMS["backbone"] == name and name in ENCODERS
+    expected = {"stfpm": "resnet18", "mkd": "vgg16", "rd4ad": "wide-resnet50"}
+    for method, name in expected.items():
+        assert METHODS[method].paper_backbone == name and name in ENCODERS
 
 
 def test_stfpm_loss_and_map_on_normalised_features():

@@ -46,7 +46,6 @@ from ..model.reverse_resnet import ends_in_relu
 from ..registry import AnomalyModel, merge_params, register
 
 PAPER_PARAMS: dict = {
-    "backbone": "vgg16",  # paper Sec. 3 and official models/network.py
     "lamda": 0.01,  # weight of L_val; official config.yaml ("mvtec: 0.5, Others: 0.01")
     "cloner_width": 16,  # official cfg "B": hidden widths 16
     "cloner_convs": (2, 2, 3, 3, 3),  # official cfg "B": convolutions per stage (VGG-16's pattern)
@@ -120,7 +119,7 @@ def mkd_map(source: Sequence[Tensor], cloner: Sequence[Tensor], lamda: float, si
 
 @register("mkd")
 class MKD(AnomalyModel):
-    paper_backbone = PAPER_PARAMS["backbone"]
+    paper_backbone = "vgg16"  # paper Sec. 3 and official models/network.py
 
     def __init__(self, source: Encoder, cloner: Cloner, *, lamda: float = 0.01, score_levels: Sequence[int] = (2, 3, 4),
                  adam_betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0, map_sigma: float = 4.0) -> None:

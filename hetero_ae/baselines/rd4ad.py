@@ -44,7 +44,6 @@ from ..model.reverse_resnet import ReverseResNetDecoder, ends_in_relu, init_resn
 from ..registry import AnomalyModel, merge_params, register
 
 PAPER_PARAMS: dict = {
-    "backbone": "wide-resnet50",  # paper Sec. 4.1 and official main.py (wide_resnet50_2)
     "block": "bottleneck",  # official resnet.py / de_resnet.py for wide_resnet50_2 (Bottleneck)
     "width_ratio": 0.5,  # Wide-ResNet-50-2: width_per_group 128, inner width = output channels / 2
     "ocbe_blocks": 3,  # official resnet.py: BN_layer(AttnBottleneck, 3)
@@ -84,7 +83,7 @@ def flattened_cosine_loss(teacher: Sequence[Tensor], student: Sequence[Tensor]) 
 
 @register("rd4ad")
 class RD4AD(AnomalyModel):
-    paper_backbone = PAPER_PARAMS["backbone"]
+    paper_backbone = "wide-resnet50"  # paper Sec. 4.1 and official main.py (wide_resnet50_2)
 
     def __init__(self, teacher: Encoder, bottleneck: OCBE, student: ReverseResNetDecoder, *,
                  adam_betas: Sequence[float] = (0.5, 0.999), map_sigma: float = 4.0) -> None:

@@ -36,7 +36,6 @@ from ..model.encoder import Encoder, build_encoder
 from ..registry import AnomalyModel, merge_params, register
 
 PAPER_PARAMS: dict = {
-    "backbone": "resnet18",  # paper Sec. 4.1 and official code (ResNet18_MS3)
     "level_weights": (1.0, 1.0, 1.0),  # alpha_l = 1 for layer1..layer3 (paper Eq. 3, official code)
     "momentum": 0.9,  # official code: SGD(lr=0.4, momentum=0.9, weight_decay=1e-4)
     "weight_decay": 1e-4,  # official code
@@ -65,7 +64,7 @@ def stfpm_map(teacher: Sequence[Tensor], student: Sequence[Tensor], size: tuple[
 
 @register("stfpm")
 class STFPM(AnomalyModel):
-    paper_backbone = PAPER_PARAMS["backbone"]
+    paper_backbone = "resnet18"  # paper Sec. 4.1 and official code (ResNet18_MS3)
 
     def __init__(self, teacher: Encoder, student: Encoder, *, level_weights: Sequence[float] = (1.0, 1.0, 1.0),
                  momentum: float = 0.9, weight_decay: float = 1e-4, map_sigma: float = 0.0) -> None:
