@@ -1,29 +1,39 @@
-"""Params and FLOPs at 256 px beside the paper's Table II/III figures, and the MSTB attention cost.
+"""Params and FLOPs at 256 px of every ablation variant (Tables II-IV) beside the paper's, and the MSTB attention cost.
 
     .venv/bin/python benchmarks/complexity.py
+
+FLOPs count a multiply-add as 2 (GMACs = GFLOPs / 2); the paper does not say which it prints.
 """
 
 from __future__ import annotations
 
-from hetero_ae import ModelConfig
-from hetero_ae.complexity import attention_cost, model_complexity
-from hetero_ae.seed import build_seeded
+from hetero_ae.complexity import attention_cost, variant_complexity
+from hetero_ae.variants import TABLE_II, TABLE_III, TABLE_IV
 
-# Paper Table II (HCTN row: 17 M params, 33 GFLOPs) and Table III (params of the three decoders).
-PAPER = {"hctn": (17.32, 33.0), "cnn": (17.90, None), "transformer": (16.74, None)}
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_variants(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print("| variant | encoder | decoder | comparison | params (M) | paper params (M) | GFLOPs | GMACs "
+          "| paper FLOPs (G) | note |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} | {r['encoder']} | {r['decoder']} | {r['comparison']} | {_fmt(r['params_m'], '.2f')} "
+              f"| {_fmt(r['paper_params_m'], 'g')} | {_fmt(r['gflops'], '.2f')} | {_fmt(r['gmacs'], '.2f')} "
+              f"| {_fmt(r['paper_gflops'], 'g')} | {r['note']} |")
 
 
 def main() -> None:
-    print("| encoder | decoder | params (M) | paper params (M) | GFLOPs | GMACs | paper GFLOPs |")
-    print("|---|---|---|---|---|---|---|")
-    for encoder in ("resnet18", "efficientnet-lite0"):
-        for decoder in ("hctn", "cnn", "transformer"):
-            model = build_seeded(ModelConfig(encoder=encoder, encoder_weights="none", decoder=decoder), 0)
-            c = model_complexity(model, 256)
-            pp, pf = PAPER[decoder] if encoder == "resnet18" else (None, None)
-            fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-            print(f"| {encoder} | {decoder} | {c['params_m']:.2f} | {fmt(pp, '.2f')} | {c['gflops']:.2f} "
-                  f"| {c['gmacs']:.2f} | {fmt(pf, '.0f')} |")
+    print_variants("Table II (256 px)", variant_complexity(TABLE_II))
+    print_variants("Table III (256 px)", variant_complexity(TABLE_III))
+    offline = variant_complexity(TABLE_III, encoder="efficientnet-lite0")
+    print_variants("Table III decoders on the offline encoder (256 px; the paper has no figures for it)",
+                   [{**r, "label": f"decoder {r['decoder']}", "paper_params_m": None, "paper_gflops": None}
+                    for r in offline])
+    print_variants("Table IV (256 px)", variant_complexity(TABLE_IV))
     print("\nMSTB attention (projections, patch embeddings, attention) vs full self-attention, FLOPs:")
     print("| tokens (H x W) | C | heads | p1, p2 | MSTB | full | ratio | paper's estimate |")
     print("|---|---|---|---|---|---|---|---|")

@@ -4,6 +4,10 @@
     M = sum_k Resize(M_k)                               (Eq. 7, bilinear to the input size)
     score = max_{h, w} M(h, w)                          (Eq. 8)
 
+Table IV's pixel-comparison models replace Eq. (6)-(7) by the per-pixel squared error of the
+reconstruction, averaged over channels (``pixel_error_map``); Eq. (8) stays the score, so only
+the comparison changes.
+
 The paper applies no smoothing; ``sigma > 0`` adds RD4AD's Gaussian filter (sigma = 4 there)
 as an option (DESIGN 3.5), truncated at 4 sigma like scipy.ndimage.gaussian_filter.
 """
@@ -36,6 +40,12 @@ def anomaly_map(enc: Sequence[Tensor], dec: Sequence[Tensor], size: tuple[int, i
     for m in stage_maps(enc, dec):
         total = total + F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
     return smooth(total, sigma)
+
+
+def pixel_error_map(recon: Tensor, x: Tensor) -> Tensor:
+    """(B, H, W) squared error of a (B, 3, H, W) reconstruction, averaged over channels (Table IV, without FC)."""
+    assert recon.shape == x.shape, f"reconstruction {tuple(recon.shape)} and input {tuple(x.shape)} differ"
+    return (recon - x).pow(2).mean(dim=1)
 
 
 def image_score(maps: Tensor) -> Tensor:

@@ -24,7 +24,8 @@ VAL_SCORES = "val_scores.json"
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    from .model.decoder import DECODER_KINDS
+    from .model.autoencoder import COMPARISONS
+    from .model.decoder import decoders
     from .model.encoder import ENCODERS
     from .registry import available_methods
 
@@ -34,11 +35,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder", default=d.encoder, choices=sorted(ENCODERS), help="(default: %(default)s)")
     g.add_argument("--encoder-weights", default=d.encoder_weights,
                    help="'imagenet' (offline cache or download), 'none' (random), or a weights file (default: %(default)s)")
-    g.add_argument("--decoder", default=d.decoder, choices=sorted(DECODER_KINDS), help="(default: %(default)s)")
+    g.add_argument("--decoder", default=d.decoder, choices=sorted(decoders()), help="(default: %(default)s)")
     g.add_argument("--image-size", type=int, default=d.image_size, help="(default: %(default)s)")
     g.add_argument("--alpha", type=float, default=d.alpha, help="cosine weight of Eq. 4 (default: %(default)s)")
     g.add_argument("--finetune-encoder", action="store_true", help="EDC-style encoder fine-tuning (default: frozen)")
     g.add_argument("--map-sigma", type=float, default=d.map_sigma, help="Gaussian smoothing of maps (default: none)")
+    g.add_argument("--comparison", default=d.comparison, choices=sorted(COMPARISONS),
+                   help="hetero-ae: compare features (paper) or pixels (Table IV ablation) (default: %(default)s)")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method hyper-parameter (YAML value), e.g. --param latent_dim=64; repeatable")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -174,6 +179,18 @@ def cmd_make_data(a: argparse.Namespace) -> None:
     print(f"written to {a.out} in {time.perf_counter() - t0:.1f} s")
 
 
+def _params(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param expects KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from .data.images import read_folder
     from .evaluate import predict
@@ -181,17 +198,17 @@ def cmd_train(a: argparse.Namespace) -> None:
 
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
-                            map_sigma=a.map_sigma)
+                            map_sigma=a.map_sigma, comparison=a.comparison, params=_params(a.param))
     train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads)
     if not 0 <= a.val_fraction < 1:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
     check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
     train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
+    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
                                        "skipped": data.skipped})
-    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
     write_json(a.out / "history.json", history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
         _, val_scores = predict(model, val_set.images, device=a.device, normalize=False)

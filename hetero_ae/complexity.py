@@ -8,11 +8,16 @@ a FLOP formula are counted (convolutions, matmuls, attention); element-wise work
 
 Parameters are those of the modules the forward pass actually calls, so an encoder's
 unused ImageNet head does not count.
+
+``variant_complexity`` measures the ablation variants (``hetero_ae.variants``) beside the
+paper's Param and FLOPs columns; encoders are built without weights (the counts do not
+depend on them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +25,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from .model.attention import MSTB, FullSelfAttention
+from .seed import build_seeded
+from .variants import Variant
 
 
 def used_parameters(model: nn.Module, run: Callable[[], object]) -> int:
@@ -91,3 +98,20 @@ def mstb_kv_tokens(height: int, width: int, p2: int) -> tuple[int, int]:
     return (height // p1) * (width // p1), (height // p2) * (width // p2)
 
 
+def variant_complexity(variants: Iterable[Variant], image_size: int = 256, **fields: Any) -> list[dict[str, Any]]:
+    """One row per variant: its label, our params/GFLOPs at ``image_size`` and the paper's Param and FLOPs.
+
+    ``fields`` override ModelConfig fields (e.g. ``encoder="efficientnet-lite0"``). A variant
+    whose encoder or decoder is not registered in this checkout gets ``None`` and a ``note``.
+    """
+    rows = []
+    for v in variants:
+        cfg = v.model_config(**{"encoder_weights": "none", "image_size": image_size, **fields})
+        row: dict[str, Any] = {"table": v.table, "label": v.label, "encoder": cfg.encoder, "decoder": cfg.decoder,
+                               "comparison": cfg.comparison, "paper_params_m": v.paper_params_m,
+                               "paper_gflops": v.paper_gflops, "params_m": None, "gflops": None, "gmacs": None,
+                               "note": v.missing() or ""}
+        if not row["note"]:
+            row.update(model_complexity(build_seeded(cfg, 0), image_size))
+        rows.append(row)
+    return rows

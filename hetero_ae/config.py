@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -21,17 +23,19 @@ class ModelConfig:
     method: str = "hetero-ae"
     encoder: str = "resnet18"
     encoder_weights: str = "imagenet"  # "imagenet", "none" (random) or a file path
-    decoder: str = "hctn"  # hctn | cnn | transformer
+    decoder: str = "hctn"  # a name of model.decoder.decoders(): hctn | cnn | transformer | resnet | ...
+    upsample: str = "last"  # where each decoder stage upsamples: "last" (paper's text) or "first"
     image_size: int = 256
     alpha: float = 0.7  # Eq. (4)
     finetune_encoder: bool = False  # EDC-style fine-tuning (DESIGN 3.2)
     encoder_lr_scale: float = 0.1  # encoder lr = lr * scale when fine-tuning
     map_sigma: float = 0.0  # Gaussian smoothing of the anomaly map (0 = none, as the paper)
+    comparison: str = "feature"  # what the decoder is trained to match: "feature" (Eq. 4-8) or "pixel" (Table IV)
     params: dict[str, Any] = field(default_factory=dict)  # method-specific hyper-parameters (profiles)
 
     def __post_init__(self) -> None:
         if self.image_size % 32 or not 64 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
+            raise ConfigError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
+            raise ConfigError(f"epochs, batch_size and lr must be positive: {self}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -55,5 +59,5 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
     return cls(**data)

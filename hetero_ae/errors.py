@@ -15,3 +15,7 @@ class CheckpointError(UserError):
 
 class TrainingDiverged(UserError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value or hyper-parameter that the method does not know or accept."""

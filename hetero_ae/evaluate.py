@@ -8,6 +8,7 @@ only as the 95th percentile of their scores (``normal_q95``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,15 +19,50 @@ from .metrics import image_metrics, normal_quantile_threshold
 from .registry import AnomalyModel
 
 
+def batched_predictions(
+    model: AnomalyModel, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu", progress: bool = False
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Yield (maps (b, H, W) float32, scores (b,), feature distances (b,) or None) batch by batch, in input order.
+
+    The distance is the method's ``feature_distance`` (Fig. 6), computed in the same forward
+    pass as the maps; None for methods that define none.
+    """
+    model.eval()
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not progress, leave=False):
+            maps, scores, distance = model.predict_with_distance(to_batch(images[i : i + batch_size]).to(device))
+            yield (maps.float().cpu().numpy(), scores.float().cpu().numpy(),
+                   None if distance is None else distance.float().cpu().numpy())
+
+
 def batched_maps(
     model: AnomalyModel, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu", progress: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (maps (b, H, W) float32, scores (b,)) batch by batch, in input order."""
-    model.eval()
-    with torch.inference_mode():
-        for i in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not progress, leave=False):
-            maps, scores = model.predict(to_batch(images[i : i + batch_size]).to(device))
-            yield maps.float().cpu().numpy(), scores.float().cpu().numpy()
+    for maps, scores, _ in batched_predictions(model, images, batch_size=batch_size, device=device, progress=progress):
+        yield maps, scores
+
+
+@dataclass
+class Predictions:
+    """Everything one pass over a set of images gives: maps, raw scores and, where defined, feature distances."""
+
+    maps: np.ndarray  # (N, H, W)
+    scores: np.ndarray  # (N,), before the method's score normalisation
+    feature_distance: np.ndarray | None  # (N,), or None when the method defines none
+
+
+def predict_all(
+    model: AnomalyModel, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu", progress: bool = False
+) -> Predictions:
+    """Maps, raw scores and feature distances of a uint8 image array, in one pass."""
+    parts = list(batched_predictions(model, images, batch_size=batch_size, device=device, progress=progress))
+    distances = [d for _, _, d in parts]
+    return Predictions(
+        maps=np.concatenate([m for m, _, _ in parts]),
+        scores=np.concatenate([s for _, s, _ in parts]),
+        feature_distance=None if any(d is None for d in distances) else np.concatenate(distances),
+    )
 
 
 def predict(
@@ -38,9 +74,8 @@ def predict(
     The method's score normalisation is applied once over all N scores (``normalize=False``
     returns the raw scores, e.g. to normalise other images by the test set's range).
     """
-    parts = list(batched_maps(model, images, batch_size=batch_size, device=device, progress=progress))
-    scores = np.concatenate([s for _, s in parts])
-    return np.concatenate([m for m, _ in parts]), model.normalize_scores(scores) if normalize else scores
+    out = predict_all(model, images, batch_size=batch_size, device=device, progress=progress)
+    return out.maps, model.normalize_scores(out.scores) if normalize else out.scores
 
 
 def evaluate_scores(labels: np.ndarray, scores: np.ndarray, normal_val_scores: np.ndarray | None = None) -> dict:

@@ -4,7 +4,9 @@ A run's folder is ``results/runs/<method>/<dataset>/<key>/`` where ``key`` hashe
 configuration and a fingerprint of the data (file names and sizes), so the same request
 finds the same folder and different data never reuses a result. The folder holds
 ``config.json``, ``checkpoint.pt`` (not committed), ``history.json``, ``scores.csv`` and
-``metrics.json``; ``metrics.json`` is written last and marks the run complete. A killed run
+``metrics.json``; ``metrics.json`` is written last and marks the run complete. ``scores.csv``
+has one row per test image (path, class, label, score) and, for methods that define one, its
+``feature_distance`` (Fig. 6), computed in the same pass as the maps. A killed run
 resumes from its last checkpoint (DESIGN 7).
 
 Metrics (DESIGN 6, 3.8): AUC, AP and F1/ACC/SEN/SPE at the paper's best-F1 threshold
@@ -30,7 +32,7 @@ import numpy as np
 from .config import ModelConfig, TrainConfig, to_dict
 from .data.datasets import DATASETS, FolderDataset, data_root, load_split
 from .data.images import ImageSet
-from .evaluate import evaluate_scores, predict
+from .evaluate import evaluate_scores, predict, predict_all
 from .io import write_json, write_text
 from .metrics import pixel_metrics
 from .train import hold_out, train
@@ -103,11 +105,13 @@ def per_class_auc(labels: np.ndarray, classes: list[str], scores: np.ndarray) ->
             for c in sorted(set(cls[labels == 1]))}
 
 
-def _write_scores(path: Path, test: ImageSet, scores: np.ndarray) -> None:
+def _write_scores(path: Path, test: ImageSet, scores: np.ndarray, extra: dict[str, np.ndarray]) -> None:
+    """scores.csv: path, class, label, score, then one column per ``extra`` entry (e.g. feature_distance)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["path", "class", "label", "score"])
-    w.writerows((p, c, int(y), f"{s:.6g}") for p, c, y, s in zip(test.paths, test.classes, test.labels, scores))
+    w.writerow(["path", "class", "label", "score", *extra])
+    for i, (p, c, y, s) in enumerate(zip(test.paths, test.classes, test.labels, scores)):
+        w.writerow([p, c, int(y), f"{s:.6g}", *(f"{v[i]:.6g}" for v in extra.values())])
     write_text(path, buf.getvalue())
 
 
@@ -126,8 +130,9 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
 
     test = load_split(spec.dataset, "test", size, root=root)
     t0 = time.perf_counter()
-    maps, raw = predict(model, test.images, device=device, progress=progress, normalize=False)
+    pred = predict_all(model, test.images, device=device, progress=progress)
     seconds = time.perf_counter() - t0
+    maps, raw = pred.maps, pred.scores
     scores = model.normalize_scores(raw)
     val_scores = None
     if val_set is not None:  # on the test set's scale, so that the q95 threshold transfers
@@ -143,7 +148,8 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     }
     if test.masks is not None:
         metrics["pixel"] = pixel_metrics(np.asarray(test.masks), maps)
-    _write_scores(folder / "scores.csv", test, scores)
+    extra = {} if pred.feature_distance is None else {"feature_distance": pred.feature_distance}
+    _write_scores(folder / "scores.csv", test, scores, extra)
     write_json(folder / "metrics.json", metrics)
     return RunResult(spec, folder, metrics, cached=False)
 

@@ -8,6 +8,10 @@ For every stage k = 1..3 and pixel (h, w), with feature vectors taken over chann
 
 MSE is the mean over channels of the squared difference at a pixel (DESIGN 3.4). The batch
 is averaged (the paper is silent). alpha = 0.7 (Sec. IV-B1).
+
+Table IV's "without feature comparison" models train on the pixel-wise comparison instead
+(Sec. IV-E2): ``pixel_loss`` is the MSE between the reconstructed and the input image, both
+ImageNet-normalised, averaged over pixels, channels and batch (the paper gives no formula).
 """
 
 from __future__ import annotations
@@ -31,3 +35,9 @@ def feature_comparison_loss(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha:
     assert len(enc) == len(dec), f"{len(enc)} encoder stages vs {len(dec)} decoder stages"
     assert 0.0 <= alpha <= 1.0, f"alpha must lie in [0, 1], got {alpha}"
     return sum(stage_loss(fe, fd, alpha) for fe, fd in zip(enc, dec))
+
+
+def pixel_loss(recon: Tensor, x: Tensor) -> Tensor:
+    """Pixel-wise MSE between a reconstruction and its (B, 3, H, W) input (Table IV, without FC)."""
+    assert recon.shape == x.shape, f"reconstruction {tuple(recon.shape)} and input {tuple(x.shape)} differ"
+    return F.mse_loss(recon, x)

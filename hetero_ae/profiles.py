@@ -8,12 +8,14 @@
 The same file is a papermill parameter file for the notebooks and what ``hetero-ae run``
 and ``hetero-ae compare`` read. Per-method settings live under ``method_settings``:
 ``epochs``, ``batch_size``, ``lr``, ``encoder`` ("auto" = the method's paper backbone when
-its ImageNet weights are available, else the offline EfficientNet-Lite0) and ``params``
-(the method's own hyper-parameters).
+its ImageNet weights are available, else the offline EfficientNet-Lite0), ``params`` (the
+method's own hyper-parameters) and any other ``ModelConfig`` field (``decoder``,
+``upsample``, ``alpha``, ``map_sigma``, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,22 @@ def backbone(method: str, setting: str = "auto") -> str:
 
 
 def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **model_overrides: Any) -> RunSpec:
-    """The run a profile asks for: ``method`` on ``dataset`` with ``seed``."""
+    """The run a profile asks for: ``method`` on ``dataset`` with ``seed``.
+
+    ``model_overrides`` set ``ModelConfig`` fields over the profile's, the encoder included
+    (e.g. a named ablation variant's ``overrides()``, ``hetero_ae.variants``).
+    """
     if method not in available_methods():
         raise UserError(f"unknown method {method!r}; choose one of {available_methods()}")
     s = dict(profile.get("method_settings", {}).get(method, {}))
-    model = ModelConfig(method=method, encoder=backbone(method, s.pop("encoder", "auto")),
-                        image_size=int(profile["image_size"]), params=dict(s.pop("params", {})), **model_overrides)
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"method", "encoder", "image_size", "params"}
+    model_fields = {k: s.pop(k) for k in list(s) if k in fields}
+    overrides = dict(model_overrides)
+    encoder = overrides.pop("encoder", s.pop("encoder", "auto"))  # a variant's encoder wins over the profile's
+    s.pop("encoder", None)
+    model = ModelConfig(method=method, encoder=backbone(method, encoder),
+                        image_size=int(profile["image_size"]), params=dict(s.pop("params", {})),
+                        **{**model_fields, **overrides})
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
                         seed=seed)
     if s:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .anomaly_map import image_score
 from .config import ModelConfig
+from .errors import ConfigError
 
 METHODS: dict[str, type["AnomalyModel"]] = {}
 
@@ -77,6 +78,23 @@ class AnomalyModel(nn.Module):
         maps = self.anomaly_map(x)
         return maps, image_score(maps)
 
+    def feature_distance(self, x: Tensor) -> Tensor | None:
+        """Per-image distance (B,) between the features the method compares, for Fig. 6's boxplots.
+
+        ``None`` (the default) means the method defines none (reconstruction methods, the
+        baselines); evaluation then writes no ``feature_distance`` column.
+        """
+        return None
+
+    def predict_with_distance(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(maps, scores, ``feature_distance`` or None) of a batch.
+
+        Methods with a distance override this to share one forward pass; the default costs a
+        method without one nothing beyond ``predict``.
+        """
+        maps, scores = self.predict(x)
+        return maps, scores, self.feature_distance(x)
+
     def normalize_scores(self, scores: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
         """Applied once to the scores of a whole test set (never per batch); identity by default.
 
@@ -90,7 +108,7 @@ def merge_params(method: str, defaults: dict[str, Any], given: dict[str, Any]) -
     """A method's hyper-parameters: its paper values overridden by ``given`` (from a profile)."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"{method}: unknown hyper-parameter(s) {unknown}; known: {sorted(defaults)}")
+        raise ConfigError(f"{method}: unknown hyper-parameter(s) {unknown}; known: {sorted(defaults)}")
     return {**defaults, **given}
 
 
@@ -102,7 +120,7 @@ def available_methods() -> list[str]:
 def build_model(cfg: ModelConfig) -> AnomalyModel:
     _import_all()
     if cfg.method not in METHODS:
-        raise KeyError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
+        raise ConfigError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
     return METHODS[cfg.method].from_config(cfg)
 
 

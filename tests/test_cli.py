@@ -96,3 +96,15 @@ def test_training_into_an_existing_run_changes_nothing_without_resume(run, image
     assert main(["train", "--data", str(image_folders["train"]), "--out", str(run), *FAST]) == 2
     assert "--resume" in one_line_error(capsys)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_method_hyper_parameters_from_the_command_line(image_folders, tmp_path, capsys):
+    args = ["train", "--data", str(image_folders["train"]), "--method", "ae", "--image-size", "64", "--epochs", "1",
+            "--batch-size", "5"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--param", "latent_dim=8", "--param", "base_channels=8"]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"]["params"] == {"latent_dim": 8,
+                                                                                           "base_channels": 8}
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b"), "--param", "no_such_knob=1"]) == 2
+    assert "no_such_knob" in one_line_error(capsys)
+    assert not (tmp_path / "b").exists()

@@ -14,6 +14,9 @@ Decoder kinds (paper Table III, Fig. 6):
 - ``cnn``: every MSTB replaced by a convolution block (CNN+CNN);
 - ``transformer``: every convolution block replaced by an MSTB (Trans+Trans).
 
+Other decoders (``decoders()``): ``resnet``, a mirrored ResNet-18 (RD4AD's reverse ResNet),
+Table II's homogeneous "ResNet / ResNet (CNN)" pair.
+
 Choices where the paper is silent (README, "Reproduction notes"; DESIGN 3.7): the split
 convolutions and the 3x3 convolutions are Conv-BN-ReLU; the fusing 1x1 convolution is
 linear (no norm, no activation) so that F_D^k can match encoder features of any sign;
@@ -30,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import MSTB
+from .blocks import cmt_branch, mbconv_branch, pvt_branch, swin_branch
+from .reverse_resnet import ReverseResNetDecoder
 
 REFERENCE_SIZE = 256  # input size at which the position embeddings are stored
 
@@ -64,15 +69,24 @@ DECODER_KINDS: dict[str, tuple[BranchFactory, BranchFactory]] = {
     "hctn": (_conv_branch, _mstb_branch),
     "cnn": (_conv_branch, _conv_branch),
     "transformer": (_mstb_branch, _mstb_branch),
+    "swin": (swin_branch, swin_branch),
+    "pvt": (pvt_branch, pvt_branch),
+    "cmt": (cmt_branch, cmt_branch),
+    "efficientnet": (mbconv_branch, mbconv_branch),
 }
 
 
-class HybridStage(nn.Module):
-    """One hybrid CNN-Transformer module: split, two branches, concat, 1x1 conv, 2x upsample."""
+class HybridBlock(nn.Module):
+    """The hybrid CNN-Transformer module without resampling: split, two branches, concat, 1x1 conv.
 
-    def __init__(
-        self, cin: int, dim: int, *, heads: int, p2: int, grid: int, branches: tuple[BranchFactory, BranchFactory]
-    ) -> None:
+    Two 1x1 Conv-BN-ReLU convolutions map the ``cin`` input channels to two groups of ``dim``
+    channels, each group goes through its branch, and a linear 1x1 convolution fuses the
+    concatenation back to ``dim`` channels. The decoder stages and the hybrid encoder's stages
+    (``hybrid_encoder.py``) are both built on it.
+    """
+
+    def __init__(self, cin: int, dim: int, *, heads: int, p2: int, grid: int,
+                 branches: tuple[BranchFactory, BranchFactory]) -> None:
         super().__init__()
         self.split = nn.ModuleList(conv_bn_relu(cin, dim, 1) for _ in branches)
         self.branches = nn.ModuleList(make(dim, heads, p2, grid) for make in branches)
@@ -80,8 +94,36 @@ class HybridStage(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         parts = [branch(split(x)) for split, branch in zip(self.split, self.branches)]
-        y = self.fuse(torch.cat(parts, dim=1))
-        return F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat(parts, dim=1))
+
+
+class HybridStage(HybridBlock):
+    """One decoder stage: a ``HybridBlock`` and a 2x upsampling.
+
+    ``upsample="last"`` follows the paper's text (the module works at its input's resolution);
+    ``"first"`` upsamples the input, so the branches work at the output's resolution.
+    """
+
+    def __init__(
+        self, cin: int, dim: int, *, heads: int, p2: int, grid: int, branches: tuple[BranchFactory, BranchFactory],
+        upsample: str = "last",
+    ) -> None:
+        if upsample not in UPSAMPLE:
+            raise ValueError(f"upsample must be one of {UPSAMPLE}, got {upsample!r}")
+        super().__init__(cin, dim, heads=heads, p2=p2, grid=grid, branches=branches)
+        self.upsample_first = upsample == "first"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.upsample_first:
+            return super().forward(_up(x))
+        return _up(super().forward(x))
+
+
+UPSAMPLE = ("last", "first")
+
+
+def _up(x: Tensor) -> Tensor:
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class HybridDecoder(nn.Module):
@@ -103,6 +145,7 @@ class HybridDecoder(nn.Module):
         heads: Sequence[int] = (2, 4, 8),
         p2: Sequence[int] = (8, 4, 2),
         strides: Sequence[int] = (4, 8, 16, 32),
+        upsample: str = "last",
     ) -> None:
         super().__init__()
         if kind not in DECODER_KINDS:
@@ -111,11 +154,10 @@ class HybridDecoder(nn.Module):
         self.kind = kind
         stages = []
         for k in (2, 1, 0):  # produce F_D^3, then F_D^2, then F_D^1
-            grid = REFERENCE_SIZE // strides[k + 1]  # the stage works at its input's grid
+            grid = REFERENCE_SIZE // strides[k if upsample == "first" else k + 1]  # the grid the branches see
             stages.append(
-                HybridStage(
-                    channels[k + 1], channels[k], heads=heads[k], p2=p2[k], grid=grid, branches=DECODER_KINDS[kind]
-                )
+                HybridStage(channels[k + 1], channels[k], heads=heads[k], p2=p2[k], grid=grid,
+                            branches=DECODER_KINDS[kind], upsample=upsample)
             )
         self.stages = nn.ModuleList(stages)
 
@@ -126,3 +168,42 @@ class HybridDecoder(nn.Module):
             x = stage(x)
             outs.append(x)
         return outs[::-1]
+
+
+DecoderFactory = Callable[..., nn.Module]  # (channels, *, strides, upsample, relu_out) -> decoder
+
+
+def _hybrid(kind: str) -> DecoderFactory:
+    def make(channels: Sequence[int], *, strides: Sequence[int], upsample: str, relu_out: bool) -> nn.Module:
+        # relu_out is not needed: the linear fusing 1x1 convolution matches features of either sign.
+        return HybridDecoder(channels, kind=kind, strides=strides, upsample=upsample)
+
+    return make
+
+
+def _reverse_resnet(channels: Sequence[int], *, strides: Sequence[int], upsample: str, relu_out: bool) -> nn.Module:
+    """Table II's homogeneous "ResNet / ResNet (CNN)" decoder: a mirrored ResNet-18 as in RD4AD.
+
+    Two basic blocks per stage (ResNet-18's layer counts, RD4AD's ``de_resnet18``); each stage
+    upsamples in its first block by a stride-2 transposed convolution, so ``upsample`` (which
+    places the hybrid stages' bilinear upsampling) does not apply. Outputs end in a ReLU only
+    when the encoder's features do (``relu_out``).
+    """
+    return ReverseResNetDecoder(channels, blocks=(2, 2, 2), kind="basic", relu_out=relu_out)
+
+
+def decoders() -> dict[str, DecoderFactory]:
+    """Every decoder by name: the hybrid-skeleton kinds of ``DECODER_KINDS`` and the others.
+
+    Each maps F_E^4 to [F_D^1, F_D^2, F_D^3] with the encoder's channels.
+    """
+    return {**{kind: _hybrid(kind) for kind in DECODER_KINDS}, "resnet": _reverse_resnet}
+
+
+def build_decoder(name: str, channels: Sequence[int], *, strides: Sequence[int] = (4, 8, 16, 32),
+                  upsample: str = "last", relu_out: bool = False) -> nn.Module:
+    """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative)."""
+    table = decoders()
+    if name not in table:
+        raise KeyError(f"unknown decoder {name!r}; choose one of {sorted(table)}")
+    return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out)

