@@ -31,6 +31,13 @@ def register(name: str) -> Callable[[type["AnomalyModel"]], type["AnomalyModel"]
     return add
 
 
+def finite(loss: Tensor, what: str) -> Tensor:
+    """``loss`` itself, or FloatingPointError if it is NaN or infinite (the trainer keeps the last checkpoint)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite {what} loss {loss.item()}")
+    return loss
+
+
 class AnomalyModel(nn.Module):
     """Interface every method implements."""
 
@@ -59,9 +66,7 @@ class AnomalyModel(nn.Module):
         """One optimisation step; adversarial methods override this."""
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(x)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {loss.item()}")
+        loss = finite(self.loss(x), "training")
         loss.backward()
         opt.step()
         return {"loss": loss.item()}

@@ -43,19 +43,24 @@ def test_same_seed_gives_identical_weights_and_metrics(images, tmp_path):
     assert evaluate_scores(labels, s1) == evaluate_scores(labels, s2)
 
 
-def test_a_run_killed_after_epoch_1_and_resumed_ends_with_the_same_weights(images, tmp_path, monkeypatch):
-    reference, _ = train(MODEL, TRAIN, images, tmp_path / "ref", progress=False)
+def kill_after_epoch_1(cfg, images, folder, monkeypatch) -> None:
+    """Train ``cfg`` into ``folder`` and stop it right after the first checkpoint, as a kill would."""
     real_save = train_module.save_checkpoint
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(MODEL, TRAIN, images, tmp_path / "run", progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, TRAIN, images, folder, progress=False)
+
+
+def test_a_run_killed_after_epoch_1_and_resumed_ends_with_the_same_weights(images, tmp_path, monkeypatch):
+    reference, _ = train(MODEL, TRAIN, images, tmp_path / "ref", progress=False)
+    kill_after_epoch_1(MODEL, images, tmp_path / "run", monkeypatch)
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     resumed, history = train(MODEL, TRAIN, images, tmp_path / "run", resume=True, progress=False)
     assert [h["epoch"] for h in history] == [1, 2]
     assert_same_state(trained_state(reference), trained_state(resumed))
@@ -96,15 +101,6 @@ def test_checkpoint_loads_with_weights_only_and_restores_the_model(images, tmp_p
 def test_a_stochastic_method_resumes_exactly_too(images, tmp_path, monkeypatch):
     vae = ModelConfig(method="vae", encoder="none", image_size=64, params={"latent_dim": 8, "base_channels": 8})
     reference, _ = train(vae, TRAIN, images, tmp_path / "ref", progress=False)
-    real_save = train_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(vae, TRAIN, images, tmp_path / "run", progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    kill_after_epoch_1(vae, images, tmp_path / "run", monkeypatch)
     resumed, _ = train(vae, TRAIN, images, tmp_path / "run", resume=True, progress=False)
     assert_same_state(trained_state(reference), trained_state(resumed))

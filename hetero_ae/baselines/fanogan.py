@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import ModelConfig
-from ..registry import AnomalyModel, merge_params, register
+from ..registry import AnomalyModel, finite, merge_params, register
 from .ae import squared_residual_map
 from .dcgan import ConvDecoder, ConvEncoder
 
@@ -70,12 +70,6 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
     if epochs < 2:
         return 0
     return min(max(round(fraction * epochs), 1), epochs - 1)
-
-
-def _finite(loss: Tensor, what: str) -> Tensor:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite {what} loss {loss.item()}")
-    return loss
 
 
 @register("f-anogan")
@@ -136,7 +130,7 @@ class FAnoGAN(AnomalyModel):
         opt_g, opt_d, opt_e = optimizers
         if self.phase == "encoder":
             opt_e.zero_grad(set_to_none=True)
-            loss = _finite(self.loss(x), "encoder")
+            loss = finite(self.loss(x), "encoder")
             loss.backward()
             opt_e.step()
             return {"loss": loss.item()}
@@ -151,14 +145,14 @@ class FAnoGAN(AnomalyModel):
             fake = self.generator(self._sample(x.shape[0], x))
         opt_d.zero_grad(set_to_none=True)
         wasserstein = self.critic(x).mean() - self.critic(fake).mean()
-        loss_d = _finite(-wasserstein + gradient_penalty(self.critic, x, fake, weight=self.gp_weight), "critic")
+        loss_d = finite(-wasserstein + gradient_penalty(self.critic, x, fake, weight=self.gp_weight), "critic")
         loss_d.backward()
         opt_d.step()
         self.critic_steps += 1
         stats = {"loss": loss_d.item(), "wasserstein": wasserstein.item()}
         if int(self.critic_steps) % self.n_critic == 0:
             opt_g.zero_grad(set_to_none=True)
-            loss_g = _finite(-self.critic(self.generator(self._sample(x.shape[0], x))).mean(), "generator")
+            loss_g = finite(-self.critic(self.generator(self._sample(x.shape[0], x))).mean(), "generator")
             loss_g.backward()
             opt_g.step()
             stats["loss_g"] = loss_g.item()

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from ..registry import AnomalyModel, merge_params, register
+from ..registry import AnomalyModel, finite, merge_params, register
 from .dcgan import ConvDecoder, ConvEncoder
 
 PAPER_PARAMS: dict = {
@@ -86,12 +86,6 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
     return 0.5 * (real + fake)
 
 
-def _finite(loss: Tensor, what: str) -> Tensor:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite {what} loss {loss.item()}")
-    return loss
-
-
 @register("ganomaly")
 class GANomaly(AnomalyModel):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_adv: float,
@@ -127,12 +121,12 @@ class GANomaly(AnomalyModel):
         x_hat, z, z_hat = self.generator(x)
         opt_g.zero_grad(set_to_none=True)
         loss_g, terms = self.generator_loss(x, x_hat, z, z_hat)
-        _finite(loss_g, "generator").backward()
+        finite(loss_g, "generator").backward()
         opt_g.step()
 
         opt_d.zero_grad(set_to_none=True)
         loss_d = discriminator_loss(self.discriminator(x), self.discriminator(x_hat.detach()))
-        _finite(loss_d, "discriminator").backward()
+        finite(loss_d, "discriminator").backward()
         opt_d.step()
         if loss_d.item() < self.d_reinit_threshold:
             self.discriminator.apply(dcgan_init)

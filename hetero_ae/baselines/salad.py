@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from ..registry import AnomalyModel, merge_params, register
+from ..registry import AnomalyModel, finite, merge_params, register
 from .dcgan import ConvDecoder, ConvEncoder
 from .ssim import ssim, to_unit_range
 
@@ -134,8 +134,7 @@ class SALAD(AnomalyModel):
         self.discriminator.requires_grad_(False)
         total, _, x_hat, x_gen, z_real, sim = self.generator_pass(x)
         self.discriminator.requires_grad_(True)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite encoder/generator loss {total.item()}")
+        finite(total, "encoder/generator")
         opt_eg.zero_grad(set_to_none=True)
         total.backward()
         opt_eg.step()
@@ -143,8 +142,7 @@ class SALAD(AnomalyModel):
         real, fake = self.discriminator(x), self.discriminator(torch.cat([x_hat, x_gen]).detach())
         d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
                   + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-        if not torch.isfinite(d_loss):
-            raise FloatingPointError(f"non-finite discriminator loss {d_loss.item()}")
+        finite(d_loss, "discriminator")
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
