@@ -36,3 +36,19 @@ def test_data_overview_runs_and_shows_lesions_where_the_masks_say(tmp_path):
     stats = pd.read_csv(results / "tables" / "data_overview_global_stats.csv")
     assert stats["mean/std detector AUC"].between(0, 1).all()
     assert (results / "figures" / "data_overview_gallery.png").stat().st_size > 10_000
+
+
+def test_complexity_notebook_writes_every_table_and_the_attention_figure(tmp_path):
+    import papermill as pm
+
+    results = tmp_path / "results"
+    pm.execute_notebook(str(ROOT / "notebooks" / "complexity.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"complexity_size": 64, "attention_grids": [8, 16], "results_dir": str(results)},
+                        cwd=str(ROOT), progress_bar=False)
+    table2 = pd.read_csv(results / "tables" / "complexity_table2.csv")
+    assert len(table2) == 7 and (table2["params_m"] > 1).all() and (table2["image_size"] == 64).all()
+    hctn = table2[table2["label"].str.contains("HCTN")].iloc[0]
+    assert hctn["paper_params_m"] == 17 and hctn["paper_gflops"] == 33
+    attention = pd.read_csv(results / "tables" / "complexity_mstb_attention.csv")
+    assert (attention["MSTB / full (%)"] > 0).all()
+    assert (results / "figures" / "complexity_mstb_attention.png").is_file()
