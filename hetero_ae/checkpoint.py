@@ -9,7 +9,6 @@ Writes are atomic (temporary file, then rename).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import CheckpointError
 from .io import atomic_write
+from .model.encoder import state_digest
 from .registry import AnomalyModel
 
 FORMAT = "hetero-ae-checkpoint/1"
@@ -27,11 +27,7 @@ def _split_state(model: AnomalyModel) -> tuple[dict[str, torch.Tensor], str]:
     prefixes = model.frozen_prefixes()
     state = model.state_dict()
     frozen = {k: v for k, v in state.items() if prefixes and k.startswith(prefixes)}
-    h = hashlib.sha256()
-    for k in sorted(frozen):
-        h.update(k.encode())
-        h.update(frozen[k].detach().cpu().contiguous().numpy().tobytes())
-    return {k: v for k, v in state.items() if k not in frozen}, h.hexdigest()[:16]
+    return {k: v for k, v in state.items() if k not in frozen}, state_digest(frozen)
 
 
 def save_checkpoint(

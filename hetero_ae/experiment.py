@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .config import ModelConfig, TrainConfig, to_dict
-from .data.datasets import DATASETS, FolderDataset, data_root, load_split
+from .data.datasets import DATASETS, FolderDataset, data_root, find_npz, load_split
 from .data.images import ImageSet
 from .evaluate import evaluate_scores, predict, predict_all
 from .io import write_json, write_text
@@ -73,9 +73,7 @@ def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
                     if p is not None:
                         h.update(f"{p.relative_to(root)}|{p.stat().st_size}\n".encode())
     else:
-        from .data.datasets import _find_npz
-
-        npz = _find_npz(ds, root, 0)
+        npz = find_npz(ds, root, 0)
         h.update(f"{npz.name}|{npz.stat().st_size}".encode())
     return h.hexdigest()[:16]
 

@@ -35,6 +35,11 @@ def build(root, tree: str, wrapper: str = ""):
     return TREES[tree][0]
 
 
+def empty(folder) -> None:
+    for p in folder.iterdir():
+        p.unlink()
+
+
 def expected(tree: str, split: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for rel, n in TREES[tree][1].items():
@@ -82,16 +87,14 @@ def test_missing_class_folder_is_named(tmp_path):
 
 def test_test_split_with_one_class_says_auc_is_undefined(tmp_path):
     key = build(tmp_path, "chest-xray")
-    for p in (tmp_path / key / "chest_xray/test/PNEUMONIA").iterdir():
-        p.unlink()
+    empty(tmp_path / key / "chest_xray/test/PNEUMONIA")
     with pytest.raises(DataError, match="only normal images, so AUC is undefined"):
         load_split(key, "test", 32, root=tmp_path)
 
 
 def test_empty_normal_class_is_an_error(tmp_path):
     key = build(tmp_path, "brain-mri")
-    for p in (tmp_path / key / "Training/notumor").iterdir():
-        p.unlink()
+    empty(tmp_path / key / "Training/notumor")
     with pytest.raises(DataError, match="train split has no normal images"):
         load_split(key, "train", 32, root=tmp_path)
 

@@ -158,7 +158,7 @@ def _cached(name: str, split: str, size: int, entries: list[Entry], root: Path, 
                     meta["classes"], masks)
 
 
-def _find_npz(ds: MedMNISTDataset, root: Path, size: int) -> Path:
+def find_npz(ds: MedMNISTDataset, root: Path, size: int) -> Path:
     names = [f"{ds.name}_{s}.npz" for s in (size, 224, 128, 64) if s > 28] + [f"{ds.name}.npz"]
     for folder in (root / "medmnist", root):
         for n in names:
@@ -168,7 +168,7 @@ def _find_npz(ds: MedMNISTDataset, root: Path, size: int) -> Path:
 
 
 def _load_medmnist(ds: MedMNISTDataset, root: Path, split: str, size: int) -> ImageSet:
-    path = _find_npz(ds, root, size)
+    path = find_npz(ds, root, size)
     with np.load(path) as z:
         if f"{split}_images" not in z:
             raise DataError(f"{path} has no '{split}_images' array (keys: {sorted(z.files)})")

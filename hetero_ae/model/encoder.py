@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -37,6 +37,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_DOWNLOAD_ENV = "HETERO_AE_NO_DOWNLOAD"
 _DOWNLOAD_FAILED: set[str] = set()
+
+
+def state_digest(state: Mapping[str, Tensor]) -> str:
+    """A short sha256 of tensors by name: equal exactly when the names and the bytes are equal."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class WeightsNotFoundError(UserError, FileNotFoundError):
@@ -92,12 +101,8 @@ class Encoder(nn.Module):
         return feats
 
     def digest(self) -> str:
-        """A short hash of the weights: a checkpoint records it to check the encoder it is loaded onto."""
-        h = hashlib.sha256()
-        for name, t in sorted(self.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """A short hash of the weights (the checkpoint check of a frozen encoder uses the same hash)."""
+        return state_digest(self.state_dict())
 
 
 class TorchvisionEncoder(Encoder):
