@@ -1,37 +1,56 @@
 #!/usr/bin/env bash
-# Regenerates every artefact of the paper: each notebook in notebooks/, run by papermill
-# with the parameters of a profile (profiles/<name>.yaml), executed copies written to
-# results/notebooks/. A failing notebook stops the script with its name; what earlier
+# Regenerates every artefact of the paper, in the paper's order: each notebook in notebooks/,
+# run by papermill with the parameters of a profile (profiles/<name>.yaml).
+#   results/notebooks/  executed notebooks        results/tables/   CSV and Markdown
+#   results/html/       the report (index.html)   results/figures/  PNG and PDF
+#   results/manifest.json  commit, profile, versions, device, wall time and cache hits per notebook
+# Trained runs are cached under results/runs/: a second call only re-executes the notebooks.
+# A failing notebook stops the script with its name and the cell that failed; what earlier
 # notebooks wrote stays.
-#   ./run_all.sh [--profile smoke|cpu|paper] [--only NOTEBOOK]
+#   ./run_all.sh [--profile smoke|cpu|paper|FILE.yaml] [--only NOTEBOOK] [--device cpu|cuda|cuda:N] [--results DIR]
 set -euo pipefail
 cd "$(dirname "$0")"
 profile=cpu
 only=""
+device=""
+results=results
 while (( $# )); do
     case "$1" in
-        --profile) profile="$2"; shift 2 ;;
-        --only) only="${2%.ipynb}"; shift 2 ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        --profile) profile="${2:?--profile needs a name}"; shift 2 ;;
+        --only) only="$(basename "${2:?--only needs a notebook name}" .ipynb)"; shift 2 ;;
+        --device) device="${2:?--device needs a torch device}"; shift 2 ;;
+        --results) results="${2:?--results needs a folder}"; shift 2 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "run_all: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 params="profiles/$profile.yaml"
-[[ -f "$params" ]] || { echo "run_all: no profile $params (have: $(ls profiles | tr '\n' ' '))" >&2; exit 2; }
+[[ "$profile" == *.yaml && -f "$profile" ]] && params="$profile"
+[[ -f "$params" ]] || { echo "run_all: no profile $params (have: $(ls profiles | tr '\n' ' '), or a .yaml file)" >&2; exit 2; }
+profile="$(basename "$params" .yaml)"
 source scripts/bootstrap.sh
-shopt -s nullglob
-notebooks=(notebooks/*.ipynb)
+[[ -n "$device" ]] || device="$("$PY" -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['device'])" "$params")"
+
+mapfile -t notebooks < <("$PY" -m hetero_ae.manifest order)
 if [[ -n "$only" ]]; then
-    notebooks=("notebooks/$only.ipynb")
-    [[ -f "${notebooks[0]}" ]] || { echo "run_all: no notebook ${notebooks[0]}" >&2; exit 2; }
+    [[ -f "notebooks/$only.ipynb" ]] || { echo "run_all: no notebook notebooks/$only.ipynb (have: ${notebooks[*]})" >&2; exit 2; }
+    notebooks=("$only")
 fi
-mkdir -p results/notebooks
-for nb in "${notebooks[@]}"; do
-    name="$(basename "$nb")"
-    echo "run_all: $name ($profile)"
-    if ! "$PY" -m papermill "$nb" "results/notebooks/$name" -f "$params" --cwd . --no-progress-bar; then
-        echo "run_all: $name failed; its executed copy with the failing cell is results/notebooks/$name" >&2
+mkdir -p "$results/notebooks" "$results/html"
+"$PY" -m hetero_ae make-data synthetic --profile "$params"
+"$PY" -m hetero_ae.manifest --results "$results" start --profile "$profile" --device "$device"
+for name in "${notebooks[@]}"; do
+    echo "run_all: $name ($profile, $device)"
+    out="$results/notebooks/$name.ipynb"
+    start=$SECONDS
+    if ! "$PY" -m papermill "notebooks/$name.ipynb" "$out" -f "$params" -p profile "$params" -p device "$device" -p results_dir "$results" --cwd . \
+            --no-progress-bar --log-level ERROR; then
+        "$PY" -m hetero_ae.manifest --results "$results" record "$name" --seconds $((SECONDS - start)) --status failed
+        echo "run_all: $name failed; the failing cell and its traceback are in $out" >&2
         exit 1
     fi
+    "$PY" -m hetero_ae.manifest --results "$results" record "$name" --seconds $((SECONDS - start))
+    "$PY" -m jupyter nbconvert --to html --log-level WARN --output-dir "$results/html" "$out"
 done
-echo "run_all: done; executed notebooks are in results/notebooks/"
+"$PY" -m hetero_ae.manifest --results "$results" index
+echo "run_all: done in $((SECONDS / 60)) min; open $results/html/index.html"

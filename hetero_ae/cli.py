@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     m.add_argument("--preset", default="default", choices=["smoke", "default"], help="number of images (default: %(default)s)")
     m.add_argument("--workers", type=int, default=0, help="processes, 0 = one per core")
+    m.add_argument("--profile", help="take --size, --seed, --preset and the data root from this profile, and write "
+                                     "nothing if that benchmark is already there (what run_all.sh does)")
     return parser
 
 
@@ -172,6 +174,14 @@ def cmd_make_data(a: argparse.Namespace) -> None:
 
     from .data.synthetic import make_synthetic
 
+    if a.profile:
+        from .data.overview import ensure_synthetic
+        from .profiles import load_profile
+
+        p = load_profile(a.profile)
+        out = ensure_synthetic(p["data_root"], int(p["image_size"]), int(p["synthetic_seed"]), p["synthetic_preset"])
+        print(f"synthetic data for profile {p['profile']}: {out}")
+        return
     t0 = time.perf_counter()
     counts = make_synthetic(a.out, size=a.size, seed=a.seed, preset=a.preset, workers=a.workers or None)
     for name, splits in counts.items():

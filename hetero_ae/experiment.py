@@ -32,10 +32,12 @@ import numpy as np
 from .config import ModelConfig, TrainConfig, to_dict
 from .data.datasets import DATASETS, FolderDataset, data_root, find_npz, load_split
 from .data.images import ImageSet
+from .checkpoint import load_model
 from .evaluate import evaluate_scores, predict, predict_all
 from .io import write_json, write_text
 from .metrics import pixel_metrics
-from .train import hold_out, train
+from .registry import AnomalyModel
+from .train import CHECKPOINT, hold_out, train
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,26 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     _write_scores(folder / "scores.csv", test, scores, extra)
     write_json(folder / "metrics.json", metrics)
     return RunResult(spec, folder, metrics, cached=False)
+
+
+def trained_model(result: RunResult, *, root: str | Path | None = None, device: str = "cpu",
+                  progress: bool = False) -> AnomalyModel:
+    """The trained model of a finished run, in eval mode, for maps and features (Fig. 4, Fig. 5).
+
+    Committed results hold no checkpoints: then the run is trained again into its folder from
+    its recorded configuration (training is deterministic per seed on one device), and its
+    metrics stay as they were.
+    """
+    path = result.folder / CHECKPOINT
+    if path.is_file():
+        model, ckpt = load_model(path)
+        if ckpt["epoch"] >= result.spec.train.epochs:
+            return model.to(device)
+    train_set, _, _ = _held_out(result.spec, load_split(result.spec.dataset, "train", result.spec.model.image_size,
+                                                        root=root), root)
+    model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, resume=True, device=device,
+                     progress=progress)
+    return model
 
 
 def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:

@@ -52,3 +52,25 @@ def image_folders(tmp_path: Path) -> dict[str, Path]:
         write_png(tmp_path / "test" / "normal" / f"n{i}.png", blob_image(rng))
         write_png(tmp_path / "test" / "anomalous" / f"a{i}.png", blob_image(rng, lesion=True))
     return {"train": tmp_path / "train", "test": tmp_path / "test", "root": tmp_path}
+
+
+def run_all(*args: str) -> "subprocess.CompletedProcess[str]":
+    """``./run_all.sh ARGS`` in this interpreter's environment, offline."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "HETERO_AE_NO_DOWNLOAD": "1"}
+    env.pop("CONDA_PREFIX", None)
+    return subprocess.run([str(root / "run_all.sh"), *args], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The results folder of one ``./run_all.sh --profile smoke`` (every notebook), shared by the notebook tests."""
+    pytest.importorskip("papermill")
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    done = run_all("--profile", "smoke", "--results", str(results))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return results

@@ -1,4 +1,4 @@
-"""Source notebooks are committed clean, and each runs through papermill in the smoke profile."""
+"""Source notebooks are committed clean with default parameters; each runs in ./run_all.sh --profile smoke."""
 
 from __future__ import annotations
 
@@ -20,16 +20,8 @@ def test_source_notebook_has_no_outputs_and_a_parameters_cell(path):
     assert "parameters" in code[0].get("metadata", {}).get("tags", []), "the first code cell must be tagged parameters"
 
 
-def test_data_overview_runs_and_shows_lesions_where_the_masks_say(tmp_path):
-    import papermill as pm
-
-    results = tmp_path / "results"
-    pm.execute_notebook(
-        str(ROOT / "notebooks" / "data_overview.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"image_size": 64, "synthetic_preset": "smoke", "data_root": str(tmp_path / "data"),
-                    "results_dir": str(results)},
-        cwd=str(ROOT), progress_bar=False,
-    )
+def test_data_overview_runs_and_shows_lesions_where_the_masks_say(smoke_results):
+    results = smoke_results  # ./run_all.sh --profile smoke (tests/conftest.py)
     counts = pd.read_csv(results / "tables" / "data_overview_counts.csv")
     assert set(counts["dataset"]) == {"synth-oct", "synth-chest-xray", "synth-brain-mri", "synth-covid19"}
     assert (counts["images"] > 0).all()
@@ -38,13 +30,8 @@ def test_data_overview_runs_and_shows_lesions_where_the_masks_say(tmp_path):
     assert (results / "figures" / "data_overview_gallery.png").stat().st_size > 10_000
 
 
-def test_complexity_notebook_writes_every_table_and_the_attention_figure(tmp_path):
-    import papermill as pm
-
-    results = tmp_path / "results"
-    pm.execute_notebook(str(ROOT / "notebooks" / "complexity.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"complexity_size": 64, "attention_grids": [8, 16], "results_dir": str(results)},
-                        cwd=str(ROOT), progress_bar=False)
+def test_complexity_notebook_writes_every_table_and_the_attention_figure(smoke_results):
+    results = smoke_results  # ./run_all.sh --profile smoke: complexity_size 64
     table2 = pd.read_csv(results / "tables" / "complexity_table2.csv")
     assert len(table2) == 7 and (table2["params_m"] > 1).all() and (table2["image_size"] == 64).all()
     hctn = table2[table2["label"].str.contains("HCTN")].iloc[0]
@@ -52,3 +39,22 @@ def test_complexity_notebook_writes_every_table_and_the_attention_figure(tmp_pat
     attention = pd.read_csv(results / "tables" / "complexity_mstb_attention.csv")
     assert (attention["MSTB / full (%)"] > 0).all()
     assert (results / "figures" / "complexity_mstb_attention.png").is_file()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_are_typed_literals_whose_defaults_are_the_default_profile(path):
+    import ast
+
+    import yaml
+
+    source = "".join(json.loads(path.read_text())["cells"][[c["cell_type"] for c in json.loads(path.read_text())["cells"]]
+                                                          .index("code")]["source"])
+    tree = ast.parse(source)
+    assert all(isinstance(node, ast.AnnAssign) for node in tree.body), "only `name: type = literal` lines"
+    values = {node.target.id: ast.literal_eval(node.value) for node in tree.body}
+    cpu = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
+    cpu["profile"] = "cpu"
+    shared = {k: v for k, v in values.items() if k in cpu}
+    assert shared == {k: cpu[k] for k in shared}, "a notebook's defaults must be the default (cpu) profile's"
+    if "results_dir" in values:
+        assert values["results_dir"] == "results"

@@ -1,0 +1,283 @@
+"""What the notebooks put in their tables: runs of a profile, mean +- std over seeds, the paper beside ours.
+
+Table I (paper Sec. IV-C) and Tables II-IV (Sec. IV-E) report AUC, F1, ACC, SEN and SPE in %;
+the paper gives mean +- std over 5 seeds for Hetero-AE and a t-test of Hetero-AE against MKD
+on SEN (Sec. IV-C). Here every method is run over the profile's seeds, each run is cached
+(``experiment.run_experiment``), and a table cell is the mean +- sample std (ddof 1) over
+seeds; with one seed the std is left out. The t-test is Welch's (unequal variances,
+``scipy.stats.ttest_ind(equal_var=False)``): the paper does not say which t-test it ran.
+
+Every notebook records which runs it used and whether each came from the cache
+(``record_runs``), so ``run_all.sh`` can show that a second run retrains nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data.datasets import DATASETS, FolderDataset, data_root
+from .errors import DataError
+from .experiment import RunResult, run_experiment, summary
+from .io import atomic_write, write_text
+from .data.overview import ensure_synthetic
+from .model.encoder import resolve_backbone
+from .profiles import load_profile, run_spec
+from .variants import Variant, variant
+
+METRICS = ["AUC", "F1", "ACC", "SEN", "SPE"]
+THRESHOLDS = ("best_f1", "normal_q95")
+METHOD_NAMES = {"ae": "AE", "vae": "VAE", "ganomaly": "GANomaly", "f-anogan": "f-AnoGAN", "salad": "SALAD",
+                "stfpm": "STFPM", "mkd": "MKD", "rd4ad": "RD4AD", "hetero-ae": "Hetero-AE"}
+PAPER_ORDER = list(METHOD_NAMES)  # Table I's row order
+PAPER_DATASETS = {"oct": "retinal OCT", "chest-xray": "chest X-ray", "brain-mri": "brain MRI", "covid19": "COVID-19"}
+
+
+def paper_dataset(name: str) -> str | None:
+    """The paper's dataset a dataset stands for (``synth-oct`` -> ``oct``), None for others (MedMNIST)."""
+    ds = DATASETS.get(name)
+    return ds.layout if isinstance(ds, FolderDataset) else None
+
+
+def present_datasets(names: Iterable[str], root: str | Path | None = None) -> list[str]:
+    """The datasets of ``names`` whose training and test images are on disk; prints where the others go."""
+    present, root = [], data_root(root)
+    for name in names:
+        if name not in DATASETS:
+            raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+        ds = DATASETS[name]
+        where = root / (ds.folder if isinstance(ds, FolderDataset) else "medmnist")
+        try:
+            ok = bool(ds.entries(root, "train")) and bool(ds.entries(root, "test")) if isinstance(ds, FolderDataset) \
+                else where.is_dir()
+        except (DataError, OSError):
+            ok = False
+        if ok:
+            present.append(name)
+        else:
+            print(f"skipping {name}: not found at {where} (data/README.md says where each dataset goes)")
+    return present
+
+
+def setup(profile: str, datasets: Iterable[str], *, image_size: int, device: str, data_root: str,
+          **settings: Any) -> tuple[dict[str, Any], list[str]]:
+    """A notebook's start: the profile's settings with the notebook's parameters over them, and its datasets.
+
+    Synthetic datasets are generated first if absent (``data.overview.ensure_synthetic``);
+    real ones that are missing are skipped with a message saying where they go.
+    """
+    cfg = {**load_profile(profile), "image_size": int(image_size), "device": device, "data_root": data_root, **settings}
+    datasets = list(datasets)
+    if any(isinstance(DATASETS.get(d), FolderDataset) and DATASETS[d].folder.startswith("synthetic/") for d in datasets):
+        ensure_synthetic(data_root, int(image_size), int(cfg["synthetic_seed"]), cfg["synthetic_preset"])
+    present = present_datasets(datasets, data_root)
+    if not present:
+        raise DataError(f"none of {datasets} is under {data_root}; data/README.md says where each dataset goes")
+    return cfg, present
+
+
+def method_seeds(methods: Iterable[str], seeds: list[int], baseline_seeds: list[int]) -> dict[str, list[int]]:
+    """Hetero-AE runs over ``seeds`` (the paper: 5), every baseline over ``baseline_seeds``."""
+    return {m: list(seeds) if m == "hetero-ae" else list(baseline_seeds) for m in methods}
+
+
+def run_all(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str], seeds: dict[str, list[int]],
+            *, results: str | Path = "results", root: str | Path | None = None, device: str = "cpu",
+            overrides: dict[str, Any] | None = None) -> list[RunResult]:
+    """The cached result of every (dataset, method, seed); ``seeds`` maps a method to its seeds."""
+    out = []
+    for dataset in datasets:
+        for method in methods:
+            for seed in seeds[method]:
+                spec = run_spec(profile, dataset, method, seed, **(overrides or {}))
+                out.append(run_experiment(spec, results=results, root=root, device=device, progress=False))
+    return out
+
+
+def variant_overrides(v: Variant) -> tuple[dict[str, str], str]:
+    """A variant's ModelConfig fields on this machine, and the encoder it really runs with.
+
+    A row built on an ImageNet backbone whose weights are not here (ResNet-18 offline) runs
+    with the offline EfficientNet-Lite0 instead (DESIGN 4); the tables print the encoder used.
+    """
+    o = v.overrides()
+    if o["encoder_weights"] == "imagenet":
+        o["encoder"] = resolve_backbone(o["encoder"])
+    return o, o["encoder"]
+
+
+def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str], seeds: Iterable[int], *,
+                 results: str | Path = "results", root: str | Path | None = None,
+                 device: str = "cpu") -> list[tuple[Variant, RunResult]]:
+    """The cached runs of ablation rows (Tables II-IV, Fig. 6): Hetero-AE with each variant's parts.
+
+    Rows that resolve to the same configuration (HCTN in Tables II-IV; ResNet rows that fall
+    back to EfficientNet-Lite0) share one run through the cache. A profile's
+    ``ablation_settings`` (e.g. fewer epochs on a CPU) go over its Hetero-AE settings here.
+    """
+    extra = cfg.get("ablation_settings") or {}
+    if extra:
+        settings = cfg["method_settings"]
+        cfg = {**cfg, "method_settings": {**settings, "hetero-ae": {**settings["hetero-ae"], **extra}}}
+    out = []
+    for dataset in datasets:
+        for v in variants:
+            overrides, _ = variant_overrides(v)
+            for seed in seeds:
+                spec = run_spec(cfg, dataset, "hetero-ae", seed, **overrides)
+                out.append((v, run_experiment(spec, results=results, root=root, device=device, progress=False)))
+    return out
+
+
+def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult], label: str = "") -> pd.DataFrame:
+    """Write ``<results>/logs/<notebook>.runs.csv``: every run a notebook used, and whether it was cached."""
+    rows = [{"notebook": notebook, "label": label, "method": r.spec.model.method, "dataset": r.spec.dataset,
+             "seed": r.spec.train.seed, "cached": r.cached, "train_seconds": r.metrics.get("train_seconds"),
+             "folder": str(r.folder)} for r in runs]
+    path = Path(results_dir, "logs", f"{notebook}.runs.csv")
+    frame = pd.DataFrame(rows)
+    if label and path.is_file():  # several labelled groups of runs from one notebook accumulate
+        old = pd.read_csv(path)
+        frame = pd.concat([old[old["label"] != label], frame], ignore_index=True)
+    write_text(path, frame.to_csv(index=False))
+    trained = int((~frame["cached"].astype(bool)).sum())
+    print(f"{notebook}: {len(frame)} runs, {len(frame) - trained} from the cache, {trained} trained now")
+    return frame
+
+
+def long_table(runs: Iterable[RunResult], thresholds: Iterable[str] = THRESHOLDS) -> pd.DataFrame:
+    """One row per (run, threshold): method, dataset, encoder, seed, threshold, the five metrics in %."""
+    return pd.DataFrame([summary(r, t) for r in runs for t in thresholds])
+
+
+def mean_std(frame: pd.DataFrame, by: list[str], metrics: list[str] = METRICS) -> pd.DataFrame:
+    """Mean, sample std (NaN with one seed) and number of seeds of ``metrics`` per group."""
+    g = frame.groupby(by, sort=False)[metrics]
+    out = g.mean().add_suffix(" mean").join(g.std(ddof=1).add_suffix(" std"))
+    out["seeds"] = g.size()
+    return out.reset_index()
+
+
+def cell(mean: float, std: float, digits: int = 1) -> str:
+    """'85.2 ± 1.3', or '85.2' when the std is undefined (one seed)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def with_paper(agg: pd.DataFrame, paper: pd.DataFrame, metrics: list[str] = METRICS) -> pd.DataFrame:
+    """``agg`` (mean_std by method and dataset) with, per metric, the paper's value and ours minus the paper's.
+
+    ``paper`` is long: dataset (the paper's name), metric (lower case), method, value, std.
+    """
+    out = agg.copy()
+    out["paper dataset"] = out["dataset"].map(paper_dataset)
+    p = paper.pivot_table(index=["dataset", "method"], columns="metric", values="value")
+    for m in metrics:
+        key = list(zip(out["paper dataset"], out["method"]))
+        out[f"{m} paper"] = [p[m.lower()].get(k, np.nan) if m.lower() in p else np.nan for k in key]
+        out[f"{m} diff"] = out[f"{m} mean"] - out[f"{m} paper"]
+    return out
+
+
+def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "method",
+                  names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Cells 'ours mean ± std (paper)' per metric, one row per ``row`` value, for Markdown."""
+    rows = []
+    for _, r in agg.iterrows():
+        d = {"": (names or {}).get(r[row], r[row])}
+        for extra in ("encoder", "seeds"):
+            if extra in r:
+                d[extra] = r[extra]
+        for m in metrics:
+            ours = cell(r[f"{m} mean"], r[f"{m} std"])
+            paper = r.get(f"{m} paper", np.nan)
+            d[m] = ours if pd.isna(paper) else f"{ours} ({paper:.1f})"
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+def markdown_by_dataset(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "method",
+                        names: dict[str, str] | None = None, note: str = "") -> str:
+    """One Markdown table per dataset (cells 'ours mean ± std (paper)'), each under a heading."""
+    parts = []
+    for dataset, g in agg.groupby("dataset", sort=False):
+        stands = paper_dataset(dataset)
+        head = f"### {dataset}" + (f" (stands for the paper's {PAPER_DATASETS[stands]})" if stands and stands != dataset
+                                   else "")
+        parts += [head, "", display_table(g, metrics, row, names).to_markdown(index=False), ""]
+    return "\n".join(parts + ([note] if note else [])).rstrip()
+
+
+def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str] = METRICS) -> pd.DataFrame:
+    """Tables II-IV: mean ± std over seeds per (dataset, variant) at the paper's threshold, the paper beside."""
+    rows = []
+    for v, r in pairs:
+        s = summary(r, "best_f1")
+        rows.append({"dataset": r.spec.dataset, "table": v.table, "key": v.key, "label": v.label, "group": v.group,
+                     "encoder": s["encoder"], "decoder": v.decoder, "comparison": v.comparison,
+                     **{m: s[m] for m in [*METRICS, "pixel AUROC"]}})
+    frame = pd.DataFrame(rows)
+    agg = mean_std(frame, ["dataset", "table", "key", "label", "group", "encoder", "decoder", "comparison"],
+                   [*METRICS, "pixel AUROC"])
+    for m in metrics:
+        agg[f"{m} paper"] = [variant(t, k).paper.get(paper_dataset(d) or "", {}).get(m.lower(), np.nan)
+                             for d, t, k in zip(agg["dataset"], agg["table"], agg["key"])]
+        agg[f"{m} diff"] = agg[f"{m} mean"] - agg[f"{m} paper"]
+    return agg
+
+
+def metric_grid(agg: pd.DataFrame, metric: str = "AUC", names: dict[str, str] | None = None) -> pd.DataFrame:
+    """One metric as a method x dataset grid of 'ours mean ± std (paper)' cells (the README's Table I)."""
+    grid = agg.assign(cell=[c if pd.isna(p) else f"{c} ({p:.1f})" for c, p in zip(
+        (cell(m, s) for m, s in zip(agg[f"{metric} mean"], agg[f"{metric} std"])),
+        agg.get(f"{metric} paper", pd.Series(np.nan, index=agg.index)))])
+    grid = grid.pivot(index="method", columns="dataset", values="cell")
+    grid = grid.reindex([m for m in PAPER_ORDER if m in grid.index] + [m for m in grid.index if m not in PAPER_ORDER])
+    grid = grid[list(dict.fromkeys(agg["dataset"]))]
+    grid.index = [(names or METHOD_NAMES).get(m, m) for m in grid.index]
+    return grid.rename_axis(metric).reset_index()
+
+
+def welch(frame: pd.DataFrame, a: str, b: str, metric: str, by: str = "dataset") -> pd.DataFrame:
+    """Welch's t-test of method ``a`` against ``b`` on ``metric`` per ``by`` group (seeds as samples)."""
+    from scipy.stats import ttest_ind
+
+    rows = []
+    for key, g in frame.groupby(by, sort=False):
+        x, y = g.loc[g["method"] == a, metric].to_numpy(), g.loc[g["method"] == b, metric].to_numpy()
+        t, p = (ttest_ind(x, y, equal_var=False) if len(x) > 1 and len(y) > 1 else (np.nan, np.nan))
+        rows.append({by: key, "metric": metric, f"{a} mean": x.mean() if len(x) else np.nan,
+                     f"{b} mean": y.mean() if len(y) else np.nan, f"n {a}": len(x), f"n {b}": len(y),
+                     "t": float(t), "p": float(p),
+                     "note": "" if len(x) > 1 and len(y) > 1 else "needs two or more seeds of each"})
+    return pd.DataFrame(rows)
+
+
+def per_class(runs: Iterable[RunResult]) -> pd.DataFrame:
+    """AUC (%) of normal against each anomalous sub-class: mean ± std over seeds, one row per method and class."""
+    rows = [{"method": r.spec.model.method, "dataset": r.spec.dataset, "class": str(c), "AUC": 100 * v}
+            for r in runs for c, v in r.metrics["per_class_auc"].items()]
+    return mean_std(pd.DataFrame(rows), ["dataset", "class", "method"], ["AUC"])
+
+
+def save_table(frame: pd.DataFrame, tables: str | Path, name: str, markdown: str | None = None) -> pd.DataFrame:
+    """``<tables>/<name>.csv`` and ``.md`` (``markdown`` if given, else the frame as a Markdown table)."""
+    write_text(Path(tables, f"{name}.csv"), frame.to_csv(index=False))
+    write_text(Path(tables, f"{name}.md"), (markdown if markdown is not None
+                                            else frame.to_markdown(index=False, floatfmt=".2f")) + "\n")
+    return frame
+
+
+def save_figure(fig: Any, figures: str | Path, name: str) -> None:
+    """``<figures>/<name>.png`` (150 dpi) and ``.pdf``."""
+    for ext in ("png", "pdf"):
+        atomic_write(Path(figures, f"{name}.{ext}"),
+                     lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight"))

@@ -1,0 +1,186 @@
+"""Table building (mean ± std, the paper beside ours, Welch's t-test) and the run_all manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hetero_ae import manifest, report
+from hetero_ae.errors import DataError
+
+
+def _runs_frame() -> pd.DataFrame:
+    rows = []
+    for method, sens in {"hetero-ae": [90.0, 92.0, 91.0], "mkd": [95.0, 93.0]}.items():
+        for seed, sen in enumerate(sens):
+            rows.append({"method": method, "dataset": "synth-oct", "encoder": "efficientnet-lite0", "seed": seed,
+                         "AUC": 80.0 + seed, "F1": 70.0, "ACC": 60.0, "SEN": sen, "SPE": 50.0})
+    return pd.DataFrame(rows)
+
+
+def test_mean_std_is_the_sample_std_over_seeds_and_nan_for_one_seed():
+    agg = report.mean_std(_runs_frame(), ["dataset", "method"]).set_index("method")
+    assert agg.loc["hetero-ae", "SEN mean"] == pytest.approx(91.0)
+    assert agg.loc["hetero-ae", "SEN std"] == pytest.approx(1.0)  # sqrt(((-1)^2 + 1^2 + 0) / 2)
+    assert agg.loc["mkd", "SEN std"] == pytest.approx(np.std([95.0, 93.0], ddof=1))
+    assert agg.loc["hetero-ae", "seeds"] == 3 and agg.loc["mkd", "seeds"] == 2
+    one = report.mean_std(_runs_frame().iloc[:1], ["method"])
+    assert np.isnan(one["SEN std"].iloc[0])
+
+
+def test_cell_formats_mean_and_std_and_leaves_out_an_undefined_std():
+    assert report.cell(85.234, 1.26) == "85.2 ± 1.3"
+    assert report.cell(85.234, float("nan")) == "85.2"
+    assert report.cell(float("nan"), 1.0) == "-"
+
+
+def test_with_paper_puts_the_papers_number_beside_ours_and_the_difference():
+    agg = report.mean_std(_runs_frame(), ["dataset", "method"])
+    paper = pd.DataFrame([{"dataset": "oct", "metric": "sen", "method": "mkd", "value": 97.6, "std": np.nan},
+                          {"dataset": "oct", "metric": "auc", "method": "hetero-ae", "value": 98.9, "std": 0.2}])
+    out = report.with_paper(agg, paper).set_index("method")
+    assert out.loc["mkd", "SEN paper"] == 97.6
+    assert out.loc["mkd", "SEN diff"] == pytest.approx(94.0 - 97.6)
+    assert out.loc["hetero-ae", "AUC paper"] == 98.9 and np.isnan(out.loc["mkd", "AUC paper"])
+    text = report.markdown_by_dataset(out.reset_index(), names=report.METHOD_NAMES)
+    assert "retinal OCT" in text and "94.0 ± 1.4 (97.6)" in text and "| MKD" in text
+
+
+def test_welch_matches_scipy_and_says_when_it_is_undefined():
+    from scipy.stats import ttest_ind
+
+    frame = _runs_frame()
+    out = report.welch(frame, "hetero-ae", "mkd", "SEN").iloc[0]
+    expected = ttest_ind([90.0, 92.0, 91.0], [95.0, 93.0], equal_var=False)
+    assert out["t"] == pytest.approx(expected.statistic) and out["p"] == pytest.approx(expected.pvalue)
+    assert out["n hetero-ae"] == 3 and out["n mkd"] == 2 and out["note"] == ""
+    single = report.welch(frame[frame["seed"] == 0], "hetero-ae", "mkd", "SEN").iloc[0]
+    assert np.isnan(single["p"]) and "two or more seeds" in single["note"]
+
+
+def test_paper_dataset_names_the_dataset_a_stand_in_replaces():
+    assert report.paper_dataset("synth-brain-mri") == "brain-mri"
+    assert report.paper_dataset("chest-xray") == "chest-xray"
+    assert report.paper_dataset("octmnist") is None
+
+
+def test_present_datasets_skips_missing_real_data_and_says_where_it_goes(tmp_path, capsys):
+    assert report.present_datasets(["oct", "covid19"], tmp_path) == []
+    out = capsys.readouterr().out
+    assert "skipping oct" in out and "data/README.md" in out
+    with pytest.raises(DataError, match="unknown dataset"):
+        report.present_datasets(["no-such-data"], tmp_path)
+
+
+def test_setup_raises_when_no_dataset_is_there(tmp_path):
+    with pytest.raises(DataError, match="none of"):
+        report.setup("smoke", ["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
+
+
+def test_method_seeds_gives_hetero_ae_its_own_seeds():
+    assert report.method_seeds(["hetero-ae", "mkd"], [0, 1, 2], [0]) == {"hetero-ae": [0, 1, 2], "mkd": [0]}
+
+
+def test_manifest_records_wall_time_and_cache_hits_and_the_index_links_in_paper_order(tmp_path):
+    results = tmp_path / "results"
+    logs = results / "logs"
+    logs.mkdir(parents=True)
+    pd.DataFrame({"notebook": ["table1_comparison"] * 3, "cached": [True, True, False]}).to_csv(
+        logs / "table1_comparison.runs.csv", index=False)
+    manifest.start(results, "smoke", "cpu")
+    manifest.record(results, "table1_comparison", 12.34, "ok")
+    manifest.record(results, "complexity", 3.0, "ok")
+    m = json.loads((results / "manifest.json").read_text())
+    assert m["profile"] == "smoke" and m["device"].startswith("cpu") and "torch" in m["versions"]
+    assert m["notebooks"]["table1_comparison"] == {**m["notebooks"]["table1_comparison"], "status": "ok",
+                                                   "wall_seconds": 12.3, "runs": 3, "cached": 2, "trained": 1}
+    assert "runs" not in m["notebooks"]["complexity"]
+    assert m["wall_seconds_total"] == pytest.approx(15.3)
+    html = results / "html"
+    html.mkdir()
+    for name in ("complexity", "table1_comparison", "zz_extra"):
+        (html / f"{name}.html").write_text("<html></html>")
+    page = manifest.index(results).read_text()
+    assert page.index("table1_comparison.html") < page.index("complexity.html") < page.index("zz_extra.html")
+    manifest.start(results, "smoke", "cpu")  # same profile: earlier notebooks are kept
+    assert "table1_comparison" in json.loads((results / "manifest.json").read_text())["notebooks"]
+    manifest.start(results, "cpu", "cpu")  # another profile: a fresh record
+    assert json.loads((results / "manifest.json").read_text())["notebooks"] == {}
+
+
+def test_notebook_order_puts_the_papers_artefacts_first(tmp_path):
+    for name in ("complexity", "aaa", "fig4_heatmaps", "table1_comparison", "data_overview"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert manifest.notebook_order(tmp_path) == ["data_overview", "table1_comparison", "fig4_heatmaps", "complexity",
+                                                 "aaa"]
+
+
+def test_save_table_writes_csv_and_markdown(tmp_path: Path):
+    frame = pd.DataFrame({"a": [1.234], "b": ["x"]})
+    report.save_table(frame, tmp_path, "t")
+    assert pd.read_csv(tmp_path / "t.csv").equals(frame)
+    assert "1.23" in (tmp_path / "t.md").read_text()
+    report.save_table(frame, tmp_path, "u", markdown="# given")
+    assert (tmp_path / "u.md").read_text() == "# given\n"
+
+
+def test_trained_model_retrains_a_run_whose_checkpoint_is_not_committed_into_the_same_model(tmp_path):
+    from hetero_ae.data.overview import ensure_synthetic
+    from hetero_ae.evaluate import predict
+    from hetero_ae.experiment import run_experiment, trained_model
+    from hetero_ae.profiles import load_profile, run_spec
+
+    root = tmp_path / "data"
+    ensure_synthetic(root, 64, 0, "smoke")
+    spec = run_spec({**load_profile("smoke"), "image_size": 64}, "synth-oct", "ae", 0)
+    result = run_experiment(spec, results=tmp_path / "results", root=root, progress=False)
+    images = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    before = predict(trained_model(result, root=root), images)[0]
+    (result.folder / "checkpoint.pt").unlink()
+    metrics = (result.folder / "metrics.json").read_text()
+    after = predict(trained_model(result, root=root), images)[0]
+    assert np.allclose(before, after, atol=1e-5)
+    assert (result.folder / "checkpoint.pt").is_file() and (result.folder / "metrics.json").read_text() == metrics
+
+
+def test_ablation_rows_on_resnet_fall_back_to_the_offline_encoder_and_say_so(resnet18_weights, monkeypatch):
+    from hetero_ae.model import encoder
+    from hetero_ae.variants import variant
+
+    row = variant("III", "hctn")
+    assert report.variant_overrides(row)[1] == "resnet18"  # weights in the hub cache (the fixture's)
+    resnet18_weights.unlink()
+    assert report.variant_overrides(row) == ({**row.overrides(), "encoder": encoder.OFFLINE_ENCODER},
+                                             encoder.OFFLINE_ENCODER)
+    hybrid = variant("II", "hybrid-hybrid")  # random frozen encoders are not replaced
+    assert report.variant_overrides(hybrid)[1] == "hybrid"
+
+
+def test_readme_blocks_are_filled_from_the_tables_and_stale_ones_are_reported(tmp_path):
+    from hetero_ae import readme
+
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    (tmp_path / "results" / "tables" / "t.md").write_text("| a |\n|---|\n| 1 |\n")
+    page = tmp_path / "README.md"
+    page.write_text("intro\n<!-- results/tables/t.md -->\nold\n<!-- end -->\noutro\n")
+    assert readme.stale(page, tmp_path) == ["results/tables/t.md"]
+    assert readme.main(["--readme", str(page), "--check"]) == 1
+    assert readme.main(["--readme", str(page)]) == 0
+    assert page.read_text() == "intro\n<!-- results/tables/t.md -->\n| a |\n|---|\n| 1 |\n<!-- end -->\noutro\n"
+    assert readme.stale(page, tmp_path) == [] and readme.main(["--readme", str(page), "--check"]) == 0
+    page.write_text("<!-- results/tables/missing.md -->\n<!-- end -->\n")
+    with pytest.raises(FileNotFoundError, match="run ./run_all.sh"):
+        readme.stale(page, tmp_path)
+
+
+def test_the_readme_on_main_shows_the_committed_results():
+    from hetero_ae import readme
+
+    root = Path(__file__).resolve().parents[1]
+    shown = [path for path, _ in readme.blocks((root / "README.md").read_text())]
+    assert "results/tables/table1_auc.md" in shown
+    assert readme.stale(root / "README.md", root) == [], "run python -m hetero_ae.readme after ./run_all.sh"

@@ -1,0 +1,102 @@
+"""``./run_all.sh --profile smoke``, end to end, once: every notebook, table, figure, HTML page and the manifest.
+
+The run goes to a temporary results folder (``--results``) so the committed results stay as
+they are; the smoke data lives under data/smoke as the profile says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+TABLES = ["data_overview_counts", "table1_comparison", "table1_comparison_q95", "table1_diff", "table1_welch_sen",
+          "table1_per_class_auc", "table1_runs", "table2_heterogeneous", "table2_heterogeneous_complexity",
+          "table3_hctn", "table3_hctn_complexity", "table4_feature_comparison", "fig4_pixel_metrics", "fig5_tsne",
+          "fig6_feature_distance", "complexity_table2", "complexity_mstb_attention"]
+FIGURES = ["data_overview_gallery", "fig4_heatmaps", "fig5_tsne", "fig6_boxplots", "complexity_mstb_attention"]
+
+from conftest import run_all
+
+
+@pytest.fixture()
+def smoke(smoke_results: Path) -> Path:
+    return smoke_results
+
+
+def test_every_notebook_table_figure_and_page_is_written(smoke):
+    for name in NOTEBOOKS:
+        assert (smoke / "notebooks" / f"{name}.ipynb").is_file(), name
+        assert (smoke / "html" / f"{name}.html").stat().st_size > 10_000, name
+    index = (smoke / "html" / "index.html").read_text()
+    assert all(f'href="{name}.html"' in index for name in NOTEBOOKS)
+    for name in TABLES:
+        assert (smoke / "tables" / f"{name}.csv").is_file() and (smoke / "tables" / f"{name}.md").is_file(), name
+    for name in FIGURES:
+        assert (smoke / "figures" / f"{name}.png").stat().st_size > 5_000, name
+    assert all((smoke / "figures" / f"{n}.pdf").is_file() for n in ("fig4_heatmaps", "fig5_tsne", "fig6_boxplots"))
+
+
+def test_the_manifest_says_what_ran_where_and_how_long(smoke):
+    m = json.loads((smoke / "manifest.json").read_text())
+    assert m["profile"] == "smoke" and m["device"].startswith("cpu") and len(m["git_commit"]) in (40, 7)
+    assert set(m["notebooks"]) == set(NOTEBOOKS)
+    assert all(n["status"] == "ok" and n["wall_seconds"] >= 0 for n in m["notebooks"].values())
+    assert m["notebooks"]["table1_comparison"]["runs"] > 0
+
+
+def test_table1_has_every_method_on_every_dataset_beside_the_paper(smoke):
+    t = pd.read_csv(smoke / "tables" / "table1_comparison.csv")
+    profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    assert len(t) == len(profile["methods"]) * len(profile["datasets"])
+    assert set(t["method"]) == set(profile["methods"]) and set(t["dataset"]) == set(profile["datasets"])
+    for m in ("AUC", "F1", "ACC", "SEN", "SPE"):
+        assert t[f"{m} mean"].between(0, 100).all() and t[f"{m} paper"].between(0, 100).all()
+        assert np.allclose(t[f"{m} diff"], t[f"{m} mean"] - t[f"{m} paper"])
+    hetero = t[t["method"] == "hetero-ae"]
+    assert (hetero["seeds"] == len(profile["seeds"])).all() and hetero["AUC std"].notna().all()
+    per_run = pd.read_csv(smoke / "tables" / "table1_runs.csv")
+    assert set(per_run["threshold"]) == {"best_f1", "normal_q95"}
+    welch = pd.read_csv(smoke / "tables" / "table1_welch_sen.csv")
+    assert set(welch["dataset"]) == set(profile["datasets"])
+
+
+@pytest.mark.parametrize("name, rows", [("table2_heterogeneous", 7), ("table3_hctn", 3), ("table4_feature_comparison", 6)])
+def test_ablation_tables_have_every_row_on_both_datasets_beside_the_paper(smoke, name, rows):
+    t = pd.read_csv(smoke / "tables" / f"{name}.csv")
+    assert sorted(t["dataset"].unique()) == ["synth-brain-mri", "synth-chest-xray"]
+    assert (t.groupby("dataset").size() == rows).all()
+    assert t["AUC mean"].between(0, 100).all() and t["AUC paper"].between(50, 100).all()
+    assert t["encoder"].notna().all()
+
+
+def test_a_second_run_retrains_nothing(smoke):
+    again = run_all("--profile", "smoke", "--results", str(smoke), "--only", "table1_comparison")
+    assert again.returncode == 0, again.stderr[-3000:]
+    entry = json.loads((smoke / "manifest.json").read_text())["notebooks"]["table1_comparison"]
+    assert entry["trained"] == 0 and entry["cached"] == entry["runs"] > 0
+    assert f"{entry['runs']} runs ({entry['runs']} cached, 0 trained)" in again.stdout
+
+
+def test_a_failing_notebook_stops_the_script_with_its_name_and_keeps_what_was_written(smoke, tmp_path):
+    before = sorted(p.name for p in (smoke / "tables").iterdir())
+    broken = tmp_path / "broken.yaml"
+    profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    broken.write_text(yaml.safe_dump({**profile, "datasets": ["no-such-dataset"]}))
+    done = run_all("--profile", str(broken), "--results", str(smoke), "--only", "table1_comparison")
+    assert done.returncode == 1
+    assert "table1_comparison failed" in done.stderr and "no-such-dataset" in done.stdout + done.stderr
+    assert sorted(p.name for p in (smoke / "tables").iterdir()) == before
+
+
+def test_bad_options_are_refused_with_a_clear_message():
+    done = run_all("--only", "no_such_notebook")
+    assert done.returncode == 2 and "no notebook notebooks/no_such_notebook.ipynb" in done.stderr
+    done = run_all("--profile", "huge")
+    assert done.returncode == 2 and "no profile profiles/huge.yaml" in done.stderr
