@@ -253,11 +253,14 @@ def welch(frame: pd.DataFrame, a: str, b: str, metric: str, by: str = "dataset")
     rows = []
     for key, g in frame.groupby(by, sort=False):
         x, y = g.loc[g["method"] == a, metric].to_numpy(), g.loc[g["method"] == b, metric].to_numpy()
-        t, p = (ttest_ind(x, y, equal_var=False) if len(x) > 1 and len(y) > 1 else (np.nan, np.nan))
+        enough = len(x) > 1 and len(y) > 1
+        spread = enough and (x.std() > 0 or y.std() > 0)
+        t, p = ttest_ind(x, y, equal_var=False) if spread else (np.nan, np.nan)
+        note = ("" if spread else "no spread: every seed of both gave the same value" if enough
+                else "needs two or more seeds of each")
         rows.append({by: key, "metric": metric, f"{a} mean": x.mean() if len(x) else np.nan,
                      f"{b} mean": y.mean() if len(y) else np.nan, f"n {a}": len(x), f"n {b}": len(y),
-                     "t": float(t), "p": float(p),
-                     "note": "" if len(x) > 1 and len(y) > 1 else "needs two or more seeds of each"})
+                     "t": float(t), "p": float(p), "note": note})
     return pd.DataFrame(rows)
 
 

@@ -60,6 +60,9 @@ def test_welch_matches_scipy_and_says_when_it_is_undefined():
     assert out["n hetero-ae"] == 3 and out["n mkd"] == 2 and out["note"] == ""
     single = report.welch(frame[frame["seed"] == 0], "hetero-ae", "mkd", "SEN").iloc[0]
     assert np.isnan(single["p"]) and "two or more seeds" in single["note"]
+    flat = frame.assign(SEN=100.0)
+    same = report.welch(flat, "hetero-ae", "mkd", "SEN").iloc[0]
+    assert np.isnan(same["p"]) and "no spread" in same["note"]
 
 
 def test_paper_dataset_names_the_dataset_a_stand_in_replaces():
@@ -184,3 +187,14 @@ def test_the_readme_on_main_shows_the_committed_results():
     shown = [path for path, _ in readme.blocks((root / "README.md").read_text())]
     assert "results/tables/table1_auc.md" in shown
     assert readme.stale(root / "README.md", root) == [], "run python -m hetero_ae.readme after ./run_all.sh"
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from hetero_ae.io import write_text
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_text(tmp_path / "t.md", "x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
