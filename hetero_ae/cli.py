@@ -2,7 +2,8 @@
 
 Errors a user can fix (missing or empty folders, unreadable images, a checkpoint of another
 model, missing weights) print one line and exit with status 2; every file is written
-atomically, so nothing is left half-written.
+atomically, so nothing is left half-written, except ``score``'s CSV, appended batch by batch
+(a killed run may leave a torn last line, which ``score --resume`` drops).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from .config import ModelConfig, TrainConfig, to_dict
 from .errors import UserError
-from .io import atomic_write, write_json, write_text
+from .io import write_json, write_text
 
 VAL_SCORES = "val_scores.json"
 
@@ -82,15 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", default="cpu")
 
-    s = sub.add_parser("score", help="score images with a checkpoint",
+    s = sub.add_parser("score", help="score images with a checkpoint (streamed, resumable)",
                        description="Write scores.csv (path, score, label when a parent folder is named normal or "
                                    "anomalous) and, with --heatmaps, a heatmap overlay PNG per image "
-                                   "(colours scaled per image).")
+                                   "(colours scaled per image). Images are decoded and scored one batch at a time "
+                                   "(any folder size, bounded memory), and each batch's rows are appended to "
+                                   "scores.csv and flushed, so a killed run keeps what it wrote and --resume "
+                                   "finishes it. Scores are the method's raw image scores: a normalisation over "
+                                   "the whole set (GANomaly's min-max over the test set) is not applied; "
+                                   "'evaluate' applies it.")
     s.add_argument("--checkpoint", required=True, type=Path)
-    s.add_argument("--images", required=True, type=Path, help="an image file or a folder of images")
-    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--images", required=True, type=Path, help="an image file or a folder of images (recursive)")
+    s.add_argument("--out", required=True, type=Path, help="output folder: scores.csv, score.json, heatmaps/")
     s.add_argument("--heatmaps", action="store_true", help="also write heatmap overlays under OUT/heatmaps/")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: keep OUT/scores.csv and score only the images it lacks "
+                        "(same checkpoint, --images and --heatmaps)")
+    s.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--workers", type=int, default=None,
+                   help="image decoding processes, 0 = decode in the main process (default: min(4, cores - 1))")
     s.add_argument("--device", default="cpu")
     r = sub.add_parser("run", help="train and evaluate one method on one dataset (cached)",
                        description="Train and evaluate a method on a dataset with a profile's settings; the result "
@@ -263,43 +275,18 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
           f"(best-F1 threshold {best['threshold']:.4f}); written to {out}")
 
 
-def _label_of(path: str) -> str:
-    parts = {p.lower() for p in Path(path).parts[:-1]}
-    return "0" if "normal" in parts else "1" if parts & {"anomalous", "abnormal"} else ""
-
-
-def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
-    """A jet-coloured map (scaled to its own range) blended over the image, uint8 (H, W, 3)."""
-    from matplotlib import colormaps
-
-    lo, hi = float(amap.min()), float(amap.max())
-    norm = (amap - lo) / (hi - lo) if hi > lo else np.zeros_like(amap)
-    heat = colormaps["jet"](norm)[..., :3] * 255.0
-    return np.clip(0.5 * image.astype(np.float32) + 0.5 * heat, 0, 255).astype(np.uint8)
-
-
 def cmd_score(a: argparse.Namespace) -> None:
-    from PIL import Image
-
     from .checkpoint import load_model
-    from .data.images import list_images, read_images
-    from .evaluate import batched_maps
+    from .scoring import default_workers, score_images
 
     model, ckpt = load_model(a.checkpoint)
-    paths = [a.images] if a.images.is_file() else list_images(a.images)
-    data = read_images(paths, ckpt["model_config"]["image_size"])
-    rows, i = [], 0
-    for maps, scores in batched_maps(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device,
-                                     progress=True):
-        for amap, score in zip(maps, scores):
-            path = data.paths[i]
-            rows.append((path, f"{score:.6g}", _label_of(path)))
-            if a.heatmaps:
-                png = a.out / "heatmaps" / f"{i:06d}_{Path(path).stem}.png"
-                atomic_write(png, lambda p, im=overlay(data.images[i], amap): Image.fromarray(im).save(p, format="PNG"))
-            i += 1
-    _write_csv(a.out / "scores.csv", ["path", "score", "label"], rows)
-    print(f"scored {len(rows)} image(s) -> {a.out / 'scores.csv'}")
+    new, before, skipped = score_images(
+        model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, batch_size=a.batch_size,
+        workers=default_workers() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
+        resume=a.resume, strict=a.strict)
+    resumed = f" after {before} already there" if a.resume else ""
+    unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
+    print(f"scored {new} image(s){resumed}{unread} -> {a.out / 'scores.csv'}")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data,

@@ -152,7 +152,13 @@ _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
 
 
-def to_batch(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> ImageNet-normalised float (B, 3, H, W), channels-last in memory."""
-    x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()  # a copy: images may be a read-only memmap
-    return ((x - _MEAN) / _STD).contiguous(memory_format=torch.channels_last)
+def to_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> ImageNet-normalised float (B, 3, H, W), channels-last in memory.
+
+    A tensor is normalised on its own device (e.g. a uint8 batch already moved to the GPU).
+    """
+    if isinstance(images, torch.Tensor):
+        x = images.permute(0, 3, 1, 2).float()
+    else:
+        x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()  # a copy: images may be a read-only memmap
+    return ((x - _MEAN.to(x.device)) / _STD.to(x.device)).contiguous(memory_format=torch.channels_last)
