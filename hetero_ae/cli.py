@@ -3,6 +3,9 @@
 Errors a user can fix (missing or empty folders, unreadable images, a checkpoint of another
 model, missing weights) print one line and exit with status 2; every file is written
 atomically, so nothing is left half-written.
+
+``train`` and ``run`` also run under ``torchrun --nproc-per-node N -m hetero_ae ...``
+(DistributedDataParallel, ``hetero_ae.distributed``): rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,8 +134,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
-    import os
-
     from .data.overview import ensure_synthetic
     from .experiment import run_experiment
     from .profiles import load_profile, run_spec
@@ -202,7 +204,15 @@ def _params(pairs: list[str]) -> dict:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
+    from . import distributed
+
+    with distributed.process_group(a.device) as device:
+        _train(a, device)
+
+
+def _train(a: argparse.Namespace, device: str) -> None:
     from .data.images import read_folder
+    from .distributed import is_main, world_size
     from .evaluate import predict
     from .train import check_run_folder, hold_out, train
 
@@ -215,13 +225,15 @@ def cmd_train(a: argparse.Namespace) -> None:
     check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
     train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
-    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
+    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=device)
+    if not is_main():
+        return
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
-                                       "skipped": data.skipped})
+                                       "skipped": data.skipped, "processes": world_size()})
     write_json(a.out / "history.json", history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
-        _, val_scores = predict(model, val_set.images, device=a.device, normalize=False)
+        _, val_scores = predict(model, val_set.images, device=device, normalize=False)
         write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
     print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s); final loss "
           f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")
@@ -307,10 +319,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "m
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import distributed
+
     args = build_parser().parse_args(argv)
     try:
+        if distributed.launched() and args.command not in distributed.COMMANDS:
+            raise UserError(f"'{args.command}' runs in one process (python -m hetero_ae); only "
+                            f"{' and '.join(distributed.COMMANDS)} run under torchrun")
         COMMANDS[args.command](args)
     except UserError as e:
-        print(f"hetero-ae: error: {e}", file=sys.stderr)
+        where = f"[rank {os.environ.get('RANK')}] " if distributed.launched() else ""
+        print(f"hetero-ae: error: {where}{e}", file=sys.stderr)
         return 2
     return 0
