@@ -134,21 +134,25 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
+    from . import distributed
     from .data.overview import ensure_synthetic
     from .experiment import run_experiment
     from .profiles import load_profile, run_spec
 
     profile = load_profile(a.profile)
     root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
-    if a.dataset.startswith("synth-"):
-        ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
-                         profile.get("synthetic_preset", "default"))
     results = []
-    for method in methods:
-        spec = run_spec(profile, a.dataset, method, a.seed)
-        res = run_experiment(spec, results=a.results, root=root, device=a.device or profile.get("device", "cpu"))
-        print(f"{method}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
-        results.append(res)
+    with distributed.process_group(a.device or profile.get("device", "cpu")) as device:
+        if a.dataset.startswith("synth-") and distributed.is_main():
+            ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
+                             profile.get("synthetic_preset", "default"))
+        distributed.barrier()  # the data is written before any process reads it
+        for method in methods:
+            spec = run_spec(profile, a.dataset, method, a.seed)
+            res = run_experiment(spec, results=a.results, root=root, device=device)
+            if distributed.is_main():
+                print(f"{method}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
+            results.append(res)
     return results
 
 
@@ -162,7 +166,11 @@ def _print_table(results: list) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    _print_table(_experiment(a, [a.method]))
+    from .distributed import is_main
+
+    results = _experiment(a, [a.method])
+    if is_main():  # under torchrun, rank 0 alone evaluates (the others' results hold no metrics)
+        _print_table(results)
 
 
 def cmd_compare(a: argparse.Namespace) -> None:

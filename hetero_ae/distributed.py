@@ -1,9 +1,10 @@
 """Multi-process training with PyTorch's DistributedDataParallel, launched by ``torchrun`` (DESIGN 7).
 
-``torchrun --nproc-per-node N -m hetero_ae train ...`` starts N processes; each joins the process
-group that torchrun's environment describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, the
-rendezvous address), on ``cuda:LOCAL_RANK`` with NCCL or on the CPU with gloo. Without torchrun,
-or with one process, nothing here does anything and training is the plain one-process loop.
+``torchrun --nproc-per-node N -m hetero_ae train ...`` (or ``run ...``) starts N processes; each
+joins the process group that torchrun's environment describes (``WORLD_SIZE``, ``RANK``,
+``LOCAL_RANK``, the rendezvous address), on ``cuda:LOCAL_RANK`` with NCCL or on the CPU with
+gloo. Without torchrun, or with one process, nothing here does anything and training is the
+plain one-process loop.
 
 What one step computes (``DistributedStep``):
 - the configured batch size is the *global* batch: each global batch of the epoch's order is
@@ -17,9 +18,9 @@ What one step computes (``DistributedStep``):
   every process at the same step.
 
 Differences from one process, by design: BatchNorm layers in training mode normalise with the
-statistics of each process's part of the batch, not of the whole batch (torch's SyncBatchNorm
-would fix that, but it only runs on GPUs, and one process's statistics are the common DDP
-practice); running statistics are rank 0's, broadcast to the others before every forward pass.
+statistics of each process's part of the batch, not of the whole batch, as DDP does by default
+(torch's SyncBatchNorm would share them, but it runs on GPUs only, so it is not offered here);
+running statistics are rank 0's, broadcast to the others before every forward pass.
 Stochastic methods draw their noise from a torch RNG reseeded at every epoch from (seed,
 epoch, rank), so processes draw different noise and a resumed run continues exactly.
 
@@ -44,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .errors import UserError
 from .registry import AnomalyModel, finite
 
-COMMANDS = ("train",)  # the CLI commands that may run under torchrun
+COMMANDS = ("train", "run")  # the CLI commands that may run under torchrun
 
 
 def launched() -> bool:
@@ -57,7 +58,8 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank: in the process group, else torchrun's ``RANK`` (before or after the group), else 0."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
 def is_main() -> bool:
@@ -89,8 +91,9 @@ def local_device(device: str) -> str:
 def process_group(device: str) -> Iterator[str]:
     """Join torchrun's process group for the duration (when there is one); yields this process's device.
 
-    On the way out every process waits at a barrier until rank 0 has written its files. A group
-    that the caller already set up is used as it is and left to the caller.
+    A group that the caller already set up is used as it is and left to the caller. There is no
+    barrier on the way out: the other processes may end while rank 0 still evaluates and writes
+    (an NCCL barrier would time out, after 10 minutes, on a long evaluation).
     """
     device = local_device(device)
     if not launched() or dist.is_initialized():
@@ -103,7 +106,6 @@ def process_group(device: str) -> Iterator[str]:
         dist.init_process_group("gloo")
     try:
         yield device
-        barrier()
     finally:
         dist.destroy_process_group()
 
