@@ -77,7 +77,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for d in ("writes", "epochs"):
         (tmp / d).mkdir()
     torchrun("train", "--data", str(tmp / "train"), "--out", str(tmp / "two"), *ARGS,
-             hooks={**EXACT, "HETERO_AE_TEST_WRITES": str(tmp / "writes"), "HETERO_AE_TEST_EPOCHS": str(tmp / "epochs")})
+             hooks={**EXACT, "HETERO_AE_TEST_WRITES": str(tmp / "writes"),
+                    "HETERO_AE_TEST_EPOCHS": str(tmp / "epochs")})
     with pytest.MonkeyPatch.context() as mp:
         exact(mp.setattr)
         try:
@@ -98,7 +99,7 @@ def test_two_processes_end_with_the_weights_of_one_process(runs):
     one, two = weights(runs["one"]), weights(runs["two"])
     assert one.keys() == two.keys()
     for k in one:
-        torch.testing.assert_close(two[k], one[k], rtol=0, atol=WEIGHT_ATOL, msg=k)
+        torch.testing.assert_close(two[k], one[k], rtol=0, atol=WEIGHT_ATOL, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_the_logged_loss_is_the_mean_over_the_global_batch(runs):
