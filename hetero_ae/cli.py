@@ -4,6 +4,9 @@ Errors a user can fix (missing or empty folders, unreadable images, a checkpoint
 model, missing weights) print one line and exit with status 2; every file is written
 atomically, so nothing is left half-written, except ``score``'s CSV, appended batch by batch
 (a killed run may leave a torn last line, which ``score --resume`` drops).
+
+``train`` and ``run`` also run under ``torchrun --nproc-per-node N -m hetero_ae ...``
+(DistributedDataParallel, ``hetero_ae.distributed``): rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,23 +146,25 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
-    import os
-
+    from . import distributed
     from .data.overview import ensure_synthetic
     from .experiment import run_experiment
     from .profiles import load_profile, run_spec
 
     profile = load_profile(a.profile)
     root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
-    if a.dataset.startswith("synth-"):
-        ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
-                         profile.get("synthetic_preset", "default"))
     results = []
-    for method in methods:
-        spec = run_spec(profile, a.dataset, method, a.seed)
-        res = run_experiment(spec, results=a.results, root=root, device=a.device or profile.get("device", "cpu"))
-        print(f"{method}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
-        results.append(res)
+    with distributed.process_group(a.device or profile.get("device", "cpu")) as device:
+        if a.dataset.startswith("synth-") and distributed.is_main():
+            ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
+                             profile.get("synthetic_preset", "default"))
+        distributed.barrier()  # the data is written before any process reads it
+        for method in methods:
+            spec = run_spec(profile, a.dataset, method, a.seed)
+            res = run_experiment(spec, results=a.results, root=root, device=device)
+            if distributed.is_main():
+                print(f"{method}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
+            results.append(res)
     return results
 
 
@@ -172,7 +178,11 @@ def _print_table(results: list) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    _print_table(_experiment(a, [a.method]))
+    from .distributed import is_main
+
+    results = _experiment(a, [a.method])
+    if is_main():  # under torchrun, rank 0 alone evaluates (the others' results hold no metrics)
+        _print_table(results)
 
 
 def cmd_compare(a: argparse.Namespace) -> None:
@@ -214,7 +224,15 @@ def _params(pairs: list[str]) -> dict:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
+    from . import distributed
+
+    with distributed.process_group(a.device) as device:
+        _train(a, device)
+
+
+def _train(a: argparse.Namespace, device: str) -> None:
     from .data.images import read_folder
+    from .distributed import is_main, world_size
     from .evaluate import predict
     from .train import check_run_folder, hold_out, train
 
@@ -227,13 +245,15 @@ def cmd_train(a: argparse.Namespace) -> None:
     check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
     train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
-    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=a.device)
+    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=device)
+    if not is_main():
+        return
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
-                                       "skipped": data.skipped})
+                                       "skipped": data.skipped, "processes": world_size()})
     write_json(a.out / "history.json", history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
-        _, val_scores = predict(model, val_set.images, device=a.device, normalize=False)
+        _, val_scores = predict(model, val_set.images, device=device, normalize=False)
         write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
     print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s); final loss "
           f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")
@@ -294,10 +314,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "m
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import distributed
+
     args = build_parser().parse_args(argv)
     try:
+        if distributed.launched() and args.command not in distributed.COMMANDS:
+            raise UserError(f"'{args.command}' runs in one process (python -m hetero_ae); only "
+                            f"{' and '.join(distributed.COMMANDS)} run under torchrun")
         COMMANDS[args.command](args)
     except UserError as e:
-        print(f"hetero-ae: error: {e}", file=sys.stderr)
+        where = f"[rank {os.environ.get('RANK')}] " if distributed.launched() else ""
+        print(f"hetero-ae: error: {where}{e}", file=sys.stderr)
         return 2
     return 0

@@ -14,6 +14,9 @@ Metrics (DESIGN 6, 3.8): AUC, AP and F1/ACC/SEN/SPE at the paper's best-F1 thres
 anomalous sub-class; pixel AUROC, AUPRO and best Dice where the test set has masks.
 Held-out normals are the release's ``val`` split, or else ``val_fraction`` of the training
 normals (the paper trains on all of them; the tables say which).
+
+Under ``torchrun`` (``hetero-ae run``, ``hetero_ae.distributed``) every process trains and
+rank 0 alone writes and evaluates; the others return a result without metrics.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .config import ModelConfig, TrainConfig, to_dict
 from .data.datasets import DATASETS, FolderDataset, data_root, find_npz, load_split
 from .data.images import ImageSet
@@ -123,9 +127,14 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
     size = spec.model.image_size
     train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
-    write_json(folder / "config.json", {**spec.as_dict(), "held_out_normals": held_out,
-                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set)})
+    if distributed.is_main():
+        write_json(folder / "config.json", {**spec.as_dict(), "held_out_normals": held_out,
+                                            "train_images": len(train_set),
+                                            "val_images": 0 if val_set is None else len(val_set),
+                                            "processes": distributed.world_size()})
     model, history = train(spec.model, spec.train, train_set, folder, resume=True, device=device, progress=progress)
+    if not distributed.is_main():
+        return RunResult(spec, folder, {}, cached=False)
     write_json(folder / "history.json", history)
 
     test = load_split(spec.dataset, "test", size, root=root)

@@ -43,6 +43,7 @@ class AnomalyModel(nn.Module):
 
     method_name: str = ""
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
+    ddp_find_unused_parameters: bool = False  # True where loss() leaves some trainable parameters unused (DDP)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":

@@ -8,6 +8,9 @@
   never interrupted, stochastic methods (VAE, GANs) included.
 - A NaN or infinite loss stops the run with ``TrainingDiverged``; the last good
   checkpoint (the previous epoch's) is left as it was.
+- Under ``torchrun`` with several processes (``distributed``) the same loop runs through
+  DistributedDataParallel: ``batch_size`` is the global batch, each process trains on its part
+  of it, and rank 0 alone shows progress and writes checkpoints while the others wait.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import read_checkpoint, restore_model, save_checkpoint
 from .config import ModelConfig, TrainConfig, to_dict
 from .data.images import ImageSet, to_batch
@@ -64,11 +68,18 @@ def train(
     device: str = "cpu",
     progress: bool = True,
 ) -> tuple[AnomalyModel, list[dict[str, float]]]:
-    """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``."""
+    """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``.
+
+    In a process group of several processes (torchrun) this trains with DDP on ``device`` (this
+    process's); every process returns the trained model and its history.
+    """
     ckpt_path = check_run_folder(out_dir, resume)
     if train_cfg.num_threads > 0:
         torch.set_num_threads(train_cfg.num_threads)
+    rank, world = distributed.rank(), distributed.world_size()
     model = build_seeded(model_cfg, train_cfg.seed).to(device=device, memory_format=torch.channels_last)
+    if world > 1:
+        distributed.check_supported(model)
     optimizers = model.configure_optimizers(train_cfg.lr)
     history: list[dict[str, float]] = []
     start = 0
@@ -81,24 +92,32 @@ def train(
             opt.load_state_dict(state)
         history, start = list(ckpt["history"]), int(ckpt["epoch"])
         torch.set_rng_state(ckpt["rng_state"])
+    ddp = distributed.DistributedStep(model, device) if world > 1 else None  # after resuming: same weights everywhere
 
     n, bs = len(data), train_cfg.batch_size
     for epoch in range(start, train_cfg.epochs):
-        model.train()
+        if ddp is None:
+            model.train()
+        else:
+            ddp.train()
+            torch.manual_seed(distributed.rank_seed(train_cfg.seed, epoch, rank))
         model.on_epoch_start(epoch, train_cfg.epochs)
         t0, total = time.perf_counter(), 0.0
         order = epoch_order(n, train_cfg.seed, epoch)
-        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False,
+                   disable=not (progress and rank == 0))
         for step, i in enumerate(bar):
             idx = np.sort(order[i : i + bs])  # sorted reads are kinder to memory-mapped arrays
-            x = to_batch(data.images[idx]).to(device)
+            x = to_batch(data.images[distributed.shard(idx, rank, world)]).to(device)
             try:
-                stats = model.training_step(x, optimizers)
+                stats = model.training_step(x, optimizers) if ddp is None else ddp(x, optimizers)
             except FloatingPointError as e:
                 kept = f"the last good checkpoint is kept at {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step + 1} ({e}); {kept}") from e
-            total += stats["loss"] * len(idx)
+            total += stats["loss"] * len(idx)  # the global batch's mean loss, in every process
             bar.set_postfix(loss=f"{stats['loss']:.4f}")
         history.append({"epoch": epoch + 1, "loss": total / n, "seconds": time.perf_counter() - t0})
-        save_checkpoint(ckpt_path, model, optimizers, model_cfg, train_cfg, epoch=epoch + 1, history=history)
+        if rank == 0:
+            save_checkpoint(ckpt_path, model, optimizers, model_cfg, train_cfg, epoch=epoch + 1, history=history)
+        distributed.barrier()  # the checkpoint is complete before any process goes on
     return model.eval(), history

@@ -48,6 +48,12 @@ def test_without_a_val_split_training_normals_are_held_out(data_root, smoke, tmp
     assert config["train_images"] + config["val_images"] == 24 and config["val_images"] == 2
 
 
+def test_under_torchrun_a_process_other_than_rank_0_trains_and_writes_nothing(data_root, smoke, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process (hetero_ae.distributed)
+    res = run_experiment(run_spec(smoke, "synth-oct", "ae", seed=0), results=tmp_path, root=data_root, progress=False)
+    assert res.metrics == {} and not res.folder.exists()
+
+
 def test_other_data_or_config_gets_another_folder(data_root, smoke, tmp_path):
     a = run_spec(smoke, "synth-oct", "hetero-ae", seed=0)
     b = run_spec(smoke, "synth-oct", "hetero-ae", seed=1)

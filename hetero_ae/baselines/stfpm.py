@@ -76,6 +76,7 @@ class STFPM(AnomalyModel):
         self.teacher, self.student = teacher, student
         self.level_weights = tuple(float(w) for w in level_weights)
         self.momentum, self.weight_decay, self.map_sigma = momentum, weight_decay, map_sigma
+        self.ddp_find_unused_parameters = len(self.level_weights) < 4  # the student's unused deeper levels
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "STFPM":
