@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
 
 from .data.images import to_batch
 from .metrics import image_metrics, normal_quantile_threshold

@@ -14,6 +14,7 @@ Every notebook records which runs it used and whether each came from the cache
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -255,7 +256,9 @@ def welch(frame: pd.DataFrame, a: str, b: str, metric: str, by: str = "dataset")
         x, y = g.loc[g["method"] == a, metric].to_numpy(), g.loc[g["method"] == b, metric].to_numpy()
         enough = len(x) > 1 and len(y) > 1
         spread = enough and (x.std() > 0 or y.std() > 0)
-        t, p = ttest_ind(x, y, equal_var=False) if spread else (np.nan, np.nan)
+        with warnings.catch_warnings():  # seeds that agree to many digits: scipy warns, the note says so
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+            t, p = ttest_ind(x, y, equal_var=False) if spread else (np.nan, np.nan)
         note = ("" if spread else "no spread: every seed of both gave the same value" if enough
                 else "needs two or more seeds of each")
         rows.append({by: key, "metric": metric, f"{a} mean": x.mean() if len(x) else np.nan,

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
 
 from .data.images import UnreadableImage, list_images, load_image, to_batch
 from .errors import DataError, UserError

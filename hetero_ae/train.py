@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
 
 from . import distributed
 from .checkpoint import read_checkpoint, restore_model, save_checkpoint

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -135,12 +136,15 @@ class TorchvisionEncoder(Encoder):
         if not os.environ.get(NO_DOWNLOAD_ENV) and cls.arch not in _DOWNLOAD_FAILED:
             import torchvision.models as tvm
 
+            print(f"{cls.arch}: downloading its ImageNet weights to the torch hub cache", file=sys.stderr)
             try:
-                with contextlib.redirect_stdout(sys.stderr):  # keep tables on stdout clean
-                    getattr(tvm, cls.weights_enum).IMAGENET1K_V1.get_state_dict(progress=True)
+                quiet = io.StringIO()  # torch hub's own lines name this machine's paths; ours do not
+                with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                    getattr(tvm, cls.weights_enum).IMAGENET1K_V1.get_state_dict(progress=False)
                 return cached
             except OSError:
                 _DOWNLOAD_FAILED.add(cls.arch)  # offline: do not try again in this process
+                print(f"{cls.arch}: the download failed (offline?)", file=sys.stderr)
         raise WeightsNotFoundError(
             f"{cls.arch} ImageNet weights not found at {cached} and could not be downloaded. "
             f"On a machine with a connection run: python -c \"import torchvision; "
