@@ -135,16 +135,13 @@ def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Ite
     return out
 
 
-def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult], label: str = "") -> pd.DataFrame:
+def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult]) -> pd.DataFrame:
     """Write ``<results>/logs/<notebook>.runs.csv``: every run a notebook used, and whether it was cached."""
-    rows = [{"notebook": notebook, "label": label, "method": r.spec.model.method, "dataset": r.spec.dataset,
+    rows = [{"notebook": notebook, "method": r.spec.model.method, "dataset": r.spec.dataset,
              "seed": r.spec.train.seed, "cached": r.cached, "train_seconds": r.metrics.get("train_seconds"),
              "folder": str(r.folder)} for r in runs]
     path = Path(results_dir, "logs", f"{notebook}.runs.csv")
     frame = pd.DataFrame(rows)
-    if label and path.is_file():  # several labelled groups of runs from one notebook accumulate
-        old = pd.read_csv(path)
-        frame = pd.concat([old[old["label"] != label], frame], ignore_index=True)
     write_text(path, frame.to_csv(index=False))
     trained = int((~frame["cached"].astype(bool)).sum())
     print(f"{notebook}: {len(frame)} runs, {len(frame) - trained} from the cache, {trained} trained now")
@@ -173,6 +170,11 @@ def cell(mean: float, std: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def beside(ours: str, paper: float) -> str:
+    """'ours (paper)', or ours alone where the paper printed nothing."""
+    return ours if pd.isna(paper) else f"{ours} ({paper:.1f})"
+
+
 def with_paper(agg: pd.DataFrame, paper: pd.DataFrame, metrics: list[str] = METRICS) -> pd.DataFrame:
     """``agg`` (mean_std by method and dataset) with, per metric, the paper's value and ours minus the paper's.
 
@@ -198,9 +200,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "m
             if extra in r:
                 d[extra] = r[extra]
         for m in metrics:
-            ours = cell(r[f"{m} mean"], r[f"{m} std"])
-            paper = r.get(f"{m} paper", np.nan)
-            d[m] = ours if pd.isna(paper) else f"{ours} ({paper:.1f})"
+            d[m] = beside(cell(r[f"{m} mean"], r[f"{m} std"]), r.get(f"{m} paper", np.nan))
         rows.append(d)
     return pd.DataFrame(rows)
 
@@ -237,9 +237,8 @@ def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str
 
 def metric_grid(agg: pd.DataFrame, metric: str = "AUC", names: dict[str, str] | None = None) -> pd.DataFrame:
     """One metric as a method x dataset grid of 'ours mean ± std (paper)' cells (the README's Table I)."""
-    grid = agg.assign(cell=[c if pd.isna(p) else f"{c} ({p:.1f})" for c, p in zip(
-        (cell(m, s) for m, s in zip(agg[f"{metric} mean"], agg[f"{metric} std"])),
-        agg.get(f"{metric} paper", pd.Series(np.nan, index=agg.index)))])
+    paper = agg.get(f"{metric} paper", pd.Series(np.nan, index=agg.index))
+    grid = agg.assign(cell=[beside(cell(m, s), p) for m, s, p in zip(agg[f"{metric} mean"], agg[f"{metric} std"], paper)])
     grid = grid.pivot(index="method", columns="dataset", values="cell")
     grid = grid.reindex([m for m in PAPER_ORDER if m in grid.index] + [m for m in grid.index if m not in PAPER_ORDER])
     grid = grid[list(dict.fromkeys(agg["dataset"]))]

@@ -49,6 +49,7 @@ from torch import Tensor
 from .data.datasets import load_split
 from .data.images import ImageSet, to_batch
 from .experiment import RunResult
+from .heatmaps import pick_examples
 from .model.autoencoder import HeteroAE
 
 TOP_FRACTION = 0.1  # patches marked anomalous by anomaly map where there is no lesion mask
@@ -118,10 +119,8 @@ def pick_image(test: ImageSet, scores: np.ndarray | None = None) -> tuple[int, s
     """
     anomalous = np.flatnonzero(test.labels == 1)
     assert len(anomalous), "the test set has no anomalous image"
-    if test.masks is not None:
-        area = np.asarray([(np.asarray(test.masks[i]) > 0).sum() for i in anomalous])
-        if area.max() > 0:
-            return int(anomalous[int(np.argmax(area))]), "largest lesion mask"
+    if test.masks is not None and np.asarray(test.masks)[anomalous].any():
+        return pick_examples(test.labels, (np.asarray(test.masks) > 0), 1)[0], "largest lesion mask"
     assert scores is not None, "without lesion masks the image is chosen by score: pass the scores"
     return int(anomalous[int(np.argmax(np.asarray(scores)[anomalous]))]), "highest anomaly score"
 
