@@ -8,24 +8,31 @@
 # A failing notebook stops the script with its name and the cell that failed; what earlier
 # notebooks wrote stays.
 #   ./run_all.sh [--profile smoke|cpu|paper|FILE.yaml] [--only NOTEBOOK] [--device cpu|cuda|cuda:N] [--results DIR]
+#                [--nproc N]
+# --nproc N (N > 1) first trains the tables' runs with DDP in N processes (torchrun; N GPUs with
+# --device cuda, else gloo on the CPU), then runs the notebooks, which find them in the cache;
+# the GAN baselines, which DDP does not train here, are trained by the notebooks in one process.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile=cpu
 only=""
 device=""
 results=results
+nproc=1
 while (( $# )); do
     case "$1" in
         --profile) profile="${2:?--profile needs a name}"; shift 2 ;;
         --only) only="$(basename "${2:?--only needs a notebook name}" .ipynb)"; shift 2 ;;
         --device) device="${2:?--device needs a torch device}"; shift 2 ;;
         --results) results="${2:?--results needs a folder}"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        --nproc) nproc="${2:?--nproc needs a number of processes}"; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "run_all: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 params="profiles/$profile.yaml"
 [[ "$profile" == *.yaml && -f "$profile" ]] && params="$profile"
+[[ "$nproc" =~ ^[1-9][0-9]*$ ]] || { echo "run_all: --nproc needs a positive number of processes, got $nproc" >&2; exit 2; }
 [[ -f "$params" ]] || { echo "run_all: no profile $params (have: $(ls profiles | tr '\n' ' '), or a .yaml file)" >&2; exit 2; }
 profile="$(basename "$params" .yaml)"
 source scripts/bootstrap.sh
@@ -39,6 +46,13 @@ fi
 mkdir -p "$results/notebooks" "$results/html"
 "$PY" -m hetero_ae make-data synthetic --profile "$params"
 "$PY" -m hetero_ae.manifest --results "$results" start --profile "$profile" --device "$device"
+if (( nproc > 1 )); then
+    prefill=()
+    [[ -n "$only" ]] && prefill=(--notebook "$only")
+    echo "run_all: training the tables' runs with DDP in $nproc processes ($device)"
+    "$PY" -m torch.distributed.run --nproc-per-node "$nproc" -m hetero_ae run-profile --profile "$params" \
+        --results "$results" --device "$device" "${prefill[@]}"
+fi
 for name in "${notebooks[@]}"; do
     echo "run_all: $name ($profile, $device)"
     out="$results/notebooks/$name.ipynb"

@@ -84,15 +84,16 @@ def restore_model(model: AnomalyModel, ckpt: dict[str, Any], path: str | Path = 
 
 
 def load_model(path: str | Path) -> tuple[AnomalyModel, dict[str, Any]]:
-    """Rebuild the model a checkpoint was trained as, in eval mode, and the checkpoint itself."""
+    """Rebuild the model a checkpoint was trained as (its precision included), in eval mode, and the checkpoint."""
     ckpt = read_checkpoint(path)
     try:
         cfg = from_dict(ModelConfig, ckpt["model_config"])
-        seed = from_dict(TrainConfig, ckpt["train_config"]).seed
+        train_cfg = from_dict(TrainConfig, ckpt["train_config"])
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable configuration: {e}") from e
     from .seed import build_seeded
 
-    model = build_seeded(cfg, seed)
+    model = build_seeded(cfg, train_cfg.seed)
+    model.precision = train_cfg.precision  # predictions run in the precision the model was trained in
     restore_model(model, ckpt, path)
     return model.eval(), ckpt

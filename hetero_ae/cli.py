@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig, TrainConfig, to_dict
+from .config import PRECISIONS, ModelConfig, TrainConfig, to_dict
 from .errors import UserError
 from .io import write_json, write_text
 
@@ -58,7 +58,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
-    g.add_argument("--threads", type=int, default=d.num_threads, help="CPU threads, 0 = torch's default")
+    g.add_argument("--threads", type=int, default=d.num_threads,
+                   help="CPU threads; 0 = one per core, shared among torchrun's processes (default)")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="forward passes in float32 (the paper's) or bfloat16 autocast (default: %(default)s)")
+    g.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the loss and prediction (default backend: inductor); off by default")
+    g.add_argument("--workers", type=int, default=None,
+                   help="processes that prepare batches (default: none on the CPU, up to 4 on CUDA)")
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="normal images held out to fix a threshold without test labels (default: %(default)s)")
 
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="output folder (default: the checkpoint's folder)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", default="cpu")
+    _precision_arg(e)
 
     s = sub.add_parser("score", help="score images with a checkpoint (streamed, resumable)",
                        description="Write scores.csv (path, score, label when a parent folder is named normal or "
@@ -108,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None,
                    help="image decoding processes, 0 = decode in the main process (default: min(4, cores - 1))")
     s.add_argument("--device", default="cpu")
+    _precision_arg(s)
     r = sub.add_parser("run", help="train and evaluate one method on one dataset (cached)",
                        description="Train and evaluate a method on a dataset with a profile's settings; the result "
                                    "is cached under RESULTS/runs/ and reused by later calls.")
@@ -123,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", nargs="+", help="default: the profile's methods")
     c.add_argument("--seed", type=int, default=0)
 
+    rp = sub.add_parser("run-profile", help="train and evaluate every run a profile's tables use (cached)",
+                        description="Train and evaluate, ahead of the notebooks, every run that the table notebooks of "
+                                    "a profile ask for (Table I, Tables II-IV, Fig. 6), so that they find them in the "
+                                    "cache. Under torchrun --nproc-per-node N the runs train with DDP, except those of "
+                                    "methods with their own training step (the GANs), which the notebooks then "
+                                    "train in one process. What run_all.sh --nproc N does first.")
+    rp.add_argument("--profile", default="cpu", help="smoke, cpu, paper, or a YAML file (default: %(default)s)")
+    rp.add_argument("--notebook", action="append", default=None,
+                    help="only the runs of this notebook, e.g. table3_hctn (repeatable; default: every table notebook)")
+    rp.add_argument("--data-root", default=None, help="default: $HETERO_AE_DATA, else the profile's data_root")
+    rp.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
+    rp.add_argument("--device", default=None, help="default: the profile's device")
+
     m = sub.add_parser("make-data", help="write the embedded synthetic benchmark",
                        description="Write synth-oct, synth-chest-xray, synth-brain-mri and synth-covid19 in the "
                                    "published layouts, with lesion masks in a sibling masks/ tree.")
@@ -137,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="of the forward pass: fp32 or bf16 autocast (default: the precision the model was trained in)")
+
+
+def _loaded(path: Path, precision: str | None) -> tuple:
+    """(model, checkpoint) of ``path``, predicting in ``precision`` (None: the checkpoint's)."""
+    from .checkpoint import load_model
+
+    model, ckpt = load_model(path)
+    if precision is not None:
+        model.precision = precision
+    return model, ckpt
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="e.g. synth-brain-mri, brain-mri, octmnist")
     p.add_argument("--profile", default="cpu", help="smoke, cpu, paper, or a YAML file (default: %(default)s)")
@@ -146,24 +183,44 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
+    from .profiles import run_spec
+
+    return _run_profile_specs(a, [a.dataset], lambda profile, root: [run_spec(profile, a.dataset, m, a.seed)
+                                                                     for m in methods])
+
+
+def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of) -> list:
+    """Run ``specs_of(profile, data root)`` (cached) with ``a``'s profile, data root, results and device.
+
+    Under torchrun every process joins the group and trains; rank 0 alone prints. Methods that
+    DDP cannot train (their own training step) are left out there, with a message.
+    """
     from . import distributed
     from .data.overview import ensure_synthetic
     from .experiment import run_experiment
-    from .profiles import load_profile, run_spec
+    from .profiles import load_profile
+    from .runtime import compile_backend
 
     profile = load_profile(a.profile)
     root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
+    backend = compile_backend(profile.get("compile"))
     results = []
     with distributed.process_group(a.device or profile.get("device", "cpu")) as device:
-        if a.dataset.startswith("synth-") and distributed.is_main():
+        main = distributed.is_main()
+        if any(d.startswith("synth-") for d in datasets) and main:
             ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
                              profile.get("synthetic_preset", "default"))
         distributed.barrier()  # the data is written before any process reads it
-        for method in methods:
-            spec = run_spec(profile, a.dataset, method, a.seed)
-            res = run_experiment(spec, results=a.results, root=root, device=device)
-            if distributed.is_main():
-                print(f"{method}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
+        for spec in specs_of(profile, root):
+            name = f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}"
+            if distributed.world_size() > 1 and not distributed.supports(spec.model.method):
+                if main:
+                    print(f"{name}: left to one process (its own training step; DDP trains the others)",
+                          file=sys.stderr)
+                continue
+            res = run_experiment(spec, results=a.results, root=root, device=device, progress=main, compile=backend)
+            if main:
+                print(f"{name}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
             results.append(res)
     return results
 
@@ -189,6 +246,25 @@ def cmd_compare(a: argparse.Namespace) -> None:
     from .profiles import load_profile
 
     _print_table(_experiment(a, a.methods or list(load_profile(a.profile)["methods"])))
+
+
+def cmd_run_profile(a: argparse.Namespace) -> None:
+    from .distributed import is_main
+    from .profiles import load_profile
+    from .report import TABLE_NOTEBOOKS, notebook_specs
+
+    profile = load_profile(a.profile)
+    datasets = [*profile["datasets"], *profile.get("ablation_datasets", [])]
+    others = sorted(set(a.notebook or ()) - set(TABLE_NOTEBOOKS))
+    if others and is_main():
+        print(f"{', '.join(others)}: no runs of its own to train ahead (the table notebooks: "
+              f"{', '.join(TABLE_NOTEBOOKS)})", file=sys.stderr)
+    results = _run_profile_specs(a, datasets, lambda p, root: notebook_specs(
+        p, a.notebook, root, verbose=is_main()))
+    if is_main():
+        trained = sum(not r.cached for r in results)
+        print(f"{len(results)} run(s) of profile {profile['profile']} ready under {a.results / 'runs'} "
+              f"({trained} trained now, {len(results) - trained} from the cache)")
 
 
 def cmd_make_data(a: argparse.Namespace) -> None:
@@ -234,23 +310,28 @@ def _train(a: argparse.Namespace, device: str) -> None:
     from .data.images import read_folder
     from .distributed import is_main, world_size
     from .evaluate import predict
+    from .runtime import compile_backend
     from .train import check_run_folder, hold_out, train
 
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
                             map_sigma=a.map_sigma, comparison=a.comparison, params=_params(a.param))
-    train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads)
+    train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads,
+                            precision=a.precision)
+    backend = compile_backend(a.compile)
     if not 0 <= a.val_fraction < 1:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
     check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
     train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
-    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=device)
+    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=device, compile=backend,
+                           workers=a.workers)
     if not is_main():
         return
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
-                                       "skipped": data.skipped, "processes": world_size()})
+                                       "skipped": data.skipped, "processes": world_size(), "device": device,
+                                       "compile": backend})
     write_json(a.out / "history.json", history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
         _, val_scores = predict(model, val_set.images, device=device, normalize=False)
@@ -275,11 +356,10 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from .checkpoint import load_model
     from .data.images import read_labelled_folder
     from .evaluate import evaluate_scores, predict
 
-    model, ckpt = load_model(a.checkpoint)
+    model, ckpt = _loaded(a.checkpoint, a.precision)
     data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"])
     _, raw = predict(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device, progress=True,
                      normalize=False)
@@ -296,10 +376,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from .checkpoint import load_model
     from .scoring import default_workers, score_images
 
-    model, ckpt = load_model(a.checkpoint)
+    model, ckpt = _loaded(a.checkpoint, a.precision)
     new, before, skipped = score_images(
         model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, batch_size=a.batch_size,
         workers=default_workers() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
@@ -310,7 +389,7 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data,
-            "run": cmd_run, "compare": cmd_compare}
+            "run": cmd_run, "compare": cmd_compare, "run-profile": cmd_run_profile}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -320,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if distributed.launched() and args.command not in distributed.COMMANDS:
             raise UserError(f"'{args.command}' runs in one process (python -m hetero_ae); only "
-                            f"{' and '.join(distributed.COMMANDS)} run under torchrun")
+                            f"{', '.join(distributed.COMMANDS)} run under torchrun")
         COMMANDS[args.command](args)
     except UserError as e:
         where = f"[rank {os.environ.get('RANK')}] " if distributed.launched() else ""

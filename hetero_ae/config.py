@@ -5,17 +5,22 @@ optimiser): each method documents its keys and their values in its source paper,
 profiles (``profiles/*.yaml``) set them. Defaults are the paper's protocol where it gives one (Sec. IV-B1: 256 px, batch 200,
 Adam with learning rate 1e-4, 200 epochs, alpha = 0.7). A checkpoint stores both as plain
 dicts; ``from_dict`` rejects keys it does not know rather than silently dropping them.
+
+A run's cache key hashes ``key_dict`` of both: every field, except that fields added after
+results were first cached (``KEY_SINCE``) are left out while they hold their default, so that
+the runs cached before them keep their folders.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.runtime)
 
 
 @dataclass(frozen=True)
@@ -44,15 +49,26 @@ class TrainConfig:
     batch_size: int = 200
     lr: float = 1e-4
     seed: int = 0
-    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    num_threads: int = 0  # torch CPU threads; 0 = one per core (shared among torchrun's processes)
+    precision: str = "fp32"  # "fp32" (the paper's) or "bf16" autocast (hetero_ae.runtime)
+
+    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision",)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"epochs, batch_size and lr must be positive: {self}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def key_dict(cfg: Any) -> dict[str, Any]:
+    """``to_dict(cfg)`` without the ``KEY_SINCE`` fields that hold their defaults (the cache key's view)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    return {k: v for k, v in to_dict(cfg).items() if not (k in getattr(cfg, "KEY_SINCE", ()) and v == defaults[k])}
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

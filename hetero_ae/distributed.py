@@ -43,9 +43,9 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .errors import UserError
-from .registry import AnomalyModel, finite
+from .registry import METHODS, AnomalyModel, available_methods, finite
 
-COMMANDS = ("train", "run")  # the CLI commands that may run under torchrun
+COMMANDS = ("train", "run", "run-profile")  # the CLI commands that may run under torchrun
 
 
 def launched() -> bool:
@@ -125,9 +125,15 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed % 2**32, epoch % 2**32, rank]).generate_state(1)[0])
 
 
+def supports(method: str) -> bool:
+    """Whether DDP here can train ``method``: it trains through the default training step."""
+    available_methods()  # imports every method
+    return METHODS[method].training_step is AnomalyModel.training_step
+
+
 def check_supported(model: AnomalyModel) -> None:
     """A clear error for methods that DDP cannot train here (those with their own training step)."""
-    if type(model).training_step is not AnomalyModel.training_step:
+    if not supports(model.method_name):
         raise UserError(
             f"{model.method_name}: multi-process (DDP) training supports methods with the default training step "
             f"(one optimiser, the loss of loss(x)); {model.method_name} has its own training step (several "
@@ -164,7 +170,8 @@ class DistributedStep:
     def __call__(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
-        loss = self.ddp(x)
+        with self.ddp.module.model.autocast():
+            loss = self.ddp(x)
         n = x.shape[0]
         sums = torch.stack([loss.detach() * n, loss.new_tensor(float(n))])
         dist.all_reduce(sums)  # (sum of n * loss, images in the global batch, counting copies)

@@ -25,10 +25,11 @@ def batched_predictions(
     """Yield (maps (b, H, W) float32, scores (b,), feature distances (b,) or None) batch by batch, in input order.
 
     The distance is the method's ``feature_distance`` (Fig. 6), computed in the same forward
-    pass as the maps; None for methods that define none.
+    pass as the maps; None for methods that define none. The forward pass runs in the model's
+    ``precision`` (bf16 autocast for a model trained so); what is yielded is float32.
     """
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), model.autocast():
         for i in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not progress, leave=False):
             maps, scores, distance = model.predict_with_distance(to_batch(images[i : i + batch_size]).to(device))
             yield (maps.float().cpu().numpy(), scores.float().cpu().numpy(),

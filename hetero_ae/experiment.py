@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import distributed
-from .config import ModelConfig, TrainConfig, to_dict
+from .config import ModelConfig, TrainConfig, key_dict, to_dict
 from .data.datasets import DATASETS, FolderDataset, data_root, find_npz, load_split
 from .data.images import ImageSet
 from .checkpoint import load_model
@@ -41,6 +41,7 @@ from .evaluate import evaluate_scores, predict, predict_all
 from .io import write_json, write_text
 from .metrics import pixel_metrics
 from .registry import AnomalyModel
+from .runtime import compiled
 from .train import CHECKPOINT, hold_out, train
 
 
@@ -54,6 +55,10 @@ class RunSpec:
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "model": to_dict(self.model), "train": to_dict(self.train),
                 "val_fraction": self.val_fraction}
+
+    def key_dict(self) -> dict[str, Any]:
+        """What the cache key hashes (``config.key_dict``: new fields only when set)."""
+        return {**self.as_dict(), "model": key_dict(self.model), "train": key_dict(self.train)}
 
 
 @dataclass
@@ -85,7 +90,7 @@ def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
 
 
 def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None) -> Path:
-    payload = json.dumps({**spec.as_dict(), "data": data_fingerprint(spec.dataset, root)}, sort_keys=True)
+    payload = json.dumps({**spec.key_dict(), "data": data_fingerprint(spec.dataset, root)}, sort_keys=True)
     key = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return Path(results) / "runs" / spec.model.method / spec.dataset / key
 
@@ -120,8 +125,12 @@ def _write_scores(path: Path, test: ImageSet, scores: np.ndarray, extra: dict[st
 
 
 def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str | Path | None = None,
-                   device: str = "cpu", progress: bool = True) -> RunResult:
-    """The cached result of ``spec``, training and evaluating it first if needed."""
+                   device: str = "cpu", progress: bool = True, compile: str | None = None) -> RunResult:
+    """The cached result of ``spec``, training and evaluating it first if needed.
+
+    ``device`` and ``compile`` (a torch.compile backend, ``hetero_ae.runtime``) say how it
+    runs, not what it computes: they are not part of the cache key; ``config.json`` records them.
+    """
     folder = run_folder(spec, results, root)
     if (folder / "metrics.json").is_file():
         return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
@@ -131,21 +140,24 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         write_json(folder / "config.json", {**spec.as_dict(), "held_out_normals": held_out,
                                             "train_images": len(train_set),
                                             "val_images": 0 if val_set is None else len(val_set),
-                                            "processes": distributed.world_size()})
-    model, history = train(spec.model, spec.train, train_set, folder, resume=True, device=device, progress=progress)
+                                            "processes": distributed.world_size(), "device": device,
+                                            "compile": compile})
+    model, history = train(spec.model, spec.train, train_set, folder, resume=True, device=device, progress=progress,
+                           compile=compile)
     if not distributed.is_main():
         return RunResult(spec, folder, {}, cached=False)
     write_json(folder / "history.json", history)
 
     test = load_split(spec.dataset, "test", size, root=root)
-    t0 = time.perf_counter()
-    pred = predict_all(model, test.images, device=device, progress=progress)
-    seconds = time.perf_counter() - t0
+    with compiled(model, compile):
+        t0 = time.perf_counter()
+        pred = predict_all(model, test.images, device=device, progress=progress)
+        seconds = time.perf_counter() - t0
+        raw_val = None if val_set is None else predict(model, val_set.images, device=device, normalize=False)[1]
     maps, raw = pred.maps, pred.scores
     scores = model.normalize_scores(raw)
-    val_scores = None
-    if val_set is not None:  # on the test set's scale, so that the q95 threshold transfers
-        val_scores = model.normalize_scores(predict(model, val_set.images, device=device, normalize=False)[1], raw)
+    # held-out normals on the test set's scale, so that the q95 threshold transfers
+    val_scores = None if raw_val is None else model.normalize_scores(raw_val, raw)
     metrics: dict[str, Any] = {
         **evaluate_scores(test.labels, scores, val_scores),
         "per_class_auc": per_class_auc(test.labels, test.classes, scores),

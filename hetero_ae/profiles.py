@@ -9,8 +9,12 @@ The same file is a papermill parameter file for the notebooks and what ``hetero-
 and ``hetero-ae compare`` read. Per-method settings live under ``method_settings``:
 ``epochs``, ``batch_size``, ``lr``, ``encoder`` ("auto" = the method's paper backbone when
 its ImageNet weights are available, else the offline EfficientNet-Lite0), ``params`` (the
-method's own hyper-parameters) and any other ``ModelConfig`` field (``decoder``,
-``upsample``, ``alpha``, ``map_sigma``, ...).
+method's own hyper-parameters), ``precision`` (over the profile's) and any other
+``ModelConfig`` field (``decoder``, ``upsample``, ``alpha``, ``map_sigma``, ...).
+
+How runs execute (``hetero_ae.runtime``): ``precision`` (``fp32``, the default and the
+paper's, or ``bf16``; part of each run's configuration) and ``compile`` (``false``, the
+default, ``true`` for inductor, or a torch.compile backend; not part of the cache key).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **mo
                         image_size=int(profile["image_size"]), params=dict(s.pop("params", {})),
                         **{**model_fields, **overrides})
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
-                        seed=seed)
+                        seed=seed, precision=str(s.pop("precision", profile.get("precision", "fp32"))))
     if s:
         raise UserError(f"profile {profile.get('profile')}: unknown settings for {method}: {sorted(s)}")
     return RunSpec(dataset, model, train, val_fraction=float(profile.get("val_fraction", 0.1)))

@@ -8,6 +8,7 @@ method says otherwise. Metrics, heatmaps and caching treat all methods alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from .anomaly_map import image_score
 from .config import ModelConfig
 from .errors import ConfigError
+from .runtime import autocast
 
 METHODS: dict[str, type["AnomalyModel"]] = {}
 
@@ -44,6 +46,7 @@ class AnomalyModel(nn.Module):
     method_name: str = ""
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
     ddp_find_unused_parameters: bool = False  # True where loss() leaves some trainable parameters unused (DDP)
+    precision: str = "fp32"  # of forward passes: "fp32" or "bf16" (set from TrainConfig.precision; runtime)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
@@ -63,11 +66,20 @@ class AnomalyModel(nn.Module):
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameter_groups(lr), lr=lr)]
 
+    def autocast(self) -> AbstractContextManager:
+        """The context forward passes run in: bfloat16 autocast when ``precision`` is bf16, else nothing.
+
+        Training steps enter it around forward passes and losses only, never around ``backward``.
+        """
+        device = next(self.parameters(), torch.empty(0)).device
+        return autocast(device.type, self.precision)
+
     def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         """One optimisation step; adversarial methods override this."""
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
-        loss = finite(self.loss(x), "training")
+        with self.autocast():
+            loss = finite(self.loss(x), "training")
         loss.backward()
         opt.step()
         return {"loss": loss.item()}

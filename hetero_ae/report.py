@@ -13,6 +13,7 @@ Every notebook records which runs it used and whether each came from the cache
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Iterable
@@ -24,18 +25,22 @@ import pandas as pd
 
 from .data.datasets import DATASETS, FolderDataset, data_root
 from .errors import DataError
-from .experiment import RunResult, run_experiment, summary
+from .experiment import RunResult, RunSpec, run_experiment, summary
 from .io import atomic_write, write_text
 from .data.overview import ensure_synthetic
 from .model.encoder import resolve_backbone
 from .profiles import load_profile, run_spec
-from .variants import Variant, variant
+from .runtime import compile_backend
+from .variants import TABLE_II, TABLE_III, TABLE_IV, Variant, variant
 
 METRICS = ["AUC", "F1", "ACC", "SEN", "SPE"]
 THRESHOLDS = ("best_f1", "normal_q95")
 METHOD_NAMES = {"ae": "AE", "vae": "VAE", "ganomaly": "GANomaly", "f-anogan": "f-AnoGAN", "salad": "SALAD",
                 "stfpm": "STFPM", "mkd": "MKD", "rd4ad": "RD4AD", "hetero-ae": "Hetero-AE"}
 PAPER_ORDER = list(METHOD_NAMES)  # Table I's row order
+NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
+                     "table4_feature_comparison": TABLE_IV, "fig6_boxplots": TABLE_III}  # ablation rows per notebook
+TABLE_NOTEBOOKS = ("table1_comparison", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
 PAPER_DATASETS = {"oct": "retinal OCT", "chest-xray": "chest X-ray", "brain-mri": "brain MRI", "covid19": "COVID-19"}
 
 
@@ -45,7 +50,7 @@ def paper_dataset(name: str) -> str | None:
     return ds.layout if isinstance(ds, FolderDataset) else None
 
 
-def present_datasets(names: Iterable[str], root: str | Path | None = None) -> list[str]:
+def present_datasets(names: Iterable[str], root: str | Path | None = None, *, verbose: bool = True) -> list[str]:
     """The datasets of ``names`` whose training and test images are on disk; prints where the others go."""
     present, root = [], data_root(root)
     for name in names:
@@ -60,7 +65,7 @@ def present_datasets(names: Iterable[str], root: str | Path | None = None) -> li
             ok = False
         if ok:
             present.append(name)
-        else:
+        elif verbose:
             print(f"skipping {name}: not found at {where} (data/README.md says where each dataset goes)")
     return present
 
@@ -87,17 +92,27 @@ def method_seeds(methods: Iterable[str], seeds: list[int], baseline_seeds: list[
     return {m: list(seeds) if m == "hetero-ae" else list(baseline_seeds) for m in methods}
 
 
+def table1_specs(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str],
+                 seeds: dict[str, list[int]]) -> list[RunSpec]:
+    """The run of every (dataset, method, seed) of Table I; ``seeds`` maps a method to its seeds."""
+    methods = list(methods)
+    return [run_spec(profile, dataset, method, seed) for dataset in datasets for method in methods
+            for seed in seeds[method]]
+
+
+def run_specs(profile: dict[str, Any], specs: Iterable[RunSpec], *, results: str | Path = "results",
+              root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
+    """The cached result of each spec, run on ``device`` with the profile's ``compile`` setting."""
+    backend = compile_backend(profile.get("compile"))
+    return [run_experiment(spec, results=results, root=root, device=device, progress=False, compile=backend)
+            for spec in specs]
+
+
 def run_all(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str], seeds: dict[str, list[int]],
-            *, results: str | Path = "results", root: str | Path | None = None, device: str = "cpu",
-            overrides: dict[str, Any] | None = None) -> list[RunResult]:
+            *, results: str | Path = "results", root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
     """The cached result of every (dataset, method, seed); ``seeds`` maps a method to its seeds."""
-    out = []
-    for dataset in datasets:
-        for method in methods:
-            for seed in seeds[method]:
-                spec = run_spec(profile, dataset, method, seed, **(overrides or {}))
-                out.append(run_experiment(spec, results=results, root=root, device=device, progress=False))
-    return out
+    return run_specs(profile, table1_specs(profile, datasets, methods, seeds), results=results, root=root,
+                     device=device)
 
 
 def variant_overrides(v: Variant) -> tuple[dict[str, str], str]:
@@ -112,10 +127,9 @@ def variant_overrides(v: Variant) -> tuple[dict[str, str], str]:
     return o, o["encoder"]
 
 
-def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str], seeds: Iterable[int], *,
-                 results: str | Path = "results", root: str | Path | None = None,
-                 device: str = "cpu") -> list[tuple[Variant, RunResult]]:
-    """The cached runs of ablation rows (Tables II-IV, Fig. 6): Hetero-AE with each variant's parts.
+def variant_specs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str],
+                  seeds: Iterable[int]) -> list[tuple[Variant, RunSpec]]:
+    """The runs of ablation rows (Tables II-IV, Fig. 6): Hetero-AE with each variant's parts.
 
     Rows that resolve to the same configuration (HCTN in Tables II-IV; ResNet rows that fall
     back to EfficientNet-Lite0) share one run through the cache. A profile's
@@ -125,14 +139,41 @@ def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Ite
     if extra:
         settings = cfg["method_settings"]
         cfg = {**cfg, "method_settings": {**settings, "hetero-ae": {**settings["hetero-ae"], **extra}}}
-    out = []
-    for dataset in datasets:
-        for v in variants:
-            overrides, _ = variant_overrides(v)
-            for seed in seeds:
-                spec = run_spec(cfg, dataset, "hetero-ae", seed, **overrides)
-                out.append((v, run_experiment(spec, results=results, root=root, device=device, progress=False)))
-    return out
+    variants, seeds = list(variants), list(seeds)
+    return [(v, run_spec(cfg, dataset, "hetero-ae", seed, **variant_overrides(v)[0]))
+            for dataset in datasets for v in variants for seed in seeds]
+
+
+def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str], seeds: Iterable[int], *,
+                 results: str | Path = "results", root: str | Path | None = None,
+                 device: str = "cpu") -> list[tuple[Variant, RunResult]]:
+    """The cached runs of ablation rows (``variant_specs``), each with its variant."""
+    pairs = variant_specs(cfg, variants, datasets, seeds)
+    runs = run_specs(cfg, [spec for _, spec in pairs], results=results, root=root, device=device)
+    return [(v, r) for (v, _), r in zip(pairs, runs, strict=True)]
+
+
+def notebook_specs(profile: dict[str, Any], notebooks: Iterable[str] | None = None,
+                   root: str | Path | None = None, *, verbose: bool = True) -> list[RunSpec]:
+    """Every run the table notebooks (``TABLE_NOTEBOOKS``) of a profile ask for, or those of ``notebooks``, once each.
+
+    Table I's (``table1_comparison``; Fig. 4 and Fig. 5 use some of them) and the ablations'
+    (Tables II-IV and Fig. 6), on the profile's datasets that are on disk: what ``hetero-ae
+    run-profile`` trains ahead of the notebooks, so that they find every run in the cache.
+    """
+    wanted = set(TABLE_NOTEBOOKS if notebooks is None else notebooks)  # other notebooks: no runs of their own
+    specs: list[RunSpec] = []
+    if "table1_comparison" in wanted:
+        methods = [m for m in PAPER_ORDER if m in profile["methods"]]
+        specs += table1_specs(profile, present_datasets(profile["datasets"], root, verbose=verbose), methods,
+                              method_seeds(methods, profile["seeds"], profile["baseline_seeds"]))
+    ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
+    if ablations:
+        datasets = present_datasets(profile["ablation_datasets"], root, verbose=verbose)
+        for variants_ in ablations:
+            specs += [spec for _, spec in variant_specs(profile, variants_, datasets, profile["ablation_seeds"])]
+    unique = {json.dumps(spec.key_dict(), sort_keys=True): spec for spec in reversed(specs)}
+    return list(reversed(unique.values()))  # runs shared by several tables once, in first-asked order
 
 
 def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult]) -> pd.DataFrame:

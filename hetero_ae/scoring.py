@@ -8,8 +8,9 @@ are decoded at once.
 Each batch's rows are appended to ``OUT/scores.csv`` and flushed to disk (fsync) before the
 next batch, so a killed run keeps every row it wrote; at most the last line is torn. A small
 sidecar ``OUT/score.json`` (written atomically before the first row) records what the CSV was
-written with: the checkpoint's sha256, the image size, the ``--images`` argument and whether
-heatmaps were written. ``resume=True`` checks it, drops a torn last line, skips the images
+written with: the checkpoint's sha256, the image size, the ``--images`` argument, whether
+heatmaps were written and the precision of the forward pass (the model's: its training
+precision unless ``--precision`` says otherwise). ``resume=True`` checks it, drops a torn last line, skips the images
 already scored and appends the rest, so that the final CSV is byte for byte the one an
 uninterrupted run writes.
 
@@ -165,7 +166,8 @@ def score_images(
     paths = [images] if images.is_file() else list_images(images)
     csv_path, sidecar = out / SCORES, out / SIDECAR
     meta = {"format": FORMAT, "checkpoint": str(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
-            "image_size": int(image_size), "images": str(images), "heatmaps": bool(heatmaps)}
+            "image_size": int(image_size), "images": str(images), "heatmaps": bool(heatmaps),
+            "precision": model.precision}
     start, done = 0, 0
     if csv_path.exists():
         if not resume:
@@ -189,7 +191,7 @@ def score_images(
 
 
 def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
-    """An error unless the existing CSV was written with this checkpoint, image size, --images and --heatmaps."""
+    """An error unless the existing CSV was written with this checkpoint, image size, --images, --heatmaps, precision."""
     import json
 
     try:
@@ -203,8 +205,10 @@ def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
         raise UserError(f"{csv_path} was written with another checkpoint ({old.get('checkpoint')}, sha256 "
                         f"{str(old.get('checkpoint_sha256'))[:12]}) than {meta['checkpoint']} (sha256 "
                         f"{meta['checkpoint_sha256'][:12]}): resume with that checkpoint or choose another output folder")
-    for key, option in (("image_size", "image size"), ("images", "--images"), ("heatmaps", "--heatmaps")):
-        if old.get(key) != meta[key]:
+    options = (("image_size", "image size"), ("images", "--images"), ("heatmaps", "--heatmaps"),
+               ("precision", "--precision"))
+    for key, option in options:
+        if old.get(key, "fp32" if key == "precision" else None) != meta[key]:  # records before precision: fp32
             raise UserError(f"{csv_path} was written with {option} {old.get(key)}, not {meta[key]}: resume with the "
                             "same settings or choose another output folder")
 
@@ -224,7 +228,7 @@ def _stream(model, paths: list[Path], start: int, done: int, image_size: int, f,
         return new, skipped
     model.to(device).eval()
     loader = make_loader(todo, image_size, batch_size=batch_size, workers=workers, device=device)
-    with torch.inference_mode(), tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False,
+    with torch.inference_mode(), model.autocast(), tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False,
                                       disable=not progress) as bar:
         for batch in loader:
             for i, msg in batch.errors:

@@ -11,6 +11,11 @@
 - Under ``torchrun`` with several processes (``distributed``) the same loop runs through
   DistributedDataParallel: ``batch_size`` is the global batch, each process trains on its part
   of it, and rank 0 alone shows progress and writes checkpoints while the others wait.
+- How it executes (``hetero_ae.runtime``): forward passes in ``train_cfg.precision``, the loss
+  compiled with ``compile`` (a torch.compile backend, or None), batches sliced from the uint8
+  arrays by ``workers`` processes (None: sized to the device) and normalised on the device.
+  Nothing is kept from one step to the next but the epoch's summed loss (a float), so memory
+  does not grow with the number of steps or epochs.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
 
-from . import distributed
+from . import distributed, runtime
 from .checkpoint import read_checkpoint, restore_model, save_checkpoint
-from .config import ModelConfig, TrainConfig, to_dict
+from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .data.images import ImageSet, to_batch
 from .errors import TrainingDiverged, UserError
 from .registry import AnomalyModel
@@ -67,6 +72,8 @@ def train(
     resume: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    compile: str | None = None,
+    workers: int | None = None,
 ) -> tuple[AnomalyModel, list[dict[str, float]]]:
     """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``.
 
@@ -74,10 +81,11 @@ def train(
     process's); every process returns the trained model and its history.
     """
     ckpt_path = check_run_folder(out_dir, resume)
-    if train_cfg.num_threads > 0:
-        torch.set_num_threads(train_cfg.num_threads)
+    if train_cfg.num_threads > 0 or distributed.launched():
+        torch.set_num_threads(runtime.cpu_threads(train_cfg.num_threads))
     rank, world = distributed.rank(), distributed.world_size()
     model = build_seeded(model_cfg, train_cfg.seed).to(device=device, memory_format=torch.channels_last)
+    model.precision = train_cfg.precision
     if world > 1:
         distributed.check_supported(model)
     optimizers = model.configure_optimizers(train_cfg.lr)
@@ -85,15 +93,26 @@ def train(
     start = 0
     if resume and ckpt_path.exists():
         ckpt = read_checkpoint(ckpt_path)
-        if ckpt["model_config"] != to_dict(model_cfg) or ckpt["train_config"] != to_dict(train_cfg):
+        written = to_dict(from_dict(TrainConfig, ckpt["train_config"]))  # with fields added since at their defaults
+        if ckpt["model_config"] != to_dict(model_cfg) or written != to_dict(train_cfg):
             raise UserError(f"{ckpt_path} was written by a run with another configuration; cannot resume it")
         restore_model(model, ckpt, ckpt_path)
         for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
             opt.load_state_dict(state)
         history, start = list(ckpt["history"]), int(ckpt["epoch"])
         torch.set_rng_state(ckpt["rng_state"])
-    ddp = distributed.DistributedStep(model, device) if world > 1 else None  # after resuming: same weights everywhere
+    with runtime.compiled(model, compile):
+        history = _epochs(model, optimizers, model_cfg, train_cfg, data, ckpt_path, history, start, device=device,
+                          progress=progress, workers=runtime.loader_workers(device, workers))
+    return model.eval(), history
 
+
+def _epochs(model: AnomalyModel, optimizers: list[torch.optim.Optimizer], model_cfg: ModelConfig,
+            train_cfg: TrainConfig, data: ImageSet, ckpt_path: Path, history: list[dict[str, float]], start: int, *,
+            device: str, progress: bool, workers: int) -> list[dict[str, float]]:
+    """Epochs ``start`` to ``train_cfg.epochs``, a checkpoint after each; the whole history."""
+    rank, world = distributed.rank(), distributed.world_size()
+    ddp = distributed.DistributedStep(model, device) if world > 1 else None  # after resuming: same weights everywhere
     n, bs = len(data), train_cfg.batch_size
     for epoch in range(start, train_cfg.epochs):
         if ddp is None:
@@ -104,11 +123,13 @@ def train(
         model.on_epoch_start(epoch, train_cfg.epochs)
         t0, total = time.perf_counter(), 0.0
         order = epoch_order(n, train_cfg.seed, epoch)
-        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False,
+        steps = [np.sort(order[i : i + bs]) for i in range(0, n, bs)]  # sorted reads suit memory-mapped arrays
+        loader = runtime.batch_loader(data.images, [distributed.shard(idx, rank, world) for idx in steps], device,
+                                      workers)
+        bar = tqdm(zip(steps, loader), total=len(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False,
                    disable=not (progress and rank == 0))
-        for step, i in enumerate(bar):
-            idx = np.sort(order[i : i + bs])  # sorted reads are kinder to memory-mapped arrays
-            x = to_batch(data.images[distributed.shard(idx, rank, world)]).to(device)
+        for step, (idx, batch) in enumerate(bar):
+            x = to_batch(batch.to(device, non_blocking=True))
             try:
                 stats = model.training_step(x, optimizers) if ddp is None else ddp(x, optimizers)
             except FloatingPointError as e:
@@ -120,4 +141,4 @@ def train(
         if rank == 0:
             save_checkpoint(ckpt_path, model, optimizers, model_cfg, train_cfg, epoch=epoch + 1, history=history)
         distributed.barrier()  # the checkpoint is complete before any process goes on
-    return model.eval(), history
+    return history

@@ -130,7 +130,8 @@ class FAnoGAN(AnomalyModel):
         opt_g, opt_d, opt_e = optimizers
         if self.phase == "encoder":
             opt_e.zero_grad(set_to_none=True)
-            loss = finite(self.loss(x), "encoder")
+            with self.autocast():
+                loss = finite(self.loss(x), "encoder")
             loss.backward()
             opt_e.step()
             return {"loss": loss.item()}
@@ -141,18 +142,20 @@ class FAnoGAN(AnomalyModel):
 
     def _gan_step(self, x: Tensor, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> dict[str, float]:
         """One critic step on this batch; a generator step after every n_critic-th critic step."""
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             fake = self.generator(self._sample(x.shape[0], x))
         opt_d.zero_grad(set_to_none=True)
-        wasserstein = self.critic(x).mean() - self.critic(fake).mean()
-        loss_d = finite(-wasserstein + gradient_penalty(self.critic, x, fake, weight=self.gp_weight), "critic")
+        with self.autocast():
+            wasserstein = self.critic(x).mean() - self.critic(fake).mean()
+            loss_d = finite(-wasserstein + gradient_penalty(self.critic, x, fake, weight=self.gp_weight), "critic")
         loss_d.backward()
         opt_d.step()
         self.critic_steps += 1
         stats = {"loss": loss_d.item(), "wasserstein": wasserstein.item()}
         if int(self.critic_steps) % self.n_critic == 0:
             opt_g.zero_grad(set_to_none=True)
-            loss_g = finite(-self.critic(self.generator(self._sample(x.shape[0], x))).mean(), "generator")
+            with self.autocast():
+                loss_g = finite(-self.critic(self.generator(self._sample(x.shape[0], x))).mean(), "generator")
             loss_g.backward()
             opt_g.step()
             stats["loss_g"] = loss_g.item()

@@ -118,14 +118,16 @@ class GANomaly(AnomalyModel):
 
     def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         opt_g, opt_d = optimizers
-        x_hat, z, z_hat = self.generator(x)
+        with self.autocast():
+            x_hat, z, z_hat = self.generator(x)
+            loss_g, terms = self.generator_loss(x, x_hat, z, z_hat)
         opt_g.zero_grad(set_to_none=True)
-        loss_g, terms = self.generator_loss(x, x_hat, z, z_hat)
         finite(loss_g, "generator").backward()
         opt_g.step()
 
         opt_d.zero_grad(set_to_none=True)
-        loss_d = discriminator_loss(self.discriminator(x), self.discriminator(x_hat.detach()))
+        with self.autocast():
+            loss_d = discriminator_loss(self.discriminator(x), self.discriminator(x_hat.detach()))
         finite(loss_d, "discriminator").backward()
         opt_d.step()
         if loss_d.item() < self.d_reinit_threshold:

@@ -132,22 +132,24 @@ class SALAD(AnomalyModel):
             with torch.no_grad():
                 self.center.copy_(self.encoder(x).mean(dim=0))
         self.discriminator.requires_grad_(False)
-        total, _, x_hat, x_gen, z_real, sim = self.generator_pass(x)
+        with self.autocast():
+            total, _, x_hat, x_gen, z_real, sim = self.generator_pass(x)
         self.discriminator.requires_grad_(True)
         finite(total, "encoder/generator")
         opt_eg.zero_grad(set_to_none=True)
         total.backward()
         opt_eg.step()
 
-        real, fake = self.discriminator(x), self.discriminator(torch.cat([x_hat, x_gen]).detach())
-        d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-                  + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+        with self.autocast():
+            real, fake = self.discriminator(x), self.discriminator(torch.cat([x_hat, x_gen]).detach())
+            d_loss = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+                      + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
         finite(d_loss, "discriminator")
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
 
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             ref = torch.stack([self.pixel_map(x, x_hat, sim).mean(),
                                self.feature_discrepancy(z_real, self.encoder(x_hat)).mean()])
             self.score_ref.copy_(ref if self.steps.item() == 0 else 0.9 * self.score_ref + 0.1 * ref)
