@@ -100,3 +100,38 @@ def test_bad_options_are_refused_with_a_clear_message():
     assert done.returncode == 2 and "no notebook notebooks/no_such_notebook.ipynb" in done.stderr
     done = run_all("--profile", "huge")
     assert done.returncode == 2 and "no profile profiles/huge.yaml" in done.stderr
+
+
+def test_nproc_trains_the_tables_runs_with_ddp_and_the_notebook_finds_them_cached(tmp_path):
+    """``--nproc 2``: torchrun (gloo, CPU) trains Hetero-AE ahead; the GAN is left to the notebook, in one process."""
+    profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    methods = ["hetero-ae", "ganomaly"]
+    profile.update(profile="two", datasets=["synth-brain-mri"], methods=methods, seeds=[0], baseline_seeds=[0],
+                   ablation_datasets=[], data_root=str(tmp_path / "data"),
+                   method_settings={m: profile["method_settings"][m] for m in methods})
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(profile))
+    results = tmp_path / "results"
+    done = run_all("--profile", str(tmp_path / "two.yaml"), "--results", str(results), "--nproc", "2",
+                   "--only", "table1_comparison")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "with DDP in 2 processes" in done.stdout and "ganomaly on synth-brain-mri, seed 0: left to one process" \
+        in done.stderr
+    runs = pd.read_csv(results / "logs" / "table1_comparison.runs.csv").set_index("method")
+    assert runs.loc["hetero-ae", "cached"] and not runs.loc["ganomaly", "cached"]
+    processes = {m: json.loads((Path(runs.loc[m, "folder"]) / "config.json").read_text())["processes"] for m in methods}
+    assert processes == {"hetero-ae": 2, "ganomaly": 1}
+    assert run_all("--nproc", "0").returncode == 2
+
+
+def test_run_profile_lists_exactly_the_runs_the_table_notebooks_used(smoke):
+    """What ``run-profile`` (``--nproc``) trains ahead is what the notebooks then ask for: all cached, none missing."""
+    from hetero_ae.experiment import run_folder
+    from hetero_ae.profiles import load_profile
+    from hetero_ae.report import TABLE_NOTEBOOKS, notebook_specs
+
+    profile = load_profile("smoke")
+    root = ROOT / profile["data_root"]
+    listed = {run_folder(s, smoke, root).relative_to(smoke).as_posix() for s in notebook_specs(profile, root=root)}
+    used = pd.concat([pd.read_csv(smoke / "logs" / f"{name}.runs.csv") for name in TABLE_NOTEBOOKS])
+    assert listed == {Path(f).relative_to(smoke).as_posix() for f in used["folder"]}
+    assert len(listed) == len(notebook_specs(profile, root=root))  # each run once
