@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image decoding processes, 0 = decode in the main process (default: min(4, cores - 1))")
     s.add_argument("--device", default="cpu")
     _precision_arg(s)
+    s.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the model's prediction (default backend: inductor); off by default")
     r = sub.add_parser("run", help="train and evaluate one method on one dataset (cached)",
                        description="Train and evaluate a method on a dataset with a profile's settings; the result "
                                    "is cached under RESULTS/runs/ and reused by later calls.")
@@ -203,7 +205,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of) -> 
 
     profile = load_profile(a.profile)
     root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
-    backend = compile_backend(profile.get("compile"))
+    backend = compile_backend(profile.get("torch_compile"))
     results = []
     with distributed.process_group(a.device or profile.get("device", "cpu")) as device:
         main = distributed.is_main()
@@ -376,13 +378,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> None:
+    from .runtime import compile_backend, compiled
     from .scoring import default_workers, score_images
 
     model, ckpt = _loaded(a.checkpoint, a.precision)
-    new, before, skipped = score_images(
-        model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, batch_size=a.batch_size,
-        workers=default_workers() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
-        resume=a.resume, strict=a.strict)
+    with compiled(model, compile_backend(a.compile)):
+        new, before, skipped = score_images(
+            model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, batch_size=a.batch_size,
+            workers=default_workers() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
+            resume=a.resume, strict=a.strict)
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
     print(f"scored {new} image(s){resumed}{unread} -> {a.out / 'scores.csv'}")

@@ -13,7 +13,7 @@ method's own hyper-parameters), ``precision`` (over the profile's) and any other
 ``ModelConfig`` field (``decoder``, ``upsample``, ``alpha``, ``map_sigma``, ...).
 
 How runs execute (``hetero_ae.runtime``): ``precision`` (``fp32``, the default and the
-paper's, or ``bf16``; part of each run's configuration) and ``compile`` (``false``, the
+paper's, or ``bf16``; part of each run's configuration) and ``torch_compile`` (``false``, the
 default, ``true`` for inductor, or a torch.compile backend; not part of the cache key).
 """
 

@@ -102,8 +102,8 @@ def table1_specs(profile: dict[str, Any], datasets: Iterable[str], methods: Iter
 
 def run_specs(profile: dict[str, Any], specs: Iterable[RunSpec], *, results: str | Path = "results",
               root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
-    """The cached result of each spec, run on ``device`` with the profile's ``compile`` setting."""
-    backend = compile_backend(profile.get("compile"))
+    """The cached result of each spec, run on ``device`` with the profile's ``torch_compile`` setting."""
+    backend = compile_backend(profile.get("torch_compile"))
     return [run_experiment(spec, results=results, root=root, device=device, progress=False, compile=backend)
             for spec in specs]
 

@@ -9,8 +9,8 @@ says nothing else about execution. What is offered here, each with a safe defaul
   no loss scaling is needed. It changes the numbers slightly, so it is part of a run's
   configuration and of its cache key. Prediction runs in the precision the model was
   trained in (``AnomalyModel.precision``); maps and scores come back as float32.
-- **compile** (a profile's ``compile``, ``--compile``): ``torch.compile`` of the training loss
-  and of prediction, with inductor or a named backend; off by default. It computes the same
+- **compile** (a profile's ``torch_compile``, ``--compile``): ``torch.compile`` of the training loss
+  and of prediction (``COMPILED_METHODS``), with inductor or a named backend; off by default. It computes the same
   function (to float rounding), so, like the device, it is not part of the cache key; each
   run's ``config.json`` records it. The first steps pay the compilation (minutes on a CPU).
 - **input pipeline** (``batch_loader``): batches are sliced from the cached uint8 arrays (the
@@ -33,7 +33,7 @@ from torch import nn
 from .config import PRECISIONS
 from .errors import ConfigError
 
-COMPILED_METHODS = ("loss", "predict_with_distance")  # what compile_backend's setting compiles
+COMPILED_METHODS = ("loss", "predict", "predict_with_distance")  # what ``compiled`` compiles (when called)
 
 
 def check_precision(precision: str) -> str:

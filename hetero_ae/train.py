@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,13 @@ def train(
     progress: bool = True,
     compile: str | None = None,
     workers: int | None = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[AnomalyModel, list[dict[str, float]]]:
     """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``.
 
     In a process group of several processes (torchrun) this trains with DDP on ``device`` (this
-    process's); every process returns the trained model and its history.
+    process's); every process returns the trained model and its history. ``on_epoch_end`` is
+    called with each epoch's history entry once its checkpoint is written (e.g. to measure memory).
     """
     ckpt_path = check_run_folder(out_dir, resume)
     if train_cfg.num_threads > 0 or distributed.launched():
@@ -103,13 +106,15 @@ def train(
         torch.set_rng_state(ckpt["rng_state"])
     with runtime.compiled(model, compile):
         history = _epochs(model, optimizers, model_cfg, train_cfg, data, ckpt_path, history, start, device=device,
-                          progress=progress, workers=runtime.loader_workers(device, workers))
+                          progress=progress, workers=runtime.loader_workers(device, workers),
+                          on_epoch_end=on_epoch_end)
     return model.eval(), history
 
 
 def _epochs(model: AnomalyModel, optimizers: list[torch.optim.Optimizer], model_cfg: ModelConfig,
             train_cfg: TrainConfig, data: ImageSet, ckpt_path: Path, history: list[dict[str, float]], start: int, *,
-            device: str, progress: bool, workers: int) -> list[dict[str, float]]:
+            device: str, progress: bool, workers: int,
+            on_epoch_end: Callable[[dict[str, float]], None] | None) -> list[dict[str, float]]:
     """Epochs ``start`` to ``train_cfg.epochs``, a checkpoint after each; the whole history."""
     rank, world = distributed.rank(), distributed.world_size()
     ddp = distributed.DistributedStep(model, device) if world > 1 else None  # after resuming: same weights everywhere
@@ -141,4 +146,6 @@ def _epochs(model: AnomalyModel, optimizers: list[torch.optim.Optimizer], model_
         if rank == 0:
             save_checkpoint(ckpt_path, model, optimizers, model_cfg, train_cfg, epoch=epoch + 1, history=history)
         distributed.barrier()  # the checkpoint is complete before any process goes on
+        if on_epoch_end is not None:
+            on_epoch_end(history[-1])
     return history
