@@ -50,7 +50,7 @@ if (( nproc > 1 )); then
     prefill=()
     [[ -n "$only" ]] && prefill=(--notebook "$only")
     echo "run_all: training the tables' runs with DDP in $nproc processes ($device)"
-    "$PY" -m torch.distributed.run --nproc-per-node "$nproc" -m hetero_ae run-profile --profile "$params" \
+    "$PY" -m torch.distributed.run --standalone --nproc-per-node "$nproc" -m hetero_ae run-profile --profile "$params" \
         --results "$results" --device "$device" "${prefill[@]}"
 fi
 for name in "${notebooks[@]}"; do

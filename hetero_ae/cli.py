@@ -188,14 +188,15 @@ def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
     from .profiles import run_spec
 
     return _run_profile_specs(a, [a.dataset], lambda profile, root: [run_spec(profile, a.dataset, m, a.seed)
-                                                                     for m in methods])
+                                                                     for m in methods], skip_unsupported=False)
 
 
-def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of) -> list:
+def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, skip_unsupported: bool) -> list:
     """Run ``specs_of(profile, data root)`` (cached) with ``a``'s profile, data root, results and device.
 
-    Under torchrun every process joins the group and trains; rank 0 alone prints. Methods that
-    DDP cannot train (their own training step) are left out there, with a message.
+    Under torchrun every process joins the group and trains; rank 0 alone prints. A method that
+    DDP cannot train (its own training step) is an error there, or with ``skip_unsupported``
+    left out with a message.
     """
     from . import distributed
     from .data.overview import ensure_synthetic
@@ -215,7 +216,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of) -> 
         distributed.barrier()  # the data is written before any process reads it
         for spec in specs_of(profile, root):
             name = f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}"
-            if distributed.world_size() > 1 and not distributed.supports(spec.model.method):
+            if skip_unsupported and distributed.world_size() > 1 and not distributed.supports(spec.model.method):
                 if main:
                     print(f"{name}: left to one process (its own training step; DDP trains the others)",
                           file=sys.stderr)
@@ -261,11 +262,11 @@ def cmd_run_profile(a: argparse.Namespace) -> None:
     if others and is_main():
         print(f"{', '.join(others)}: no runs of its own to train ahead (the table notebooks: "
               f"{', '.join(TABLE_NOTEBOOKS)})", file=sys.stderr)
-    results = _run_profile_specs(a, datasets, lambda p, root: notebook_specs(
-        p, a.notebook, root, verbose=is_main()))
+    results = _run_profile_specs(a, datasets, lambda p, root: notebook_specs(p, a.notebook, root, verbose=is_main()),
+                                 skip_unsupported=True)
     if is_main():
         trained = sum(not r.cached for r in results)
-        print(f"{len(results)} run(s) of profile {profile['profile']} ready under {a.results / 'runs'} "
+        print(f"{len(results)} run(s) of profile {profile.get('profile', a.profile)} ready under {a.results / 'runs'} "
               f"({trained} trained now, {len(results) - trained} from the cache)")
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from contextlib import contextmanager
 
 import numpy as np
@@ -46,6 +47,9 @@ from .errors import UserError
 from .registry import METHODS, AnomalyModel, available_methods, finite
 
 COMMANDS = ("train", "run", "run-profile")  # the CLI commands that may run under torchrun
+# How long a collective waits for the slowest process: rank 0 alone evaluates a run while the
+# others wait in the next run's set-up (``hetero-ae run-profile``), longer than the defaults (10/30 min).
+GROUP_TIMEOUT = timedelta(hours=2)
 
 
 def launched() -> bool:
@@ -101,9 +105,9 @@ def process_group(device: str) -> Iterator[str]:
         return
     if torch.device(device).type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=torch.device(device))
+        dist.init_process_group("nccl", device_id=torch.device(device), timeout=GROUP_TIMEOUT)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=GROUP_TIMEOUT)
     try:
         yield device
     finally:
@@ -171,7 +175,7 @@ class DistributedStep:
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
         with self.ddp.module.model.autocast():
-            loss = self.ddp(x)
+            loss = self.ddp(x).float()  # the bookkeeping below in float32, whatever the precision
         n = x.shape[0]
         sums = torch.stack([loss.detach() * n, loss.new_tensor(float(n))])
         dist.all_reduce(sums)  # (sum of n * loss, images in the global batch, counting copies)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .anomaly_map import image_score
 from .config import ModelConfig
 from .errors import ConfigError
-from .runtime import autocast
+from .runtime import autocast, check_precision, float32_outputs
 
 METHODS: dict[str, type["AnomalyModel"]] = {}
 
@@ -46,7 +46,7 @@ class AnomalyModel(nn.Module):
     method_name: str = ""
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
     ddp_find_unused_parameters: bool = False  # True where loss() leaves some trainable parameters unused (DDP)
-    precision: str = "fp32"  # of forward passes: "fp32" or "bf16" (set from TrainConfig.precision; runtime)
+    _precision: str = "fp32"
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
@@ -66,10 +66,23 @@ class AnomalyModel(nn.Module):
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameter_groups(lr), lr=lr)]
 
+    @property
+    def precision(self) -> str:
+        """Of forward passes: "fp32" or "bf16" (set from ``TrainConfig.precision``; ``hetero_ae.runtime``)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = check_precision(value)
+        if value != "fp32" and not self.__dict__.get("_float32_hooks"):  # once: its networks hand on float32
+            self._float32_hooks = [child.register_forward_hook(float32_outputs) for child in self.children()]
+
     def autocast(self) -> AbstractContextManager:
         """The context forward passes run in: bfloat16 autocast when ``precision`` is bf16, else nothing.
 
-        Training steps enter it around forward passes and losses only, never around ``backward``.
+        Training steps enter it around forward passes and losses only, never around ``backward``
+        (or ``autograd.grad``). The networks' outputs come out of it in float32, so what compares
+        them runs in float32 (``runtime.float32_outputs``).
         """
         device = next(self.parameters(), torch.empty(0)).device
         return autocast(device.type, self.precision)
@@ -79,7 +92,7 @@ class AnomalyModel(nn.Module):
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
         with self.autocast():
-            loss = finite(self.loss(x), "training")
+            loss = finite(self.loss(x).float(), "training")
         loss.backward()
         opt.step()
         return {"loss": loss.item()}

@@ -4,11 +4,15 @@ The paper trains in float32 on one RTX 3090 (Sec. IV-B1: 19.46 min per brain-MRI
 says nothing else about execution. What is offered here, each with a safe default:
 
 - **precision** (``TrainConfig.precision``, a profile's ``precision``): ``fp32`` (default, the
-  paper's) or ``bf16``: forward passes and losses run under ``torch.autocast(bfloat16)``;
-  weights, gradients and optimiser state stay float32, and bfloat16 has float32's range, so
-  no loss scaling is needed. It changes the numbers slightly, so it is part of a run's
-  configuration and of its cache key. Prediction runs in the precision the model was
-  trained in (``AnomalyModel.precision``); maps and scores come back as float32.
+  paper's) or ``bf16``: forward passes run under ``torch.autocast(bfloat16)``, so the
+  networks' convolutions and matrix products run in bfloat16, but every network of a method
+  hands its outputs on in float32 (``float32_outputs``), so that the distances, losses and
+  anomaly maps that compare them are computed in float32 (on the CPU autocast would leave
+  a cosine of bfloat16 features in bfloat16, which rounds a map to a handful of values).
+  ``backward`` runs outside autocast; weights, gradients and optimiser state stay float32,
+  and bfloat16 has float32's range, so no loss scaling is needed. It changes the numbers
+  slightly, so it is part of a run's configuration and of its cache key. Prediction runs in
+  the precision the model was trained in (``AnomalyModel.precision``).
 - **compile** (a profile's ``torch_compile``, ``--compile``): ``torch.compile`` of the training loss
   and of prediction (``COMPILED_METHODS``), with inductor or a named backend; off by default. It computes the same
   function (to float rounding), so, like the device, it is not part of the cache key; each
@@ -46,7 +50,7 @@ def autocast(device_type: str, precision: str) -> AbstractContextManager:
     """``torch.autocast`` to bfloat16 for ``bf16``, nothing for ``fp32``."""
     if check_precision(precision) == "fp32":
         return nullcontext()
-    if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device_type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ConfigError("precision bf16 needs a GPU with bfloat16 support (Ampere or newer); use fp32")
     return torch.autocast(device_type, dtype=torch.bfloat16)
 
@@ -63,6 +67,26 @@ def compile_backend(setting: bool | str | None) -> str | None:
     if setting not in known:
         raise ConfigError(f"compile must be true, false or a torch.compile backend {sorted(known)}, got {setting!r}")
     return str(setting)
+
+
+def _to_float32(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
+
+
+def as_float32(value: object) -> object:
+    """While autocast is on, ``value``'s floating tensors (alone or in lists and tuples) as float32; else ``value``."""
+    if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
+        return _to_float32(value)
+    return value
+
+
+def float32_outputs(module: nn.Module, inputs: object, output: object) -> object:
+    """A forward hook: the module's outputs through ``as_float32`` (each network of a bf16 model has one)."""
+    return as_float32(output)
 
 
 @contextmanager
@@ -127,9 +151,11 @@ def batch_loader(images: np.ndarray, batches: Sequence[np.ndarray], device: str,
     """The uint8 batches ``images[batches[0]], images[batches[1]], ...`` in that order.
 
     ``workers`` processes slice ahead of the model; on CUDA the batches come in pinned memory,
-    so that ``.to(device, non_blocking=True)`` overlaps the copy with computation.
+    so that ``.to(device, non_blocking=True)`` overlaps the copy with computation. Iterating it
+    leaves torch's global random state as it was (stochastic methods draw from it).
     """
     return torch.utils.data.DataLoader(
         _Batches(images, batches), batch_size=None, shuffle=False, num_workers=workers,
         pin_memory=torch.device(device).type == "cuda", prefetch_factor=2 if workers else None,
+        generator=torch.Generator(),  # its own: a loader draws a base seed, which must not come from torch's RNG
     )

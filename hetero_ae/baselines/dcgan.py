@@ -13,6 +13,8 @@ import math
 
 from torch import Tensor, nn
 
+from ..runtime import as_float32
+
 
 def _levels(size: int) -> int:
     n = math.log2(size / 4)
@@ -48,8 +50,9 @@ class ConvEncoder(nn.Module):
         self.feature_channels = ch
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(vector, last 4x4 map); float32 under autocast, as a network's forward gives (``runtime.as_float32``)."""
         f = self.body(x)
-        return self.head(f).flatten(1), f
+        return as_float32((self.head(f).flatten(1), f))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)[0]

@@ -29,6 +29,7 @@ Departures, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -52,11 +53,18 @@ PAPER_PARAMS: dict = {
 }
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *, weight: float = 10.0) -> Tensor:
-    """WGAN-GP: weight * mean((|grad critic(x_mix)|_2 - 1)^2), x_mix uniform on the segments real-fake."""
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *, weight: float = 10.0,
+                     forward: Callable[[], AbstractContextManager] = nullcontext) -> Tensor:
+    """WGAN-GP: weight * mean((|grad critic(x_mix)|_2 - 1)^2), x_mix uniform on the segments real-fake.
+
+    The critic's forward runs in the ``forward`` context (the model's autocast); the gradient
+    of its output, a backward pass, outside it.
+    """
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), dtype=real.dtype, device=real.device)
     mix = (real + eps * (fake - real)).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    with forward():
+        out = critic(mix).float().sum()
+    (grad,) = torch.autograd.grad(out, mix, create_graph=True)
     return weight * (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
 
 
@@ -147,7 +155,8 @@ class FAnoGAN(AnomalyModel):
         opt_d.zero_grad(set_to_none=True)
         with self.autocast():
             wasserstein = self.critic(x).mean() - self.critic(fake).mean()
-            loss_d = finite(-wasserstein + gradient_penalty(self.critic, x, fake, weight=self.gp_weight), "critic")
+        penalty = gradient_penalty(self.critic, x, fake, weight=self.gp_weight, forward=self.autocast)
+        loss_d = finite(-wasserstein + penalty, "critic")
         loss_d.backward()
         opt_d.step()
         self.critic_steps += 1
