@@ -379,14 +379,14 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from .runtime import compile_backend, compiled
-    from .scoring import default_workers, score_images
+    from .runtime import compile_backend, compiled, helper_processes
+    from .scoring import score_images
 
     model, ckpt = _loaded(a.checkpoint, a.precision)
     with compiled(model, compile_backend(a.compile)):
         new, before, skipped = score_images(
             model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, batch_size=a.batch_size,
-            workers=default_workers() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
+            workers=helper_processes() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
             resume=a.resume, strict=a.strict)
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""

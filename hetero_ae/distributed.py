@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import timedelta
 from contextlib import contextmanager
+from datetime import timedelta
 
 import numpy as np
 import torch

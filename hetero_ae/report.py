@@ -172,8 +172,10 @@ def notebook_specs(profile: dict[str, Any], notebooks: Iterable[str] | None = No
         datasets = present_datasets(profile["ablation_datasets"], root, verbose=verbose)
         for variants_ in ablations:
             specs += [spec for _, spec in variant_specs(profile, variants_, datasets, profile["ablation_seeds"])]
-    unique = {json.dumps(spec.key_dict(), sort_keys=True): spec for spec in reversed(specs)}
-    return list(reversed(unique.values()))  # runs shared by several tables once, in first-asked order
+    unique: dict[str, RunSpec] = {}  # runs shared by several tables once, in first-asked order
+    for spec in specs:
+        unique.setdefault(json.dumps(spec.key_dict(), sort_keys=True), spec)
+    return list(unique.values())
 
 
 def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult]) -> pd.DataFrame:

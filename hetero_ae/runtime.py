@@ -121,16 +121,19 @@ def cpu_threads(requested: int = 0) -> int:
     return max(1, cores // local_world_size())
 
 
+def helper_processes() -> int:
+    """Worker processes to run beside this one: up to 4, leaving it a core of its share of the machine."""
+    return max(0, min(4, cpu_threads() - 1))
+
+
 def loader_workers(device: str, requested: int | None = None) -> int:
-    """Processes that prepare batches: ``requested``, else none on the CPU (the model needs every
-    core) and on CUDA up to 4 per process, leaving a core for the process itself."""
+    """Processes that prepare training batches: ``requested``, else none on the CPU (the model
+    needs every core) and ``helper_processes()`` on CUDA."""
     if requested is not None:
         if requested < 0:
             raise ConfigError(f"workers must be 0 or more, got {requested}")
         return requested
-    if torch.device(device).type != "cuda":
-        return 0
-    return max(0, min(4, cpu_threads() - 1))
+    return helper_processes() if torch.device(device).type == "cuda" else 0
 
 
 class _Batches(torch.utils.data.Dataset):

@@ -10,9 +10,9 @@ next batch, so a killed run keeps every row it wrote; at most the last line is t
 sidecar ``OUT/score.json`` (written atomically before the first row) records what the CSV was
 written with: the checkpoint's sha256, the image size, the ``--images`` argument, whether
 heatmaps were written and the precision of the forward pass (the model's: its training
-precision unless ``--precision`` says otherwise). ``resume=True`` checks it, drops a torn last line, skips the images
-already scored and appends the rest, so that the final CSV is byte for byte the one an
-uninterrupted run writes.
+precision unless ``--precision`` says otherwise). ``resume=True`` checks it, drops a torn
+last line, skips the images already scored and appends the rest, so that the final CSV is
+byte for byte the one an uninterrupted run writes.
 
 Scores are the method's raw image scores. A method whose score normalisation needs the whole
 set at once (GANomaly's min-max over the test set) cannot be normalised batch by batch; its
@@ -44,11 +44,6 @@ SCORES = "scores.csv"
 SIDECAR = "score.json"
 FORMAT = "hetero-ae-score/1"
 HEADER = ("path", "score", "label")
-
-
-def default_workers() -> int:
-    """Decoding processes: one per core but one, at most 4 (0 decodes in the main process)."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def label_of(path: str) -> str:
@@ -228,8 +223,8 @@ def _stream(model, paths: list[Path], start: int, done: int, image_size: int, f,
         return new, skipped
     model.to(device).eval()
     loader = make_loader(todo, image_size, batch_size=batch_size, workers=workers, device=device)
-    with torch.inference_mode(), model.autocast(), tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False,
-                                      disable=not progress) as bar:
+    bar = tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False, disable=not progress)
+    with torch.inference_mode(), model.autocast(), bar:
         for batch in loader:
             for i, msg in batch.errors:
                 path = todo[i]
