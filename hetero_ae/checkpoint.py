@@ -39,15 +39,28 @@ def save_checkpoint(
     *,
     epoch: int,
     history: list[dict[str, float]],
+    stopping: dict[str, Any] | None = None,
+    best: dict[str, torch.Tensor] | None = None,
+    stop: dict[str, Any] | None = None,
+    feature_cache: str = "off",
 ) -> Path:
+    """Write the run's state after ``epoch`` atomically.
+
+    ``stopping``: the stopping rule's state; ``best``: the trained state of the best held-out
+    epoch so far (while the run goes on); ``stop``: how the run ended, once it has (the model
+    state is then the kept weights, and a resumed run returns them at once).
+    """
     trained, digest = _split_state(model)
     payload = {
         "format": FORMAT,
         "model_config": to_dict(model_cfg),
         "train_config": to_dict(train_cfg),
         "epoch": epoch,
-        "complete": epoch >= train_cfg.epochs,
         "history": history,
+        "stopping": stopping,
+        "best": best,
+        "stop": stop,
+        "feature_cache": feature_cache,
         "model": {k: v.detach().cpu() for k, v in trained.items()},
         "frozen_digest": digest,
         "optimizers": [opt.state_dict() for opt in optimizers],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PRECISIONS, ModelConfig, TrainConfig, to_dict
+from .config import FEATURE_SCALES, PRECISIONS, ModelConfig, TrainConfig, to_dict
 from .errors import UserError
 from .io import write_json, write_text
 
@@ -47,6 +47,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--map-sigma", type=float, default=d.map_sigma, help="Gaussian smoothing of maps (default: none)")
     g.add_argument("--comparison", default=d.comparison, choices=sorted(COMPARISONS),
                    help="hetero-ae: compare features (paper) or pixels (Table IV ablation) (default: %(default)s)")
+    g.add_argument("--feature-scale", default="auto", choices=FEATURE_SCALES,
+                   help="hetero-ae: divide each compared stage by its RMS over the training normals (rms), keep the "
+                        "paper's raw features (raw), or rms for signed encoders and raw for ReLU ones (auto, default)")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyper-parameter (YAML value), e.g. --param latent_dim=64; repeatable")
 
@@ -67,7 +70,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None,
                    help="processes that prepare batches (default: none on the CPU, up to 4 on CUDA)")
     g.add_argument("--val-fraction", type=float, default=0.1,
-                   help="normal images held out to fix a threshold without test labels (default: %(default)s)")
+                   help="normal images held out to fix a threshold and to stop training, without test labels "
+                        "(default: %(default)s)")
+    g.add_argument("--patience", type=int, default=d.patience,
+                   help="stop when the held-out loss has not improved for this many epochs (--epochs is then a cap); "
+                        "0 = train every epoch, as the paper (default: %(default)s)")
+    g.add_argument("--min-delta", type=float, default=d.min_delta,
+                   help="an improvement must exceed this fraction of the best held-out loss (default: %(default)s)")
+    g.add_argument("--no-feature-cache", action="store_true",
+                   help="run the frozen encoder at every step instead of computing its features once")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,28 +329,32 @@ def _train(a: argparse.Namespace, device: str) -> None:
 
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
-                            map_sigma=a.map_sigma, comparison=a.comparison, params=_params(a.param))
+                            map_sigma=a.map_sigma, comparison=a.comparison, feature_scale=a.feature_scale,
+                            params=_params(a.param))
     train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads,
-                            precision=a.precision)
+                            precision=a.precision, patience=a.patience, min_delta=a.min_delta)
     backend = compile_backend(a.compile)
     if not 0 <= a.val_fraction < 1:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
     check_run_folder(a.out, a.resume)
     data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
     train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
-    model, history = train(model_cfg, train_cfg, train_set, a.out, resume=a.resume, device=device, compile=backend,
-                           workers=a.workers)
+    model, history = train(model_cfg, train_cfg, train_set, a.out, val=val_set, resume=a.resume, device=device,
+                           compile=backend, workers=a.workers, cache_features=not a.no_feature_cache)
     if not is_main():
         return
     write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
                                        "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
                                        "skipped": data.skipped, "processes": world_size(), "device": device,
-                                       "compile": backend})
+                                       "compile": backend, "training": {**(history.stop or {}),
+                                                                        "feature_cache": history.feature_cache}})
     write_json(a.out / "history.json", history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
         _, val_scores = predict(model, val_set.images, device=device, normalize=False)
         write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
-    print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s); final loss "
+    stop = history.stop or {}
+    print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s) "
+          f"({stop.get('stop_reason', 'fixed')}; kept the {stop.get('kept', 'last')} epoch's weights); final loss "
           f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")
 
 

@@ -6,6 +6,10 @@ profiles (``profiles/*.yaml``) set them. Defaults are the paper's protocol where
 Adam with learning rate 1e-4, 200 epochs, alpha = 0.7). A checkpoint stores both as plain
 dicts; ``from_dict`` rejects keys it does not know rather than silently dropping them.
 
+Convergence (DESIGN 3.10): ``TrainConfig.patience`` and ``min_delta`` stop a run when the
+loss of its held-out normal images no longer improves (``hetero_ae.stopping``); ``epochs`` is
+then a cap. The paper trains a fixed 200 epochs (patience 0, the default).
+
 A run's cache key hashes ``key_dict`` of both: every field, except that fields added after
 results were first cached (``KEY_SINCE``) are left out while they hold their default, so that
 the runs cached before them keep their folders.
@@ -21,6 +25,7 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.runtime)
+FEATURE_SCALES = ("raw", "rms", "auto")  # of the compared features in Eq. 4 (hetero_ae.model.autoencoder)
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,18 @@ class ModelConfig:
     map_sigma: float = 0.0  # Gaussian smoothing of the anomaly map (0 = none, as the paper)
     comparison: str = "feature"  # what the decoder is trained to match: "feature" (Eq. 4-8) or "pixel" (Table IV)
     params: dict[str, Any] = field(default_factory=dict)  # method-specific hyper-parameters (profiles)
+    # Eq. 4's features divided per stage by one constant: "raw" (the paper's), "rms" (their RMS over the
+    # training normals), "auto" (rms for encoders with signed features, raw for ReLU ones; DESIGN 3.9)
+    feature_scale: str = "raw"
+    map_distance: str = "cosine"  # per-stage map: "cosine" (Eq. 6) or "cosine+mse" (beyond the paper; anomaly_map)
+
+    KEY_SINCE: ClassVar[tuple[str, ...]] = ("feature_scale", "map_distance")
 
     def __post_init__(self) -> None:
         if self.image_size % 32 or not 64 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
+        if self.feature_scale not in FEATURE_SCALES:
+            raise ConfigError(f"feature_scale must be one of {FEATURE_SCALES}, got {self.feature_scale!r}")
 
 
 @dataclass(frozen=True)
@@ -51,12 +64,17 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = one per core (shared among torchrun's processes)
     precision: str = "fp32"  # "fp32" (the paper's) or "bf16" autocast (hetero_ae.runtime)
+    # The stopping rule on the held-out normals' loss (hetero_ae.stopping); epochs is then the cap.
+    patience: int = 0  # epochs without improvement before stopping; 0 = no rule, train all epochs
+    min_delta: float = 0.0  # an improvement must exceed min_delta * |best held-out loss|
 
-    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision",)
+    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision", "patience", "min_delta")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"epochs, batch_size and lr must be positive: {self}")
+        if self.patience < 0 or self.min_delta < 0:
+            raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 

@@ -152,8 +152,8 @@ class LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.loss(x)
+    def forward(self, x: Tensor, frozen: list[Tensor] | None = None) -> Tensor:
+        return self.model.loss_terms(x, frozen)["loss"]
 
 
 class DistributedStep:
@@ -171,11 +171,12 @@ class DistributedStep:
     def train(self) -> None:
         self.ddp.train()
 
-    def __call__(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+    def __call__(self, x: Tensor, optimizers: list[torch.optim.Optimizer],
+                 frozen: list[Tensor] | None = None) -> dict[str, float]:
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
         with self.ddp.module.model.autocast():
-            loss = self.ddp(x).float()  # the bookkeeping below in float32, whatever the precision
+            loss = self.ddp(x, frozen).float()  # the bookkeeping below in float32, whatever the precision
         n = x.shape[0]
         sums = torch.stack([loss.detach() * n, loss.new_tensor(float(n))])
         dist.all_reduce(sums)  # (sum of n * loss, images in the global batch, counting copies)

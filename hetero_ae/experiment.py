@@ -9,6 +9,11 @@ has one row per test image (path, class, label, score) and, for methods that def
 ``feature_distance`` (Fig. 6), computed in the same pass as the maps. A killed run
 resumes from its last checkpoint (DESIGN 7).
 
+Training (DESIGN 3.10): the held-out normals' loss is recorded every epoch in ``history.json``
+and, with the profile's ``patience``, stops the run; ``metrics.json["training"]`` says how it
+ended (epochs run, cap, best epoch, plateau or cap, the weights kept) and what the frozen-feature
+cache held. Nothing here looks at a test label before the model is final.
+
 Metrics (DESIGN 6, 3.8): AUC, AP and F1/ACC/SEN/SPE at the paper's best-F1 threshold
 (``best_f1``) and at the 95th percentile of held-out normal scores (``normal_q95``); AUC per
 anomalous sub-class; pixel AUROC, AUPRO and best Dice where the test set has masks.
@@ -142,8 +147,8 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
                                             "val_images": 0 if val_set is None else len(val_set),
                                             "processes": distributed.world_size(), "device": device,
                                             "compile": compile})
-    model, history = train(spec.model, spec.train, train_set, folder, resume=True, device=device, progress=progress,
-                           compile=compile)
+    model, history = train(spec.model, spec.train, train_set, folder, val=val_set, resume=True, device=device,
+                           progress=progress, compile=compile)
     if not distributed.is_main():
         return RunResult(spec, folder, {}, cached=False)
     write_json(folder / "history.json", history)
@@ -163,6 +168,7 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         "per_class_auc": per_class_auc(test.labels, test.classes, scores),
         "encoder": spec.model.encoder,
         "held_out_normals": held_out,
+        "training": {**(history.stop or {}), "feature_cache": history.feature_cache},
         "train_seconds": float(sum(h["seconds"] for h in history)),
         "test_images_per_second": len(test) / seconds,
         "n_test": len(test), "n_train": len(train_set),
@@ -186,12 +192,12 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
     path = result.folder / CHECKPOINT
     if path.is_file():
         model, ckpt = load_model(path)
-        if ckpt["epoch"] >= result.spec.train.epochs:
+        if ckpt.get("stop") is not None:
             return model.to(device)
-    train_set, _, _ = _held_out(result.spec, load_split(result.spec.dataset, "train", result.spec.model.image_size,
-                                                        root=root), root)
-    model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, resume=True, device=device,
-                     progress=progress)
+    train_set, val_set, _ = _held_out(result.spec, load_split(result.spec.dataset, "train",
+                                                              result.spec.model.image_size, root=root), root)
+    model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, val=val_set, resume=True,
+                     device=device, progress=progress)
     return model
 
 
@@ -203,4 +209,6 @@ def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
     row.update({k.upper(): 100 * m[threshold][k] for k in ("auc", "f1", "acc", "sen", "spe")})
     row["pixel AUROC"] = 100 * m["pixel"]["pixel_auroc"] if "pixel" in m else float("nan")
     row["train s"] = m["train_seconds"]
+    row["epochs"] = m.get("training", {}).get("epochs_run", float("nan"))
+    row["converged"] = bool(m.get("training", {}).get("converged", False))
     return row

@@ -7,7 +7,9 @@ For every stage k = 1..3 and pixel (h, w), with feature vectors taken over chann
     L_FC = sum_k  1 / (H_k W_k) * sum_{h, w} L^k(h, w)
 
 MSE is the mean over channels of the squared difference at a pixel (DESIGN 3.4). The batch
-is averaged (the paper is silent). alpha = 0.7 (Sec. IV-B1).
+is averaged (the paper is silent). alpha = 0.7 (Sec. IV-B1). The loss is linear in its two
+parts, so ``feature_comparison_terms`` also returns them apart (the cosine part, at most
+alpha per stage in size, and the MSE part, whose size is the features' own: DESIGN 3.9).
 
 Table IV's "without feature comparison" models train on the pixel-wise comparison instead
 (Sec. IV-E2): ``pixel_loss`` is the MSE between the reconstructed and the input image, both
@@ -22,19 +24,34 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def stage_loss(fe: Tensor, fd: Tensor, alpha: float) -> Tensor:
-    """L^k averaged over pixels and batch, for one (B, C, H, W) pair."""
+def stage_terms(fe: Tensor, fd: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean cos, mean MSE) over pixels and batch for one (B, C, H, W) pair; cos and MSE over channels."""
     assert fe.shape == fd.shape, f"encoder {tuple(fe.shape)} and decoder {tuple(fd.shape)} features differ"
     cos = F.cosine_similarity(fe, fd, dim=1)  # (B, H, W)
     mse = (fe - fd).pow(2).mean(dim=1)  # (B, H, W)
-    return (-alpha * cos + (1.0 - alpha) * mse).mean()
+    return cos.mean(), mse.mean()
+
+
+def stage_loss(fe: Tensor, fd: Tensor, alpha: float) -> Tensor:
+    """L^k averaged over pixels and batch, for one (B, C, H, W) pair."""
+    cos, mse = stage_terms(fe, fd)
+    return -alpha * cos + (1.0 - alpha) * mse
+
+
+def feature_comparison_terms(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha: float = 0.7) -> dict[str, Tensor]:
+    """L_FC of Eq. (5) and its two weighted parts: ``{"loss": cos + mse, "cos": -alpha * sum_k mean cos_k,
+    "mse": (1 - alpha) * sum_k mean MSE_k}`` (every value a scalar; the history logs both parts)."""
+    assert len(enc) == len(dec), f"{len(enc)} encoder stages vs {len(dec)} decoder stages"
+    assert 0.0 <= alpha <= 1.0, f"alpha must lie in [0, 1], got {alpha}"
+    parts = [stage_terms(fe, fd) for fe, fd in zip(enc, dec)]
+    cos = -alpha * sum(c for c, _ in parts)
+    mse = (1.0 - alpha) * sum(m for _, m in parts)
+    return {"loss": cos + mse, "cos": cos, "mse": mse}
 
 
 def feature_comparison_loss(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha: float = 0.7) -> Tensor:
     """L_FC of Eq. (5): the sum over stages of the per-stage mean of L^k."""
-    assert len(enc) == len(dec), f"{len(enc)} encoder stages vs {len(dec)} decoder stages"
-    assert 0.0 <= alpha <= 1.0, f"alpha must lie in [0, 1], got {alpha}"
-    return sum(stage_loss(fe, fd, alpha) for fe, fd in zip(enc, dec))
+    return feature_comparison_terms(enc, dec, alpha)["loss"]
 
 
 def pixel_loss(recon: Tensor, x: Tensor) -> Tensor:

@@ -12,6 +12,9 @@ its ImageNet weights are available, else the offline EfficientNet-Lite0), ``para
 method's own hyper-parameters), ``precision`` (over the profile's) and any other
 ``ModelConfig`` field (``decoder``, ``upsample``, ``alpha``, ``map_sigma``, ...).
 
+Convergence (``hetero_ae.stopping``): ``patience`` and ``min_delta`` (per method, or for the
+whole profile) stop a run on its held-out normals' loss; ``epochs`` is then the cap.
+
 How runs execute (``hetero_ae.runtime``): ``precision`` (``fp32``, the default and the
 paper's, or ``bf16``; part of each run's configuration) and ``torch_compile`` (``false``, the
 default, ``true`` for inductor, or a torch.compile backend; not part of the cache key).
@@ -73,7 +76,9 @@ def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **mo
                         image_size=int(profile["image_size"]), params=dict(s.pop("params", {})),
                         **{**model_fields, **overrides})
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
-                        seed=seed, precision=str(s.pop("precision", profile.get("precision", "fp32"))))
+                        seed=seed, precision=str(s.pop("precision", profile.get("precision", "fp32"))),
+                        patience=int(s.pop("patience", profile.get("patience", 0))),
+                        min_delta=float(s.pop("min_delta", profile.get("min_delta", 0.0))))
     if s:
         raise UserError(f"profile {profile.get('profile')}: unknown settings for {method}: {sorted(s)}")
     return RunSpec(dataset, model, train, val_fraction=float(profile.get("val_fraction", 0.1)))

@@ -7,7 +7,7 @@ method says otherwise. Metrics, heatmaps and caching treat all methods alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -46,6 +46,10 @@ class AnomalyModel(nn.Module):
     method_name: str = ""
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
     ddp_find_unused_parameters: bool = False  # True where loss() leaves some trainable parameters unused (DDP)
+    # The attribute holding a frozen pretrained network (encoder, teacher) whose features depend on
+    # the image alone: training may compute them once per run (``hetero_ae.feature_cache``).
+    frozen_network: str | None = None
+    stops_early: bool = True  # False where the training schedule needs every epoch (phases tied to the cap)
     _precision: str = "fp32"
 
     @classmethod
@@ -55,6 +59,29 @@ class AnomalyModel(nn.Module):
     def loss(self, x: Tensor) -> Tensor:
         """The training objective on a batch of normal images."""
         raise NotImplementedError
+
+    def loss_terms(self, x: Tensor, frozen: list[Tensor] | None = None) -> dict[str, Tensor]:
+        """``{"loss": the objective, ...its named terms}`` of a batch; ``frozen``: its cached frozen features.
+
+        Methods with a ``frozen_network`` accept ``loss(x, frozen)``; the trainer passes ``frozen``
+        only to those (``caches_features``). History records every term of every epoch.
+        """
+        return {"loss": self.loss(x) if frozen is None else self.loss(x, frozen)}
+
+    @property
+    def caches_features(self) -> bool:
+        """Whether the frozen network's features of an image are fixed for the whole of training."""
+        return self.frozen_network is not None
+
+    def frozen_features(self, x: Tensor) -> list[Tensor]:
+        """The frozen network's feature maps of ``x`` (B, 3, H, W), computed without gradients."""
+        assert self.frozen_network is not None, f"{self.method_name} has no frozen network"
+        with torch.no_grad():
+            return list(getattr(self, self.frozen_network)(x))
+
+    def fit_statistics(self, frozen_batches: Iterable[list[Tensor]]) -> None:
+        """Called once before the first epoch with the frozen features of every training batch
+        (methods that calibrate on the training normals, e.g. Hetero-AE's feature scale); no-op here."""
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of parts that are never trained (not stored in checkpoints)."""
@@ -87,15 +114,17 @@ class AnomalyModel(nn.Module):
         device = next(self.parameters(), torch.empty(0)).device
         return autocast(device.type, self.precision)
 
-    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
-        """One optimisation step; adversarial methods override this."""
+    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer],
+                      frozen: list[Tensor] | None = None) -> dict[str, float]:
+        """One optimisation step, its loss terms as floats; adversarial methods override this."""
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
         with self.autocast():
-            loss = finite(self.loss(x).float(), "training")
+            terms = self.loss_terms(x, frozen)
+            loss = finite(terms["loss"].float(), "training")
         loss.backward()
         opt.step()
-        return {"loss": loss.item()}
+        return {k: v.detach().float().item() for k, v in terms.items()}
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (0-based); methods with training phases switch here."""

@@ -41,6 +41,9 @@ PAPER_ORDER = list(METHOD_NAMES)  # Table I's row order
 NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
                      "table4_feature_comparison": TABLE_IV, "fig6_boxplots": TABLE_III}  # ablation rows per notebook
 TABLE_NOTEBOOKS = ("table1_comparison", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
+UNCONVERGED_MARK = "†"
+UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} from a run that did not converge: training stopped at its epoch cap "
+                    "(or ran a fixed number of epochs, or predates the record) before the held-out loss plateaued.")
 PAPER_DATASETS = {"oct": "retinal OCT", "chest-xray": "chest X-ray", "brain-mri": "brain MRI", "covid19": "COVID-19"}
 
 
@@ -87,9 +90,12 @@ def setup(profile: str, datasets: Iterable[str], *, image_size: int, device: str
     return cfg, present
 
 
-def method_seeds(methods: Iterable[str], seeds: list[int], baseline_seeds: list[int]) -> dict[str, list[int]]:
-    """Hetero-AE runs over ``seeds`` (the paper: 5), every baseline over ``baseline_seeds``."""
-    return {m: list(seeds) if m == "hetero-ae" else list(baseline_seeds) for m in methods}
+def method_seeds(methods: Iterable[str], seeds: list[int], baseline_seeds: list[int],
+                 overrides: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """Hetero-AE runs over ``seeds`` (the paper: 5), every baseline over ``baseline_seeds``, except the
+    methods a profile's ``method_seeds`` names (e.g. MKD over two seeds for the paper's t-test)."""
+    out = {m: list(seeds) if m == "hetero-ae" else list(baseline_seeds) for m in methods}
+    return {m: list((overrides or {}).get(m, s)) for m, s in out.items()}
 
 
 def table1_specs(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str],
@@ -166,7 +172,8 @@ def notebook_specs(profile: dict[str, Any], notebooks: Iterable[str] | None = No
     if "table1_comparison" in wanted:
         methods = [m for m in PAPER_ORDER if m in profile["methods"]]
         specs += table1_specs(profile, present_datasets(profile["datasets"], root, verbose=verbose), methods,
-                              method_seeds(methods, profile["seeds"], profile["baseline_seeds"]))
+                              method_seeds(methods, profile["seeds"], profile["baseline_seeds"],
+                                           profile.get("method_seeds")))
     ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
     if ablations:
         datasets = present_datasets(profile["ablation_datasets"], root, verbose=verbose)
@@ -197,11 +204,19 @@ def long_table(runs: Iterable[RunResult], thresholds: Iterable[str] = THRESHOLDS
 
 
 def mean_std(frame: pd.DataFrame, by: list[str], metrics: list[str] = METRICS) -> pd.DataFrame:
-    """Mean, sample std (NaN with one seed) and number of seeds of ``metrics`` per group."""
+    """Mean, sample std (NaN with one seed) and number of seeds of ``metrics`` per group; with a
+    ``converged`` column, whether every run of the group converged."""
     g = frame.groupby(by, sort=False)[metrics]
     out = g.mean().add_suffix(" mean").join(g.std(ddof=1).add_suffix(" std"))
     out["seeds"] = g.size()
+    if "converged" in frame:
+        out["converged"] = frame.groupby(by, sort=False)["converged"].all()
     return out.reset_index()
+
+
+def mark_unconverged(text: str, converged: bool) -> str:
+    """``text`` (a table cell) with ``UNCONVERGED_MARK`` appended when it comes from a run that did not converge."""
+    return text if converged else f"{text}{UNCONVERGED_MARK}"
 
 
 def cell(mean: float, std: float, digits: int = 1) -> str:
@@ -243,7 +258,8 @@ def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "m
             if extra in r:
                 d[extra] = r[extra]
         for m in metrics:
-            d[m] = beside(cell(r[f"{m} mean"], r[f"{m} std"]), r.get(f"{m} paper", np.nan))
+            d[m] = beside(mark_unconverged(cell(r[f"{m} mean"], r[f"{m} std"]), bool(r.get("converged", True))),
+                          r.get(f"{m} paper", np.nan))
         rows.append(d)
     return pd.DataFrame(rows)
 
@@ -260,15 +276,21 @@ def markdown_by_dataset(agg: pd.DataFrame, metrics: list[str] = METRICS, row: st
     return "\n".join(parts + ([note] if note else [])).rstrip()
 
 
-def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str] = METRICS) -> pd.DataFrame:
-    """Tables II-IV: mean ± std over seeds per (dataset, variant) at the paper's threshold, the paper beside."""
+def ablation_rows(pairs: Iterable[tuple[Variant, RunResult]]) -> pd.DataFrame:
+    """Tables II-IV, one row per run at the paper's threshold: dataset, variant, seed, converged, metrics in %."""
     rows = []
     for v, r in pairs:
         s = summary(r, "best_f1")
         rows.append({"dataset": r.spec.dataset, "table": v.table, "key": v.key, "label": v.label, "group": v.group,
-                     "encoder": s["encoder"], "decoder": v.decoder, "comparison": v.comparison,
+                     "encoder": s["encoder"], "decoder": v.decoder, "comparison": v.comparison, "seed": s["seed"],
+                     "epochs": s["epochs"], "converged": s["converged"],
                      **{m: s[m] for m in [*METRICS, "pixel AUROC"]}})
-    frame = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str] = METRICS) -> pd.DataFrame:
+    """Tables II-IV: mean ± std over seeds per (dataset, variant) at the paper's threshold, the paper beside."""
+    frame = ablation_rows(pairs)
     agg = mean_std(frame, ["dataset", "table", "key", "label", "group", "encoder", "decoder", "comparison"],
                    [*METRICS, "pixel AUROC"])
     for m in metrics:
@@ -281,7 +303,9 @@ def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str
 def metric_grid(agg: pd.DataFrame, metric: str = "AUC", names: dict[str, str] | None = None) -> pd.DataFrame:
     """One metric as a method x dataset grid of 'ours mean ± std (paper)' cells (the README's Table I)."""
     paper = agg.get(f"{metric} paper", pd.Series(np.nan, index=agg.index))
-    grid = agg.assign(cell=[beside(cell(m, s), p) for m, s, p in zip(agg[f"{metric} mean"], agg[f"{metric} std"], paper)])
+    converged = agg.get("converged", pd.Series(True, index=agg.index))
+    grid = agg.assign(cell=[beside(mark_unconverged(cell(m, s), bool(c)), p) for m, s, p, c
+                            in zip(agg[f"{metric} mean"], agg[f"{metric} std"], paper, converged)])
     grid = grid.pivot(index="method", columns="dataset", values="cell")
     grid = grid.reindex([m for m in PAPER_ORDER if m in grid.index] + [m for m in grid.index if m not in PAPER_ORDER])
     grid = grid[list(dict.fromkeys(agg["dataset"]))]

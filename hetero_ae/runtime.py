@@ -37,7 +37,7 @@ from torch import nn
 from .config import PRECISIONS
 from .errors import ConfigError
 
-COMPILED_METHODS = ("loss", "predict", "predict_with_distance")  # what ``compiled`` compiles (when called)
+COMPILED_METHODS = ("loss_terms", "predict", "predict_with_distance")  # what ``compiled`` compiles (when called)
 
 
 def check_precision(precision: str) -> str:

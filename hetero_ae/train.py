@@ -14,15 +14,24 @@
 - How it executes (``hetero_ae.runtime``): forward passes in ``train_cfg.precision``, the loss
   compiled with ``compile`` (a torch.compile backend, or None), batches sliced from the uint8
   arrays by ``workers`` processes (None: sized to the device) and normalised on the device.
-  Nothing is kept from one step to the next but the epoch's summed loss (a float), so memory
-  does not grow with the number of steps or epochs.
+  Nothing is kept from one step to the next but the epoch's summed loss terms (floats), so
+  memory does not grow with the number of steps or epochs.
+- Convergence (``hetero_ae.stopping``): after each epoch the loss of the held-out normal
+  images ``val`` is recorded beside the training loss (every named term of both, e.g. Eq. 4's
+  cosine and MSE parts); with ``train_cfg.patience`` > 0 the run stops when it plateaus and
+  keeps its best held-out epoch's weights. How it ended is ``History.stop``, also stored in
+  the checkpoint; a finished run resumed returns at once.
+- Frozen features (``hetero_ae.feature_cache``): when the model's frozen network's features
+  are fixed (``caches_features``), they are computed once for the training and held-out images
+  and every step trains only what learns. ``cache_features=False`` runs the network each step.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,11 +41,20 @@ from . import distributed, runtime
 from .checkpoint import read_checkpoint, restore_model, save_checkpoint
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .data.images import ImageSet, to_batch
-from .errors import TrainingDiverged, UserError
+from .errors import ConfigError, TrainingDiverged, UserError
+from .feature_cache import DEFAULT_BUDGET_BYTES, FeatureCache
 from .registry import AnomalyModel
 from .seed import build_seeded
+from .stopping import Stopping
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class History(list):
+    """Per-epoch entries (epoch, loss terms, held-out ``val_`` terms, seconds); ``stop`` says how the run ended."""
+
+    stop: dict[str, Any] | None = None
+    feature_cache: str = "off"  # what the frozen-feature cache held ("off" when the network ran every step)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -70,29 +88,44 @@ def train(
     data: ImageSet,
     out_dir: str | Path,
     *,
+    val: ImageSet | None = None,
     resume: bool = False,
     device: str = "cpu",
     progress: bool = True,
     compile: str | None = None,
     workers: int | None = None,
+    cache_features: bool = True,
+    cache_budget: int = DEFAULT_BUDGET_BYTES,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
-) -> tuple[AnomalyModel, list[dict[str, float]]]:
+) -> tuple[AnomalyModel, History]:
     """Train a model on the normal images ``data``; checkpoints go to ``out_dir/checkpoint.pt``.
+
+    ``val``: held-out normal images, whose loss is recorded each epoch and drives the stopping
+    rule (required when ``train_cfg.patience`` > 0). ``cache_features``: compute a frozen
+    network's features once (where the model allows it); ``cache_budget``: bytes kept in the
+    device's memory before the cache spills to memory maps in ``out_dir``.
 
     In a process group of several processes (torchrun) this trains with DDP on ``device`` (this
     process's); every process returns the trained model and its history. ``on_epoch_end`` is
     called with each epoch's history entry once its checkpoint is written (e.g. to measure memory).
+
+    Raises ConfigError when the stopping rule has no held-out images, UserError for a run folder
+    that holds another run, TrainingDiverged for a NaN or infinite loss.
     """
     ckpt_path = check_run_folder(out_dir, resume)
+    if train_cfg.patience > 0 and (val is None or not len(val)):
+        raise ConfigError("the stopping rule (patience > 0) needs held-out normal images; set a val fraction above 0")
     if train_cfg.num_threads > 0 or distributed.launched():
         torch.set_num_threads(runtime.cpu_threads(train_cfg.num_threads))
-    rank, world = distributed.rank(), distributed.world_size()
     model = build_seeded(model_cfg, train_cfg.seed).to(device=device, memory_format=torch.channels_last)
     model.precision = train_cfg.precision
-    if world > 1:
+    if distributed.world_size() > 1:
         distributed.check_supported(model)
     optimizers = model.configure_optimizers(train_cfg.lr)
-    history: list[dict[str, float]] = []
+    history = History()
+    stopping = Stopping(train_cfg.patience if model.stops_early and val is not None else 0, train_cfg.min_delta,
+                        train_cfg.epochs)
+    best: dict[str, torch.Tensor] | None = None
     start = 0
     if resume and ckpt_path.exists():
         ckpt = read_checkpoint(ckpt_path)
@@ -100,52 +133,164 @@ def train(
         if ckpt["model_config"] != to_dict(model_cfg) or written != to_dict(train_cfg):
             raise UserError(f"{ckpt_path} was written by a run with another configuration; cannot resume it")
         restore_model(model, ckpt, ckpt_path)
+        history.extend(ckpt["history"])
+        history.feature_cache = ckpt.get("feature_cache", "off")
+        if ckpt.get("stop") is not None:  # finished: its kept weights are the checkpoint's
+            history.stop = ckpt["stop"]
+            return model.eval(), history
         for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
             opt.load_state_dict(state)
-        history, start = list(ckpt["history"]), int(ckpt["epoch"])
+        start = int(ckpt["epoch"])
         torch.set_rng_state(ckpt["rng_state"])
-    with runtime.compiled(model, compile):
-        history = _epochs(model, optimizers, model_cfg, train_cfg, data, ckpt_path, history, start, device=device,
-                          progress=progress, workers=runtime.loader_workers(device, workers),
-                          on_epoch_end=on_epoch_end)
+        if ckpt.get("stopping") is not None:
+            stopping = Stopping(**ckpt["stopping"])
+            best = ckpt.get("best")
+    caches = _feature_caches(model, data, val, device=device, enabled=cache_features, budget=cache_budget,
+                             spill_dir=ckpt_path.parent, batch_size=train_cfg.batch_size)
+    try:
+        if caches[0] is not None:
+            history.feature_cache = f"train {caches[0].describe()}; held-out {caches[1].describe() if caches[1] else '-'}"
+        if start == 0:
+            model.fit_statistics(_frozen_batches(model, data, caches[0], device, train_cfg.batch_size))
+        with runtime.compiled(model, compile):
+            loop = _Loop(model, optimizers, model_cfg, train_cfg, ckpt_path, device=device, progress=progress,
+                         workers=runtime.loader_workers(device, workers), caches=caches,
+                         on_epoch_end=on_epoch_end)
+            loop.run(data, val, history, start, stopping, best)
+    finally:
+        for cache in caches:
+            if cache is not None:
+                cache.close()
     return model.eval(), history
 
 
-def _epochs(model: AnomalyModel, optimizers: list[torch.optim.Optimizer], model_cfg: ModelConfig,
-            train_cfg: TrainConfig, data: ImageSet, ckpt_path: Path, history: list[dict[str, float]], start: int, *,
-            device: str, progress: bool, workers: int,
-            on_epoch_end: Callable[[dict[str, float]], None] | None) -> list[dict[str, float]]:
-    """Epochs ``start`` to ``train_cfg.epochs``, a checkpoint after each; the whole history."""
-    rank, world = distributed.rank(), distributed.world_size()
-    ddp = distributed.DistributedStep(model, device) if world > 1 else None  # after resuming: same weights everywhere
-    n, bs = len(data), train_cfg.batch_size
-    for epoch in range(start, train_cfg.epochs):
-        if ddp is None:
-            model.train()
-        else:
-            ddp.train()
-            torch.manual_seed(distributed.rank_seed(train_cfg.seed, epoch, rank))
-        model.on_epoch_start(epoch, train_cfg.epochs)
-        t0, total = time.perf_counter(), 0.0
-        order = epoch_order(n, train_cfg.seed, epoch)
-        steps = [np.sort(order[i : i + bs]) for i in range(0, n, bs)]  # sorted reads suit memory-mapped arrays
-        loader = runtime.batch_loader(data.images, [distributed.shard(idx, rank, world) for idx in steps], device,
-                                      workers)
-        bar = tqdm(zip(steps, loader), total=len(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False,
-                   disable=not (progress and rank == 0))
-        for step, (idx, batch) in enumerate(bar):
-            x = to_batch(batch.to(device, non_blocking=True))
-            try:
-                stats = model.training_step(x, optimizers) if ddp is None else ddp(x, optimizers)
-            except FloatingPointError as e:
-                kept = f"the last good checkpoint is kept at {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written yet"
-                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step + 1} ({e}); {kept}") from e
-            total += stats["loss"] * len(idx)  # the global batch's mean loss, in every process
-            bar.set_postfix(loss=f"{stats['loss']:.4f}")
-        history.append({"epoch": epoch + 1, "loss": total / n, "seconds": time.perf_counter() - t0})
-        if rank == 0:
-            save_checkpoint(ckpt_path, model, optimizers, model_cfg, train_cfg, epoch=epoch + 1, history=history)
+def _feature_caches(model: AnomalyModel, data: ImageSet, val: ImageSet | None, *, device: str, enabled: bool,
+                    budget: int, spill_dir: Path, batch_size: int) -> tuple[FeatureCache | None, FeatureCache | None]:
+    """(training, held-out) caches of the frozen features, or (None, None) where the model must run its network."""
+    if not (enabled and model.caches_features):
+        return None, None
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    build = dict(device=device, batch_size=max(batch_size, 32), spill_dir=spill_dir)
+    train_cache = FeatureCache.build(model, data.images, budget_bytes=budget, **build)
+    left = max(0, budget - (0 if train_cache.on_disk else train_cache.nbytes))
+    val_cache = None if val is None or not len(val) else FeatureCache.build(model, val.images, budget_bytes=left, **build)
+    return train_cache, val_cache
+
+
+def _frozen_batches(model: AnomalyModel, data: ImageSet, cache: FeatureCache | None, device: str,
+                    batch_size: int) -> Iterator[list[torch.Tensor]]:
+    """The frozen features of every training image, batch by batch (from the cache, or computed)."""
+    if cache is not None:
+        yield from cache.batches(batch_size, device)
+    elif model.frozen_network is not None:
+        model.eval()
+        for i in range(0, len(data), batch_size):
+            with model.autocast():
+                yield model.frozen_features(to_batch(data.images[i : i + batch_size]).to(device))
+
+
+def _trained_state(model: AnomalyModel) -> dict[str, torch.Tensor]:
+    """A copy of the state that training changes (frozen parts left out), on the CPU."""
+    prefixes = model.frozen_prefixes()
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            if not (prefixes and k.startswith(prefixes))}
+
+
+class _Loop:
+    """The epochs of one run: training steps, the held-out loss, the stopping rule, checkpoints."""
+
+    def __init__(self, model: AnomalyModel, optimizers: list[torch.optim.Optimizer], model_cfg: ModelConfig,
+                 train_cfg: TrainConfig, ckpt_path: Path, *, device: str, progress: bool, workers: int,
+                 caches: tuple[FeatureCache | None, FeatureCache | None],
+                 on_epoch_end: Callable[[dict[str, float]], None] | None) -> None:
+        self.model, self.optimizers, self.model_cfg, self.train_cfg = model, optimizers, model_cfg, train_cfg
+        self.ckpt_path, self.device, self.progress, self.workers = ckpt_path, device, progress, workers
+        self.train_cache, self.val_cache = caches
+        self.on_epoch_end = on_epoch_end
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+
+    def run(self, data: ImageSet, val: ImageSet | None, history: History, start: int, stopping: Stopping,
+            best: dict[str, torch.Tensor] | None) -> None:
+        model, cfg = self.model, self.train_cfg
+        ddp = distributed.DistributedStep(model, self.device) if self.world > 1 else None  # after resuming
+        epoch = start
+        for epoch in range(start, cfg.epochs):
+            if ddp is None:
+                model.train()
+            else:
+                ddp.train()
+                torch.manual_seed(distributed.rank_seed(cfg.seed, epoch, self.rank))
+            model.on_epoch_start(epoch, cfg.epochs)
+            t0 = time.perf_counter()
+            entry: dict[str, float] = {"epoch": epoch + 1, **self._train_epoch(data, epoch, ddp)}
+            if val is not None and len(val):
+                entry.update({f"val_{k}": v for k, v in self._held_out_loss(val).items()})
+            entry["seconds"] = time.perf_counter() - t0
+            history.append(entry)
+            if "val_loss" in entry and stopping.update(epoch + 1, entry["val_loss"]) and stopping.active:
+                best = _trained_state(model)
+            done = stopping.done() or epoch + 1 == cfg.epochs
+            if done:
+                if best is not None:
+                    model.load_state_dict(best, strict=False)
+                history.stop = stopping.record(epoch + 1)
+            self._save(epoch + 1, history, stopping, None if done else best)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(history[-1])
+            if done:
+                return
+        if history.stop is None:  # resumed at the cap
+            history.stop = stopping.record(epoch)
+
+    def _save(self, epoch: int, history: History, stopping: Stopping, best: dict[str, torch.Tensor] | None) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.ckpt_path, self.model, self.optimizers, self.model_cfg, self.train_cfg, epoch=epoch,
+                            history=list(history), stopping=stopping.state(), best=best, stop=history.stop,
+                            feature_cache=history.feature_cache)
         distributed.barrier()  # the checkpoint is complete before any process goes on
-        if on_epoch_end is not None:
-            on_epoch_end(history[-1])
-    return history
+
+    def _train_epoch(self, data: ImageSet, epoch: int, ddp: distributed.DistributedStep | None) -> dict[str, float]:
+        """One pass over ``data``; the mean of each loss term over its images."""
+        n, bs, rank, world = len(data), self.train_cfg.batch_size, self.rank, self.world
+        order = epoch_order(n, self.train_cfg.seed, epoch)
+        steps = [np.sort(order[i : i + bs]) for i in range(0, n, bs)]  # sorted reads suit memory-mapped arrays
+        shards = [distributed.shard(idx, rank, world) for idx in steps]
+        loader = runtime.batch_loader(data.images, shards, self.device, self.workers)
+        bar = tqdm(zip(steps, shards, loader), total=len(steps), desc=f"epoch {epoch + 1}/{self.train_cfg.epochs}",
+                   leave=False, disable=not (self.progress and rank == 0))
+        totals: dict[str, float] = {}
+        for step, (idx, shard, batch) in enumerate(bar):
+            x = to_batch(batch.to(self.device, non_blocking=True))
+            frozen = None if self.train_cache is None else self.train_cache.batch(shard, self.device)
+            try:
+                if ddp is not None:
+                    stats = ddp(x, self.optimizers, frozen)
+                elif frozen is not None:
+                    stats = self.model.training_step(x, self.optimizers, frozen)
+                else:
+                    stats = self.model.training_step(x, self.optimizers)
+            except FloatingPointError as e:
+                kept = (f"the last good checkpoint is kept at {self.ckpt_path}" if self.ckpt_path.exists()
+                        else "no checkpoint was written yet")
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step + 1} ({e}); {kept}") from e
+            for k, v in stats.items():  # each the global batch's mean, in every process
+                totals[k] = totals.get(k, 0.0) + v * len(idx)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}")
+        return {k: v / n for k, v in totals.items()}
+
+    def _held_out_loss(self, val: ImageSet) -> dict[str, float]:
+        """The mean loss terms of the held-out normals, in eval mode, without gradients."""
+        model, bs = self.model, self.train_cfg.batch_size
+        model.eval()
+        totals: dict[str, float] = {}
+        cuda = [self.device] if torch.device(self.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), model.autocast():  # training's draws untouched
+            for i in range(0, len(val), bs):
+                x = to_batch(val.images[i : i + bs]).to(self.device)
+                idx = np.arange(i, min(i + bs, len(val)))
+                frozen = None if self.val_cache is None else self.val_cache.batch(idx, self.device)
+                terms = model.loss_terms(x, frozen)
+                for k, v in terms.items():
+                    totals[k] = totals.get(k, 0.0) + float(v.float()) * len(idx)
+        model.train()
+        return {k: v / len(val) for k, v in totals.items()}

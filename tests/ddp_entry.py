@@ -33,11 +33,12 @@ def conv_gn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
 def exact(setattr: Callable[[object, str, object], None] = setattr) -> None:
     """GroupNorm for the decoder's BatchNorm, float64 throughout (the caller restores the default dtype)."""
     import hetero_ae.evaluate as evaluate
+    import hetero_ae.feature_cache as feature_cache
     import hetero_ae.model.decoder as decoder
     import hetero_ae.train as train
 
     setattr(decoder, "conv_bn_relu", conv_gn_relu)
-    for module in (train, evaluate):
+    for module in (train, evaluate, feature_cache):
         setattr(module, "to_batch", lambda images, to_batch=module.to_batch: to_batch(images).double())
     torch.set_default_dtype(torch.float64)
 

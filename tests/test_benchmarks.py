@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +28,26 @@ def test_throughput_benchmark_writes_training_and_scoring_figures_beside_the_flo
         for part in ("train", "score"):
             assert v[part]["images_per_second"] > 0 and v[part]["encoder_forward_images_per_second"] > 0
         assert len(v["train"]["epochs"]) == 2 and all(e["memory_mb"] > 0 for e in v["train"]["epochs"])
+
+
+def test_convergence_benchmark_records_cached_and_uncached_epochs_and_a_stopped_run(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("convergence", ROOT / "benchmarks" / "convergence.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "convergence", bench)  # the generating processes find its functions
+    spec.loader.exec_module(bench)
+    out = tmp_path / "benchmarks.json"
+    args = ["--size", "64", "--epoch-images", "8", "--train-images", "16", "--test-images", "12", "--batch-size", "4",
+            "--batch-size-converge", "8", "--cap", "3", "--out", str(out), "--data-cache", str(tmp_path / "data")]
+    bench.main(args)
+    entry = json.loads(out.read_text())["convergence"]["cpu"]
+    assert [e["encoder"] for e in entry["epoch"]] == ["resnet18", "efficientnet-lite0"]
+    for e in entry["epoch"]:
+        assert e["cached_epoch_seconds"] > 0 and e["uncached_epoch_seconds"] > 0 and e["cache"].startswith("train 8")
+    (run,) = entry["converge"]
+    assert run["train_images"] == 16 and run["held_out_images"] == 2 and 1 <= run["epochs"] <= 3
+    assert run["stop_reason"] in ("plateau", "cap") and 0 <= run["test_auc"] <= 100 and run["peak_memory_mb"] > 0
+    generated = sorted((tmp_path / "data").glob("*.npy"))
+    assert len(generated) == 5  # the epoch timing's set and its held-out set (one size here), normals, held-out, test
+    mtimes = [p.stat().st_mtime_ns for p in generated]
+    bench.main([*args, "--skip-epochs"])
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "data").glob("*.npy"))] == mtimes, "read, not rewritten"

@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from hetero_ae.anomaly_map import anomaly_map, image_score, smooth, stage_maps
-from hetero_ae.loss import feature_comparison_loss
+from hetero_ae.loss import feature_comparison_loss, feature_comparison_terms
 
 
 def pair():
@@ -57,3 +57,34 @@ def test_smoothing_off_by_default_and_gaussian_when_asked():
     ours = smooth(m, 2.0)[0].numpy()
     ref = gaussian_filter(m[0].numpy().astype(np.float64), sigma=2.0, truncate=4.0)
     np.testing.assert_allclose(ours[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5)  # borders pad differently
+
+
+def test_loss_terms_by_hand_and_their_sum_is_the_loss():
+    e, d = pair()
+    terms = feature_comparison_terms([e, e], [d, d], alpha=0.7)
+    assert terms["cos"].item() == pytest.approx(2 * -0.7 * (1.0 + 0.96) / 2)  # -alpha * sum over stages of mean cos
+    assert terms["mse"].item() == pytest.approx(2 * 0.3 * (0.0 + 1.0) / 2)  # (1 - alpha) * sum of mean MSE
+    assert terms["loss"].item() == pytest.approx(terms["cos"].item() + terms["mse"].item())
+
+
+def test_cosine_plus_mse_map_by_hand():
+    e, d = pair()
+    (m,) = stage_maps([e], [d], distance="cosine+mse", alpha=0.7)
+    # pixel 0: identical -> 0; pixel 1: 0.7 * (1 - 0.96) + 0.3 * 1
+    assert m.flatten().tolist() == pytest.approx([0.0, 0.7 * 0.04 + 0.3 * 1.0])
+
+
+def test_cosine_plus_mse_map_sees_a_change_of_magnitude_that_the_cosine_misses():
+    e = torch.ones(1, 4, 2, 2)
+    d = e.clone()
+    d[..., 0, 0] *= 3.0  # same direction, three times the response
+    cosine = stage_maps([e], [d])[0]
+    both = stage_maps([e], [d], distance="cosine+mse")[0]
+    assert cosine.abs().max().item() == pytest.approx(0.0, abs=1e-6)
+    assert both[0, 0, 0].item() == pytest.approx(0.3 * 4.0) and both[0, 1, 1].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_unknown_map_distance_is_refused():
+    e, d = pair()
+    with pytest.raises(ValueError, match="distance"):
+        stage_maps([e], [d], distance="l1")

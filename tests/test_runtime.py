@@ -42,7 +42,7 @@ def images() -> ImageSet:
 def test_precision_is_keyed_only_when_set_so_earlier_runs_keep_their_folders():
     fp32, bf16 = TrainConfig(), TrainConfig(precision="bf16")
     assert "precision" not in key_dict(fp32) and key_dict(bf16)["precision"] == "bf16"
-    assert key_dict(fp32) == {k: v for k, v in to_dict(fp32).items() if k != "precision"}
+    assert key_dict(fp32) == {k: v for k, v in to_dict(fp32).items() if k not in TrainConfig.KEY_SINCE}
     a, b = RunSpec("synth-oct", MODEL, fp32), RunSpec("synth-oct", MODEL, bf16)
     assert a.key_dict() != b.key_dict() and a.as_dict()["train"]["precision"] == "fp32"
     old = {k: v for k, v in to_dict(fp32).items() if k != "precision"}  # a checkpoint written before the field

@@ -75,14 +75,14 @@ def test_an_existing_run_is_not_overwritten_without_resume(images, tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch):
     from hetero_ae.model.autoencoder import HeteroAE
 
-    real_loss, calls = HeteroAE.loss, []
+    real_terms, calls = HeteroAE.loss_terms, []
 
-    def nan_in_epoch_2(self, x):  # 10 images, batch 5: the third call is epoch 2's first step
+    def nan_in_epoch_2(self, x, frozen=None):  # 10 images, batch 5: the third call is epoch 2's first step
         calls.append(1)
-        loss = real_loss(self, x)
-        return loss * float("nan") if len(calls) > 2 else loss
+        terms = real_terms(self, x, frozen)
+        return {**terms, "loss": terms["loss"] * float("nan")} if len(calls) > 2 else terms
 
-    monkeypatch.setattr(HeteroAE, "loss", nan_in_epoch_2)
+    monkeypatch.setattr(HeteroAE, "loss_terms", nan_in_epoch_2)
     with pytest.raises(TrainingDiverged, match="epoch 2, step 1.*last good checkpoint is kept"):
         train(MODEL, TrainConfig(epochs=2, batch_size=5), images, tmp_path, progress=False)
     assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1

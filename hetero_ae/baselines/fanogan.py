@@ -82,6 +82,8 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
 
 @register("f-anogan")
 class FAnoGAN(AnomalyModel):
+    stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.stopping)
+
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, n_critic: int,
                  gp_weight: float, kappa: float, adam_betas: tuple[float, float], encoder_rmsprop_alpha: float,
                  encoder_epochs_fraction: float) -> None:

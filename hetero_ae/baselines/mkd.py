@@ -120,6 +120,7 @@ def mkd_map(source: Sequence[Tensor], cloner: Sequence[Tensor], lamda: float, si
 @register("mkd")
 class MKD(AnomalyModel):
     paper_backbone = "vgg16"  # paper Sec. 3 and official models/network.py
+    frozen_network = "source"
 
     def __init__(self, source: Encoder, cloner: Cloner, *, lamda: float = 0.01, score_levels: Sequence[int] = (2, 3, 4),
                  adam_betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0, map_sigma: float = 4.0) -> None:
@@ -140,14 +141,13 @@ class MKD(AnomalyModel):
         return cls(source, cloner, lamda=p["lamda"], score_levels=p["score_levels"], adam_betas=p["adam_betas"],
                    weight_decay=p["weight_decay"], map_sigma=p["map_sigma"])
 
-    def features(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """(source, cloner) activations at the four levels."""
-        with torch.no_grad():
-            src = self.source(x)
+    def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """(source, cloner) activations at the four levels; ``frozen``: the source's, computed earlier."""
+        src = self.frozen_features(x) if frozen is None else frozen
         return src, self.cloner(x)
 
-    def loss(self, x: Tensor) -> Tensor:
-        return mkd_per_image(*self.features(x), self.lamda).mean()
+    def loss(self, x: Tensor, frozen: list[Tensor] | None = None) -> Tensor:
+        return mkd_per_image(*self.features(x, frozen), self.lamda).mean()
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("source.",)

@@ -84,6 +84,7 @@ def flattened_cosine_loss(teacher: Sequence[Tensor], student: Sequence[Tensor]) 
 @register("rd4ad")
 class RD4AD(AnomalyModel):
     paper_backbone = "wide-resnet50"  # paper Sec. 4.1 and official main.py (wide_resnet50_2)
+    frozen_network = "teacher"
 
     def __init__(self, teacher: Encoder, bottleneck: OCBE, student: ReverseResNetDecoder, *,
                  adam_betas: Sequence[float] = (0.5, 0.999), map_sigma: float = 4.0) -> None:
@@ -101,14 +102,13 @@ class RD4AD(AnomalyModel):
                                        **block)
         return cls(teacher, bottleneck, student, adam_betas=p["adam_betas"], map_sigma=p["map_sigma"])
 
-    def features(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """([F^1, F^2, F^3] of the teacher, the same three rebuilt by the student)."""
-        with torch.no_grad():
-            t = self.teacher(x)[:3]
+    def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """([F^1, F^2, F^3] of the teacher, the same three rebuilt by the student); ``frozen``: the teacher's."""
+        t = (self.frozen_features(x) if frozen is None else frozen)[:3]
         return t, self.student(self.bottleneck(t))
 
-    def loss(self, x: Tensor) -> Tensor:
-        return flattened_cosine_loss(*self.features(x))
+    def loss(self, x: Tensor, frozen: list[Tensor] | None = None) -> Tensor:
+        return flattened_cosine_loss(*self.features(x, frozen))
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("teacher.",)

@@ -65,6 +65,7 @@ def stfpm_map(teacher: Sequence[Tensor], student: Sequence[Tensor], size: tuple[
 @register("stfpm")
 class STFPM(AnomalyModel):
     paper_backbone = "resnet18"  # paper Sec. 4.1 and official code (ResNet18_MS3)
+    frozen_network = "teacher"
 
     def __init__(self, teacher: Encoder, student: Encoder, *, level_weights: Sequence[float] = (1.0, 1.0, 1.0),
                  momentum: float = 0.9, weight_decay: float = 1e-4, map_sigma: float = 0.0) -> None:
@@ -86,15 +87,14 @@ class STFPM(AnomalyModel):
         return cls(teacher, student, level_weights=p["level_weights"], momentum=p["momentum"],
                    weight_decay=p["weight_decay"], map_sigma=p["map_sigma"])
 
-    def features(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """(teacher, student) features of the compared levels."""
+    def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """(teacher, student) features of the compared levels; ``frozen``: the teacher's, computed earlier."""
         n = len(self.level_weights)
-        with torch.no_grad():
-            t = self.teacher(x)[:n]
+        t = (self.frozen_features(x) if frozen is None else frozen)[:n]
         return t, self.student(x)[:n]
 
-    def loss(self, x: Tensor) -> Tensor:
-        return stfpm_loss(*self.features(x), self.level_weights)
+    def loss(self, x: Tensor, frozen: list[Tensor] | None = None) -> Tensor:
+        return stfpm_loss(*self.features(x, frozen), self.level_weights)
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("teacher.",)

@@ -15,6 +15,23 @@ One class serves every encoder/decoder pair of the ablations (Tables II-IV; name
   map's maximum (Eq. 8): only the comparison changes. The paper does not describe its
   pixel-comparison head; ours is the smallest one that brings stride-4 features to pixels.
 
+Feature scale (DESIGN 3.9; ``ModelConfig.feature_scale``). Eq. 4 adds a cosine, at most 1 in
+size per stage, to an MSE whose size is the features' own. ResNet-18's compared features follow
+a ReLU and are of order one; EfficientNet-Lite0's are signed with an RMS near 10, which makes the
+loss MSE alone. ``"rms"`` divides each stage's encoder *and* decoder features by one constant,
+the RMS of F_E^k over the training normals (``fit_statistics``, before the first epoch, stored
+in the checkpoint as the buffer ``feature_scale``). The cosine is unchanged by it, so Eq. 6-8
+are too; only the balance of Eq. 4 moves. ``"raw"`` is the paper's; ``"auto"`` picks rms for
+encoders with signed features and raw for ReLU ones (``ends_in_relu``).
+
+The frozen encoder's features depend on the image alone, so training may compute them once per
+run (``frozen_network = "encoder"``, ``hetero_ae.feature_cache``) and pass them as ``frozen``;
+fine-tuning (``finetune_encoder``) always runs the encoder.
+
+``map_distance`` (beyond the paper; ``hetero_ae.anomaly_map``): ``"cosine"`` is Eq. 6;
+``"cosine+mse"`` adds the per-pixel MSE of the (scaled) features, which sees a change of
+magnitude that keeps the direction.
+
 ``feature_distance`` (Fig. 6): the mean over pixels of the Eq. (7) map, i.e. of the summed,
 resized per-stage 1 - cos maps before the maximum and before any optional smoothing. The
 paper calls it "the distance calculated from the multi-stage feature distance" without a
@@ -24,17 +41,17 @@ no features and return None.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..anomaly_map import anomaly_map, image_score, pixel_error_map, smooth
+from ..anomaly_map import DISTANCES, anomaly_map, image_score, pixel_error_map, smooth
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..loss import feature_comparison_loss, pixel_loss
+from ..loss import feature_comparison_terms, pixel_loss
 from ..registry import AnomalyModel, merge_params, register
 from .decoder import build_decoder, conv_bn_relu
 from .encoder import Encoder, build_encoder
@@ -65,17 +82,25 @@ class ImageHead(nn.Module):
 @register("hetero-ae")
 class HeteroAE(AnomalyModel):
     paper_backbone = "resnet18"
+    frozen_network = "encoder"
 
     def __init__(self, encoder: Encoder, decoder: nn.Module, *, alpha: float = 0.7, map_sigma: float = 0.0,
-                 encoder_lr_scale: float = 0.1, comparison: str = "feature") -> None:
+                 encoder_lr_scale: float = 0.1, comparison: str = "feature", feature_scale: str = "raw",
+                 map_distance: str = "cosine") -> None:
         super().__init__()
         if comparison not in COMPARISONS:
             raise ConfigError(f"comparison must be one of {sorted(COMPARISONS)}, got {comparison!r}")
+        if feature_scale not in ("raw", "rms"):
+            raise ConfigError(f"feature_scale must be 'raw' or 'rms' (resolve 'auto' first), got {feature_scale!r}")
         self.encoder, self.decoder = encoder, decoder
         self.alpha, self.map_sigma, self.encoder_lr_scale = alpha, map_sigma, encoder_lr_scale
-        self.comparison = comparison
+        if map_distance not in DISTANCES:
+            raise ConfigError(f"map_distance must be one of {DISTANCES}, got {map_distance!r}")
+        self.comparison, self.map_distance = comparison, map_distance
         rule = COMPARISONS[comparison]
         self.head = None if rule.head is None else rule.head(encoder.channels[0])
+        if feature_scale == "rms":  # a buffer only then: raw models keep the state dict they always had
+            self.register_buffer("feature_scale", torch.ones(3))
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "HeteroAE":
@@ -84,11 +109,34 @@ class HeteroAE(AnomalyModel):
         dec = build_decoder(cfg.decoder, enc.channels, strides=enc.strides, upsample=cfg.upsample,
                             relu_out=ends_in_relu(cfg.encoder))
         return cls(enc, dec, alpha=cfg.alpha, map_sigma=cfg.map_sigma, encoder_lr_scale=cfg.encoder_lr_scale,
-                   comparison=cfg.comparison)
+                   comparison=cfg.comparison, feature_scale=resolve_feature_scale(cfg.feature_scale, cfg.encoder),
+                   map_distance=cfg.map_distance)
 
-    def features(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """([F_E^1, F_E^2, F_E^3], [F_D^1, F_D^2, F_D^3])."""
-        if self.encoder.finetune and torch.is_grad_enabled():
+    @property
+    def caches_features(self) -> bool:
+        return not self.encoder.finetune
+
+    def fit_statistics(self, frozen_batches: Iterable[list[Tensor]]) -> None:
+        """``feature_scale`` = the RMS of each compared stage F_E^1..3 over all the batches (rms mode only)."""
+        if "feature_scale" not in self._buffers:
+            return
+        sums, count = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+        for fe in frozen_batches:
+            for k in range(3):
+                sums[k] += fe[k].double().pow(2).sum().cpu()
+                count[k] += fe[k].numel()
+        assert count.min() > 0, "fit_statistics needs at least one batch"
+        self.feature_scale.copy_((sums / count).sqrt().clamp_min(1e-12).float())
+
+    def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """([F_E^1, F_E^2, F_E^3], [F_D^1, F_D^2, F_D^3]), both divided by ``feature_scale`` in rms mode.
+
+        ``frozen``: the encoder's four maps of ``x``, computed earlier (a frozen encoder only).
+        """
+        if frozen is not None:
+            assert not self.encoder.finetune, "a fine-tuned encoder's features cannot be cached"
+            fe, targets = frozen, frozen[:3]
+        elif self.encoder.finetune and torch.is_grad_enabled():
             fe = self.encoder(x)
             targets = [f.detach() for f in fe[:3]]  # EDC: the encoder learns only through F_E^4
         else:
@@ -100,17 +148,23 @@ class HeteroAE(AnomalyModel):
             f"decoder outputs {[tuple(d.shape) for d in dec]} do not match encoder features "
             f"{[tuple(t.shape) for t in targets]}"
         )
-        return targets, dec
+        if "feature_scale" in self._buffers:
+            targets = [t / s for t, s in zip(targets, self.feature_scale)]
+            dec = [d / s for d, s in zip(dec, self.feature_scale)]
+        return list(targets), list(dec)
 
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, frozen: list[Tensor] | None = None) -> Tensor:
         """The image the pixel-comparison model rebuilds from F_D^1, shaped like ``x``."""
         assert self.head is not None, f"reconstruct() needs comparison='pixel', this model uses {self.comparison!r}"
-        recon = self.head(self.features(x)[1][0])
+        recon = self.head(self.features(x, frozen)[1][0])
         assert recon.shape == x.shape, f"reconstruction {tuple(recon.shape)} differs from input {tuple(x.shape)}"
         return recon
 
-    def loss(self, x: Tensor) -> Tensor:
-        return COMPARISONS[self.comparison].loss(self, x)
+    def loss_terms(self, x: Tensor, frozen: list[Tensor] | None = None) -> dict[str, Tensor]:
+        return COMPARISONS[self.comparison].loss(self, x, frozen)
+
+    def loss(self, x: Tensor, frozen: list[Tensor] | None = None) -> Tensor:
+        return self.loss_terms(x, frozen)["loss"]
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return () if self.encoder.finetune else ("encoder.",)
@@ -144,24 +198,31 @@ class HeteroAE(AnomalyModel):
 class Comparison:
     """What the decoder's output is compared with (Table IV): loss, raw map, and the head it adds on F_D^1."""
 
-    loss: Callable[[HeteroAE, Tensor], Tensor]
+    loss: Callable[[HeteroAE, Tensor, list[Tensor] | None], dict[str, Tensor]]  # loss terms, "loss" among them
     raw_map: Callable[[HeteroAE, Tensor], Tensor]
     head: Callable[[int], nn.Module] | None
     compares_features: bool  # whether raw_map is a feature distance (Fig. 6)
 
 
-def _feature_loss(model: HeteroAE, x: Tensor) -> Tensor:
-    enc, dec = model.features(x)
-    return feature_comparison_loss(enc, dec, model.alpha)
+def resolve_feature_scale(setting: str, encoder: str) -> str:
+    """``setting``, with "auto" resolved: "rms" for encoders with signed features, "raw" for ReLU ones."""
+    if setting != "auto":
+        return setting
+    return "raw" if ends_in_relu(encoder) else "rms"
+
+
+def _feature_loss(model: HeteroAE, x: Tensor, frozen: list[Tensor] | None) -> dict[str, Tensor]:
+    enc, dec = model.features(x, frozen)
+    return feature_comparison_terms(enc, dec, model.alpha)
 
 
 def _feature_map(model: HeteroAE, x: Tensor) -> Tensor:
     enc, dec = model.features(x)
-    return anomaly_map(enc, dec, size=tuple(x.shape[-2:]))
+    return anomaly_map(enc, dec, size=tuple(x.shape[-2:]), distance=model.map_distance, alpha=model.alpha)
 
 
-def _pixel_loss(model: HeteroAE, x: Tensor) -> Tensor:
-    return pixel_loss(model.reconstruct(x), x)
+def _pixel_loss(model: HeteroAE, x: Tensor, frozen: list[Tensor] | None) -> dict[str, Tensor]:
+    return {"loss": pixel_loss(model.reconstruct(x, frozen), x)}
 
 
 def _pixel_map(model: HeteroAE, x: Tensor) -> Tensor:

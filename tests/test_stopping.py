@@ -1,0 +1,63 @@
+"""The stopping rule on the held-out loss (hetero_ae.stopping), checked against hand-worked sequences."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hetero_ae.stopping import Stopping
+
+
+def feed(rule: Stopping, values: list[float]) -> int:
+    """The epoch (1-based) at which the rule stops, or 0 if it never does."""
+    for epoch, v in enumerate(values, start=1):
+        rule.update(epoch, v)
+        if rule.done():
+            return epoch
+    return 0
+
+
+def test_stops_after_patience_epochs_without_improvement():
+    # best at epoch 2 (0.5); epochs 3, 4 do not improve -> stop at epoch 4 with patience 2
+    assert feed(Stopping(patience=2, min_delta=0.0, cap=10), [1.0, 0.5, 0.6, 0.5]) == 4
+
+
+def test_an_improvement_smaller_than_min_delta_of_the_best_does_not_count():
+    # 1.0 -> 0.995 is 0.5 % better: below min_delta 1 %, so it is a bad epoch
+    rule = Stopping(patience=1, min_delta=0.01, cap=10)
+    assert feed(rule, [1.0, 0.995]) == 2
+    assert rule.best_epoch == 1 and rule.best == 1.0
+
+
+def test_relative_improvement_uses_the_magnitude_of_a_negative_loss():
+    # Eq. 4's loss is negative: -2.0 -> -2.03 is 1.5 % better than |-2.0|, above 1 %
+    rule = Stopping(patience=1, min_delta=0.01, cap=10)
+    rule.update(1, -2.0)
+    assert rule.update(2, -2.03)
+    assert rule.best_epoch == 2
+
+
+def test_record_says_plateau_cap_or_fixed():
+    plateau = Stopping(patience=1, min_delta=0.0, cap=5)
+    feed(plateau, [1.0, 1.0])
+    rec = plateau.record(2)
+    assert (rec["stop_reason"], rec["converged"], rec["kept"], rec["best_epoch"]) == ("plateau", True, "best", 1)
+    capped = Stopping(patience=3, min_delta=0.0, cap=3)
+    assert feed(capped, [3.0, 2.0, 1.0]) == 0
+    rec = capped.record(3)
+    assert (rec["stop_reason"], rec["converged"], rec["best_epoch"]) == ("cap", False, 3)
+    fixed = Stopping(patience=0, min_delta=0.0, cap=2)
+    feed(fixed, [1.0, 2.0])
+    assert fixed.record(2)["stop_reason"] == "fixed" and fixed.record(2)["kept"] == "last"
+
+
+def test_a_non_finite_held_out_loss_raises():
+    with pytest.raises(FloatingPointError):
+        Stopping(patience=2, min_delta=0.0, cap=5).update(1, math.nan)
+
+
+def test_state_round_trips():
+    rule = Stopping(patience=2, min_delta=0.1, cap=9)
+    feed(rule, [1.0, 0.95])
+    assert Stopping(**rule.state()) == rule
