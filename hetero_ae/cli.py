@@ -50,6 +50,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--feature-scale", default="auto", choices=FEATURE_SCALES,
                    help="hetero-ae: divide each compared stage by its RMS over the training normals (rms), keep the "
                         "paper's raw features (raw), or rms for signed encoders and raw for ReLU ones (auto, default)")
+    g.add_argument("--map-distance", default=d.map_distance, choices=("cosine", "cosine+mse"),
+                   help="hetero-ae: per-stage map of Eq. 6 (cosine, the paper's) or Eq. 4's per-pixel loss "
+                        "(cosine+mse, beyond the paper: also sees changes of feature magnitude) (default: %(default)s)")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyper-parameter (YAML value), e.g. --param latent_dim=64; repeatable")
 
@@ -327,10 +330,13 @@ def _train(a: argparse.Namespace, device: str) -> None:
     from .runtime import compile_backend
     from .train import check_run_folder, hold_out, train
 
+    from .model.autoencoder import resolve_feature_scale
+
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
-                            map_sigma=a.map_sigma, comparison=a.comparison, feature_scale=a.feature_scale,
-                            params=_params(a.param))
+                            map_sigma=a.map_sigma, comparison=a.comparison,
+                            feature_scale=resolve_feature_scale(a.feature_scale, a.encoder),
+                            map_distance=a.map_distance, params=_params(a.param))
     train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads,
                             precision=a.precision, patience=a.patience, min_delta=a.min_delta)
     backend = compile_backend(a.compile)

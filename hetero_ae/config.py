@@ -26,6 +26,7 @@ from .errors import ConfigError
 T = TypeVar("T")
 PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.runtime)
 FEATURE_SCALES = ("raw", "rms", "auto")  # of the compared features in Eq. 4 (hetero_ae.model.autoencoder)
+MAP_DISTANCES = ("cosine", "cosine+mse")  # per-stage anomaly map (hetero_ae.anomaly_map)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class ModelConfig:
             raise ConfigError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
         if self.feature_scale not in FEATURE_SCALES:
             raise ConfigError(f"feature_scale must be one of {FEATURE_SCALES}, got {self.feature_scale!r}")
+        if self.map_distance not in MAP_DISTANCES:
+            raise ConfigError(f"map_distance must be one of {MAP_DISTANCES}, got {self.map_distance!r}")
 
 
 @dataclass(frozen=True)

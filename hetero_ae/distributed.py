@@ -77,6 +77,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+def from_rank0(values: dict[str, float], device: str) -> dict[str, float]:
+    """Rank 0's ``values`` on every process (as they are in one process), so that all decide alike.
+
+    The held-out loss goes through this: each process's BatchNorm statistics end an epoch on
+    its own shard, so each would measure a slightly different loss and might stop at another epoch.
+    """
+    if world_size() == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return dict(zip(keys, t.tolist()))
+
+
 def local_device(device: str) -> str:
     """The device of this process: ``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun."""
     kind = torch.device(device).type
@@ -146,7 +160,7 @@ def check_supported(model: AnomalyModel) -> None:
 
 
 class LossForward(nn.Module):
-    """``forward(x) = model.loss(x)``, so that the loss goes through DDP's forward."""
+    """``forward(x, frozen) = model.loss_terms(x, frozen)["loss"]``, so that the loss goes through DDP's forward."""
 
     def __init__(self, model: AnomalyModel) -> None:
         super().__init__()

@@ -47,7 +47,7 @@ from .io import write_json, write_text
 from .metrics import pixel_metrics
 from .registry import AnomalyModel
 from .runtime import compiled
-from .train import CHECKPOINT, hold_out, train
+from .train import CHECKPOINT, finished, hold_out, train
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,9 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         "per_class_auc": per_class_auc(test.labels, test.classes, scores),
         "encoder": spec.model.encoder,
         "held_out_normals": held_out,
-        "training": {**(history.stop or {}), "feature_cache": history.feature_cache},
-        "train_seconds": float(sum(h["seconds"] for h in history)),
+        "training": {**(history.stop or {}), "feature_cache": history.feature_cache,
+                     "setup_seconds": history.setup_seconds},
+        "train_seconds": float(sum(h["seconds"] for h in history) + history.setup_seconds),
         "test_images_per_second": len(test) / seconds,
         "n_test": len(test), "n_train": len(train_set),
     }
@@ -192,7 +193,7 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
     path = result.folder / CHECKPOINT
     if path.is_file():
         model, ckpt = load_model(path)
-        if ckpt.get("stop") is not None:
+        if finished(ckpt):
             return model.to(device)
     train_set, val_set, _ = _held_out(result.spec, load_split(result.spec.dataset, "train",
                                                               result.spec.model.image_size, root=root), root)

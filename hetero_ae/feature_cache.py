@@ -36,7 +36,8 @@ class FeatureCache:
 
     @classmethod
     def build(cls, model: AnomalyModel, images: np.ndarray, *, device: str = "cpu", batch_size: int = 32,
-              budget_bytes: int = DEFAULT_BUDGET_BYTES, spill_dir: str | Path | None = None) -> "FeatureCache":
+              budget_bytes: int = DEFAULT_BUDGET_BYTES, spill_dir: str | Path | None = None,
+              prefix: str = ".feature-cache-") -> "FeatureCache":
         """The frozen features of ``images`` (N, H, W, 3) uint8, in input order.
 
         Raises ValueError for an empty image set or a model without a cacheable frozen network.
@@ -51,7 +52,7 @@ class FeatureCache:
         per_image = sum(f[0].numel() * f.element_size() for f in first)
         total = per_image * len(images)
         on_disk = total > budget_bytes
-        folder = Path(tempfile.mkdtemp(prefix=".feature-cache-", dir=spill_dir)) if on_disk else None
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=spill_dir)) if on_disk else None
         try:
             levels = [cls._allocate(f, len(images), folder, k) for k, f in enumerate(first)]
             cls._store(levels, 0, first)
@@ -64,6 +65,16 @@ class FeatureCache:
         finally:
             model.train(was_training)
         return cls(levels, folder)
+
+    @classmethod
+    def bytes_needed(cls, model: AnomalyModel, image: np.ndarray, device: str = "cpu") -> int:
+        """Bytes the frozen features of one image (``image``: (1, H, W, 3) uint8) take."""
+        was_training = model.training
+        model.eval()
+        try:
+            return sum(f[0].numel() * f.element_size() for f in cls._compute(model, image, device))
+        finally:
+            model.train(was_training)
 
     @staticmethod
     def _compute(model: AnomalyModel, images: np.ndarray, device: str) -> list[Tensor]:

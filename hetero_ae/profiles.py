@@ -31,6 +31,7 @@ import yaml
 from .config import ModelConfig, TrainConfig
 from .errors import UserError
 from .experiment import RunSpec
+from .model.autoencoder import resolve_feature_scale
 from .model.encoder import resolve_backbone
 from .registry import METHODS, available_methods
 
@@ -72,9 +73,12 @@ def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **mo
     overrides = dict(model_overrides)
     encoder = overrides.pop("encoder", s.pop("encoder", "auto"))  # a variant's encoder wins over the profile's
     s.pop("encoder", None)
-    model = ModelConfig(method=method, encoder=backbone(method, encoder),
-                        image_size=int(profile["image_size"]), params=dict(s.pop("params", {})),
-                        **{**model_fields, **overrides})
+    fields_ = {**model_fields, **overrides}
+    encoder = backbone(method, encoder)
+    if method == "hetero-ae" and fields_.get("feature_scale") == "auto":  # resolved before it is keyed
+        fields_["feature_scale"] = resolve_feature_scale("auto", encoder)
+    model = ModelConfig(method=method, encoder=encoder, image_size=int(profile["image_size"]),
+                        params=dict(s.pop("params", {})), **fields_)
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
                         seed=seed, precision=str(s.pop("precision", profile.get("precision", "fp32"))),
                         patience=int(s.pop("patience", profile.get("patience", 0))),

@@ -11,7 +11,9 @@ Every run records how it ended (``Stopping.record``):
 - ``plateau``: the rule fired; the held-out loss had converged;
 - ``cap``: the rule was on but the cap came first (a table marks such a cell as not converged);
 - ``fixed``: no rule (``patience`` 0, a method whose schedule needs all its epochs, or no
-  held-out images): the run trained the epochs it was given.
+  held-out images): the run trained the epochs it was given. It counts as converged when its
+  held-out loss had plateaued by then anyway: no improvement by more than ``CHECK_MIN_DELTA``
+  of the best over its last ``CHECK_PATIENCE`` epochs (the paper's fixed 200 epochs can pass).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+CHECK_PATIENCE, CHECK_MIN_DELTA = 10, 0.005  # the plateau a fixed-schedule run must show to count as converged
 
 
 @dataclass
@@ -52,10 +56,25 @@ class Stopping:
     def state(self) -> dict[str, Any]:
         return asdict(self)
 
-    def record(self, epochs_run: int) -> dict[str, Any]:
-        """How the run ended: epochs run, cap, best epoch, reason, which weights were kept, converged."""
+    def record(self, epochs_run: int, val_losses: list[float | None] | None = None) -> dict[str, Any]:
+        """How the run ended: epochs run, cap, best epoch, reason, which weights were kept, converged.
+
+        ``val_losses``: the held-out loss of every epoch (None where there was none), for the
+        plateau check of a fixed-schedule run.
+        """
         reason = "fixed" if not self.active or self.best_epoch is None else "plateau" if self.done() else "cap"
         kept = "best" if reason != "fixed" else "last"
+        converged = reason == "plateau" or (reason == "fixed" and plateaued(val_losses or []))
         return {"epochs_run": epochs_run, "cap": self.cap, "best_epoch": self.best_epoch,
                 "best_val_loss": None if self.best_epoch is None else self.best, "stop_reason": reason, "kept": kept,
-                "converged": reason == "plateau", "patience": self.patience, "min_delta": self.min_delta}
+                "converged": converged, "patience": self.patience, "min_delta": self.min_delta}
+
+
+def plateaued(val_losses: list[float | None], patience: int = CHECK_PATIENCE, min_delta: float = CHECK_MIN_DELTA) -> bool:
+    """Whether a held-out loss curve ends on a plateau: its last ``patience`` epochs bring no improvement."""
+    if len(val_losses) <= patience or any(v is None for v in val_losses):
+        return False
+    check = Stopping(patience, min_delta, len(val_losses))
+    for epoch, v in enumerate(val_losses, start=1):
+        check.update(epoch, v)
+    return check.done()

@@ -28,6 +28,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +50,8 @@ from .seed import build_seeded
 from .stopping import Stopping
 
 CHECKPOINT = "checkpoint.pt"
+SPILL_PREFIX = ".feature-cache-"  # memory maps of frozen features past the memory budget, inside the run folder
+DISK_FRACTION = 0.5  # at most this share of the free disk goes to them
 
 
 class History(list):
@@ -55,6 +59,7 @@ class History(list):
 
     stop: dict[str, Any] | None = None
     feature_cache: str = "off"  # what the frozen-feature cache held ("off" when the network ran every step)
+    setup_seconds: float = 0.0  # once per run, outside the epochs: building the cache and fit_statistics
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -130,13 +135,14 @@ def train(
     if resume and ckpt_path.exists():
         ckpt = read_checkpoint(ckpt_path)
         written = to_dict(from_dict(TrainConfig, ckpt["train_config"]))  # with fields added since at their defaults
-        if ckpt["model_config"] != to_dict(model_cfg) or written != to_dict(train_cfg):
+        written_model = to_dict(from_dict(ModelConfig, ckpt["model_config"]))
+        if written_model != to_dict(model_cfg) or written != to_dict(train_cfg):
             raise UserError(f"{ckpt_path} was written by a run with another configuration; cannot resume it")
         restore_model(model, ckpt, ckpt_path)
         history.extend(ckpt["history"])
         history.feature_cache = ckpt.get("feature_cache", "off")
-        if ckpt.get("stop") is not None:  # finished: its kept weights are the checkpoint's
-            history.stop = ckpt["stop"]
+        if finished(ckpt):  # its kept weights are the checkpoint's
+            history.stop = ckpt.get("stop") or Stopping(0, 0.0, train_cfg.epochs).record(int(ckpt["epoch"]))
             return model.eval(), history
         for opt, state in zip(optimizers, ckpt["optimizers"], strict=True):
             opt.load_state_dict(state)
@@ -145,35 +151,64 @@ def train(
         if ckpt.get("stopping") is not None:
             stopping = Stopping(**ckpt["stopping"])
             best = ckpt.get("best")
-    caches = _feature_caches(model, data, val, device=device, enabled=cache_features, budget=cache_budget,
-                             spill_dir=ckpt_path.parent, batch_size=train_cfg.batch_size)
+    caches: list[FeatureCache] = []
     try:
-        if caches[0] is not None:
-            history.feature_cache = f"train {caches[0].describe()}; held-out {caches[1].describe() if caches[1] else '-'}"
+        t0 = time.perf_counter()
+        train_cache, val_cache = _feature_caches(model, data, val, caches, device=device, enabled=cache_features,
+                                                 budget=cache_budget, spill_dir=ckpt_path.parent,
+                                                 batch_size=train_cfg.batch_size)
+        if train_cache is not None:
+            history.feature_cache = f"train {train_cache.describe()}; held-out {val_cache.describe() if val_cache else '-'}"
         if start == 0:
-            model.fit_statistics(_frozen_batches(model, data, caches[0], device, train_cfg.batch_size))
+            model.fit_statistics(_frozen_batches(model, data, train_cache, device, train_cfg.batch_size))
+        history.setup_seconds = time.perf_counter() - t0
         with runtime.compiled(model, compile):
             loop = _Loop(model, optimizers, model_cfg, train_cfg, ckpt_path, device=device, progress=progress,
-                         workers=runtime.loader_workers(device, workers), caches=caches,
+                         workers=runtime.loader_workers(device, workers), caches=(train_cache, val_cache),
                          on_epoch_end=on_epoch_end)
             loop.run(data, val, history, start, stopping, best)
     finally:
         for cache in caches:
-            if cache is not None:
-                cache.close()
+            cache.close()
     return model.eval(), history
 
 
-def _feature_caches(model: AnomalyModel, data: ImageSet, val: ImageSet | None, *, device: str, enabled: bool,
-                    budget: int, spill_dir: Path, batch_size: int) -> tuple[FeatureCache | None, FeatureCache | None]:
-    """(training, held-out) caches of the frozen features, or (None, None) where the model must run its network."""
+def finished(ckpt: dict[str, Any]) -> bool:
+    """Whether a checkpoint is a finished run's: it says how it stopped, or (written before the
+    stopping rule existed) it reached its epochs."""
+    if "stop" in ckpt:
+        return ckpt["stop"] is not None
+    return int(ckpt["epoch"]) >= int(ckpt["train_config"]["epochs"])
+
+
+def _feature_caches(model: AnomalyModel, data: ImageSet, val: ImageSet | None, built: list[FeatureCache], *,
+                    device: str, enabled: bool, budget: int, spill_dir: Path,
+                    batch_size: int) -> tuple[FeatureCache | None, FeatureCache | None]:
+    """(training, held-out) caches of the frozen features, or (None, None) where the model must run its network.
+
+    Each cache is appended to ``built`` as soon as it exists, so the caller closes it whatever
+    happens next. Memory maps left in ``spill_dir`` by a killed run of this process's rank are
+    removed first; a cache that would not fit on the disk is not built (the network runs instead).
+    """
     if not (enabled and model.caches_features):
         return None, None
     spill_dir.mkdir(parents=True, exist_ok=True)
-    build = dict(device=device, batch_size=max(batch_size, 32), spill_dir=spill_dir)
+    prefix = f"{SPILL_PREFIX}r{distributed.rank()}-"
+    for stale in spill_dir.glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    build = dict(device=device, batch_size=max(batch_size, 32), spill_dir=spill_dir, prefix=prefix)
+    need = FeatureCache.bytes_needed(model, data.images[:1], device) * (len(data) + (len(val) if val else 0))
+    if need > budget and need > shutil.disk_usage(spill_dir).free * DISK_FRACTION:
+        print(f"frozen features ({need / 2**30:.1f} GiB) fit neither the memory budget nor the disk: "
+              "the frozen network runs at every step", file=sys.stderr)
+        return None, None
     train_cache = FeatureCache.build(model, data.images, budget_bytes=budget, **build)
+    built.append(train_cache)
     left = max(0, budget - (0 if train_cache.on_disk else train_cache.nbytes))
-    val_cache = None if val is None or not len(val) else FeatureCache.build(model, val.images, budget_bytes=left, **build)
+    if val is None or not len(val):
+        return train_cache, None
+    val_cache = FeatureCache.build(model, val.images, budget_bytes=left, **build)
+    built.append(val_cache)
     return train_cache, val_cache
 
 
@@ -186,7 +221,8 @@ def _frozen_batches(model: AnomalyModel, data: ImageSet, cache: FeatureCache | N
         model.eval()
         for i in range(0, len(data), batch_size):
             with model.autocast():
-                yield model.frozen_features(to_batch(data.images[i : i + batch_size]).to(device))
+                feats = model.frozen_features(to_batch(data.images[i : i + batch_size]).to(device))
+            yield feats
 
 
 def _trained_state(model: AnomalyModel) -> dict[str, torch.Tensor]:
@@ -224,23 +260,28 @@ class _Loop:
             t0 = time.perf_counter()
             entry: dict[str, float] = {"epoch": epoch + 1, **self._train_epoch(data, epoch, ddp)}
             if val is not None and len(val):
-                entry.update({f"val_{k}": v for k, v in self._held_out_loss(val).items()})
+                held = distributed.from_rank0(self._held_out_loss(val), self.device)  # every rank decides alike
+                entry.update({f"val_{k}": v for k, v in held.items()})
             entry["seconds"] = time.perf_counter() - t0
             history.append(entry)
-            if "val_loss" in entry and stopping.update(epoch + 1, entry["val_loss"]) and stopping.active:
+            try:
+                improved = "val_loss" in entry and stopping.update(epoch + 1, entry["val_loss"])
+            except FloatingPointError as e:
+                raise TrainingDiverged(f"{e}; the last good checkpoint is kept at {self.ckpt_path}") from e
+            if improved and stopping.active:
                 best = _trained_state(model)
             done = stopping.done() or epoch + 1 == cfg.epochs
             if done:
                 if best is not None:
                     model.load_state_dict(best, strict=False)
-                history.stop = stopping.record(epoch + 1)
+                history.stop = stopping.record(epoch + 1, [h.get("val_loss") for h in history])
             self._save(epoch + 1, history, stopping, None if done else best)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(history[-1])
             if done:
                 return
         if history.stop is None:  # resumed at the cap
-            history.stop = stopping.record(epoch)
+            history.stop = stopping.record(epoch, [h.get("val_loss") for h in history])
 
     def _save(self, epoch: int, history: History, stopping: Stopping, best: dict[str, torch.Tensor] | None) -> None:
         if self.rank == 0:

@@ -135,3 +135,25 @@ def test_the_held_out_pass_leaves_the_training_random_state_alone(images, held_o
     b, _ = train(vae, tc, images, tmp_path / "b", val=held_out, progress=False)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_stfpm_caches_only_the_teacher_levels_it_compares(images):
+    cfg = ModelConfig(method="stfpm", encoder="efficientnet-lite0", encoder_weights="none", image_size=SIZE)
+    model = build_seeded(cfg, 0)
+    assert len(model.frozen_features(to_batch(images.images[:2]))) == len(model.level_weights) == 3
+
+
+def test_memory_maps_left_by_a_killed_run_are_removed_when_it_restarts(images, tmp_path):
+    stale = tmp_path / ".feature-cache-r0-killed"
+    stale.mkdir(parents=True)
+    (stale / "level0.npy").write_bytes(b"left over")
+    train(MODEL, TrainConfig(epochs=1, batch_size=4), images, tmp_path, progress=False, cache_budget=0)
+    assert not list(tmp_path.glob(".feature-cache-*"))
+
+
+def test_a_checkpoint_written_before_the_stopping_rule_counts_as_finished_at_its_epochs():
+    from hetero_ae.train import finished
+
+    assert finished({"epoch": 10, "train_config": {"epochs": 10}})
+    assert not finished({"epoch": 9, "train_config": {"epochs": 10}})
+    assert not finished({"epoch": 10, "train_config": {"epochs": 10}, "stop": None})

@@ -61,3 +61,16 @@ def test_state_round_trips():
     rule = Stopping(patience=2, min_delta=0.1, cap=9)
     feed(rule, [1.0, 0.95])
     assert Stopping(**rule.state()) == rule
+
+
+def test_a_fixed_schedule_counts_as_converged_only_when_it_ends_on_a_plateau():
+    from hetero_ae.stopping import plateaued
+
+    falling = [1.0 - 0.05 * e for e in range(20)]  # improves 5 % of 1.0 every epoch to the end
+    flat_end = falling[:8] + [falling[7]] * 12  # nothing better over the last 12 epochs
+    assert not plateaued(falling, patience=10) and plateaued(flat_end, patience=10)
+    assert not plateaued(flat_end[:5], patience=10), "too short to show a plateau"
+    fixed = Stopping(patience=0, min_delta=0.0, cap=20)
+    rec = fixed.record(20, flat_end)
+    assert rec["stop_reason"] == "fixed" and rec["converged"]
+    assert not fixed.record(20, falling)["converged"]

@@ -87,6 +87,10 @@ class STFPM(AnomalyModel):
         return cls(teacher, student, level_weights=p["level_weights"], momentum=p["momentum"],
                    weight_decay=p["weight_decay"], map_sigma=p["map_sigma"])
 
+    def frozen_features(self, x: Tensor) -> list[Tensor]:
+        """The teacher's compared levels only (what a feature cache stores)."""
+        return super().frozen_features(x)[: len(self.level_weights)]
+
     def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
         """(teacher, student) features of the compared levels; ``frozen``: the teacher's, computed earlier."""
         n = len(self.level_weights)

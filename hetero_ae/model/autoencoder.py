@@ -33,7 +33,8 @@ fine-tuning (``finetune_encoder``) always runs the encoder.
 magnitude that keeps the direction.
 
 ``feature_distance`` (Fig. 6): the mean over pixels of the Eq. (7) map, i.e. of the summed,
-resized per-stage 1 - cos maps before the maximum and before any optional smoothing. The
+resized per-stage maps (1 - cos, or the ``map_distance`` chosen) before the maximum and before
+any optional smoothing. The
 paper calls it "the distance calculated from the multi-stage feature distance" without a
 formula; the mean is the reading that uses the whole map. Pixel-comparison models compare
 no features and return None.
