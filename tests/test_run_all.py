@@ -67,12 +67,15 @@ def test_table1_has_every_method_on_every_dataset_beside_the_paper(smoke):
     assert set(welch["dataset"]) == set(profile["datasets"])
 
 
-@pytest.mark.parametrize("name, rows", [("table2_heterogeneous", 7), ("table3_hctn", 3), ("table4_feature_comparison", 6)])
-def test_ablation_tables_have_every_row_on_both_datasets_beside_the_paper(smoke, name, rows):
+@pytest.mark.parametrize("name, rows, beyond", [("table2_heterogeneous", 7, 0), ("table3_hctn", 3, 0),
+                                                ("table4_feature_comparison", 7, 1)])
+def test_ablation_tables_have_every_row_on_both_datasets_beside_the_paper(smoke, name, rows, beyond):
     t = pd.read_csv(smoke / "tables" / f"{name}.csv")
     assert sorted(t["dataset"].unique()) == ["synth-brain-mri", "synth-chest-xray"]
     assert (t.groupby("dataset").size() == rows).all()
-    assert t["AUC mean"].between(0, 100).all() and t["AUC paper"].between(50, 100).all()
+    assert t["AUC mean"].between(0, 100).all()
+    printed = t["AUC paper"].notna()  # Table IV's row beyond the paper has no printed number
+    assert (~printed).sum() == 2 * beyond and t.loc[printed, "AUC paper"].between(50, 100).all()
     assert t["encoder"].notna().all()
 
 
