@@ -124,7 +124,8 @@ class AnomalyModel(nn.Module):
             loss = finite(terms["loss"].float(), "training")
         loss.backward()
         opt.step()
-        return {k: v.detach().float().item() for k, v in terms.items()}
+        values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync, not one per term
+        return dict(zip(terms, values))
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (0-based); methods with training phases switch here."""
