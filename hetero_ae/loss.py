@@ -32,12 +32,6 @@ def stage_terms(fe: Tensor, fd: Tensor) -> tuple[Tensor, Tensor]:
     return cos.mean(), mse.mean()
 
 
-def stage_loss(fe: Tensor, fd: Tensor, alpha: float) -> Tensor:
-    """L^k averaged over pixels and batch, for one (B, C, H, W) pair."""
-    cos, mse = stage_terms(fe, fd)
-    return -alpha * cos + (1.0 - alpha) * mse
-
-
 def feature_comparison_terms(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha: float = 0.7) -> dict[str, Tensor]:
     """L_FC of Eq. (5) and its two weighted parts: ``{"loss": cos + mse, "cos": -alpha * sum_k mean cos_k,
     "mse": (1 - alpha) * sum_k mean MSE_k}`` (every value a scalar; the history logs both parts)."""
@@ -47,11 +41,6 @@ def feature_comparison_terms(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha
     cos = -alpha * sum(c for c, _ in parts)
     mse = (1.0 - alpha) * sum(m for _, m in parts)
     return {"loss": cos + mse, "cos": cos, "mse": mse}
-
-
-def feature_comparison_loss(enc: Sequence[Tensor], dec: Sequence[Tensor], alpha: float = 0.7) -> Tensor:
-    """L_FC of Eq. (5): the sum over stages of the per-stage mean of L^k."""
-    return feature_comparison_terms(enc, dec, alpha)["loss"]
 
 
 def pixel_loss(recon: Tensor, x: Tensor) -> Tensor:

@@ -313,19 +313,29 @@ def metric_grid(agg: pd.DataFrame, metric: str = "AUC", names: dict[str, str] | 
     return grid.rename_axis(metric).reset_index()
 
 
-def welch(frame: pd.DataFrame, a: str, b: str, metric: str, by: str = "dataset") -> pd.DataFrame:
-    """Welch's t-test of method ``a`` against ``b`` on ``metric`` per ``by`` group (seeds as samples)."""
+def welch_test(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -> tuple[float, float] | None:
+    """Welch's t-test of samples ``a`` against ``b`` (scipy): (t, p), or None when undefined (fewer
+    than two values in a group, or no spread in either). ``alternative``: "two-sided", "greater" (a > b), "less"."""
     from scipy.stats import ttest_ind
 
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
+        return None
+    with warnings.catch_warnings():  # seeds that agree to many digits: scipy warns, callers say so
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        out = ttest_ind(a, b, equal_var=False, alternative=alternative)
+    return float(out.statistic), float(out.pvalue)
+
+
+def welch(frame: pd.DataFrame, a: str, b: str, metric: str, by: str = "dataset") -> pd.DataFrame:
+    """Welch's t-test (two-sided) of method ``a`` against ``b`` on ``metric`` per ``by`` group (seeds as samples)."""
     rows = []
     for key, g in frame.groupby(by, sort=False):
         x, y = g.loc[g["method"] == a, metric].to_numpy(), g.loc[g["method"] == b, metric].to_numpy()
         enough = len(x) > 1 and len(y) > 1
-        spread = enough and (x.std() > 0 or y.std() > 0)
-        with warnings.catch_warnings():  # seeds that agree to many digits: scipy warns, the note says so
-            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-            t, p = ttest_ind(x, y, equal_var=False) if spread else (np.nan, np.nan)
-        note = ("" if spread else "no spread: every seed of both gave the same value" if enough
+        test = welch_test(x, y)
+        t, p = test if test else (np.nan, np.nan)
+        note = ("" if test else "no spread: every seed of both gave the same value" if enough
                 else "needs two or more seeds of each")
         rows.append({by: key, "metric": metric, f"{a} mean": x.mean() if len(x) else np.nan,
                      f"{b} mean": y.mean() if len(y) else np.nan, f"n {a}": len(x), f"n {b}": len(y),

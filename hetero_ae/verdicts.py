@@ -22,14 +22,13 @@ when a run behind it did not converge (``curves.convergence_row``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from .report import METHOD_NAMES, cell
+from .report import METHOD_NAMES, cell, welch_test
 
 SECTIONS = {"table1": "IV-C, Table I", "table2": "IV-E1, Table II", "table3": "IV-E1, Table III",
             "table4": "IV-E2, Table IV", "features": "IV-D2, Fig. 5; IV-E1, Fig. 6"}
@@ -50,17 +49,6 @@ class Verdict:
         return f"[{VERDICT_WORDS[self.holds]}] {self.claim} (Sec. {self.paper_section}): {self.ours}; {self.detail}"
 
 
-def _welch_p(a: np.ndarray, b: np.ndarray, alternative: str) -> float | None:
-    """One-sided Welch p-value, or None when undefined (fewer than two seeds in a group, or no spread)."""
-    from scipy.stats import ttest_ind
-
-    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
-        return None
-    with warnings.catch_warnings():  # seeds that agree to many digits
-        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-        return float(ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
-
-
 def compare(a_scores: Sequence[float], b_scores: Sequence[float], *, claim: str, section: str,
             higher_is_better: bool = True, alpha: float = 0.05, names: tuple[str, str] = ("A", "B"),
             converged: bool = True, digits: int = 1) -> Verdict:
@@ -76,7 +64,8 @@ def compare(a_scores: Sequence[float], b_scores: Sequence[float], *, claim: str,
                        for n, x in zip(names, (a, b)))
     means = f"means {a.mean():.{digits + 2}f} (n={len(a)}) vs {b.mean():.{digits + 2}f} (n={len(b)})"
     better = a.mean() > b.mean() if higher_is_better else a.mean() < b.mean()
-    p = _welch_p(a, b, "greater" if higher_is_better else "less")
+    test = welch_test(a, b, "greater" if higher_is_better else "less")
+    p = test[1] if test else None
     if p is None:
         why = "one seed: no test" if min(len(a), len(b)) < 2 else "no spread: no test"
         holds: bool | None = None if a.mean() == b.mean() else bool(better)
