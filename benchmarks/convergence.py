@@ -124,8 +124,9 @@ def converge(a: argparse.Namespace, variant: str, data: tuple[ImageSet, ImageSet
     base = run_spec(load_profile(a.profile), "synth-brain-mri", "hetero-ae", 0)
     model_cfg = ModelConfig(**{**base.model.__dict__, "image_size": a.size})
     train_cfg = TrainConfig(**{**base.train.__dict__, "precision": precision,
-                               **({"epochs": a.cap} if a.cap else {}), **({"batch_size": a.batch_size_converge}
-                                                                          if a.batch_size_converge else {})})
+                               **({"epochs": a.cap} if a.cap else {}),
+                               **({"patience": a.patience} if a.patience is not None else {}),
+                               **({"batch_size": a.batch_size_converge} if a.batch_size_converge else {})})
     normals, held, test = data
     if a.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=16, help="batch of the epoch timing")
     p.add_argument("--batch-size-converge", type=int, default=None, help="over the profile's (e.g. 200 on a GPU)")
     p.add_argument("--cap", type=int, default=None, help="epoch cap over the profile's")
+    p.add_argument("--patience", type=int, default=None, help="the stopping rule's patience over the profile's")
     p.add_argument("--profile", default="cpu", help="whose hetero-ae settings the convergence run uses")
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--device", default="cpu")
