@@ -12,8 +12,9 @@ Sec. IV-D2; Fig. 6, Sec. IV-E1).
 
 (i)-(iv) compare per-seed scores (AUC in %) of two groups: the claim holds when the first
 group's mean is better and, where both groups have two or more seeds and some spread, a
-one-sided Welch t-test (``scipy.stats.ttest_ind(equal_var=False)``) gives p < alpha; with
-fewer seeds or no spread there is no test and the means decide. (v) takes per-image feature
+one-sided Welch t-test (``scipy.stats.ttest_ind(equal_var=False)``) gives p < alpha. With one
+seed in a group there is no test and the verdict is undecidable (the detail says which mean is
+higher: seeds alone move an AUC by several points here); with no spread the means decide. (v) takes per-image feature
 distances: the AUC of the distance (``sklearn.metrics.roc_auc_score``) and a one-sided
 Mann-Whitney U test (``scipy.stats.mannwhitneyu``) that anomalous distances are larger.
 A verdict is undecidable (``holds`` None) without runs, with equal means and no test, or
@@ -66,10 +67,13 @@ def compare(a_scores: Sequence[float], b_scores: Sequence[float], *, claim: str,
     better = a.mean() > b.mean() if higher_is_better else a.mean() < b.mean()
     test = welch_test(a, b, "greater" if higher_is_better else "less")
     p = test[1] if test else None
-    if p is None:
-        why = "one seed: no test" if min(len(a), len(b)) < 2 else "no spread: no test"
-        holds: bool | None = None if a.mean() == b.mean() else bool(better)
-        detail = f"{means}; {why}"
+    if p is None and min(len(a), len(b)) < 2:  # a seed's spread (Table I: up to 6 points) would decide
+        favoured = "equal" if a.mean() == b.mean() else f"the means favour {names[0] if better else names[1]}"
+        holds: bool | None = None
+        detail = f"{means}; one seed: no test, undecidable ({favoured})"
+    elif p is None:
+        holds = None if a.mean() == b.mean() else bool(better)
+        detail = f"{means}; no spread: no test"
     else:
         holds = bool(better and p < alpha)
         detail = f"{means}; one-sided Welch t-test p = {p:.3g} (alpha {alpha:g})"

@@ -44,10 +44,16 @@ def test_compare_fails_when_the_mean_is_worse():
     assert _compare(LOW, HIGH).holds is False
 
 
-def test_compare_with_one_seed_each_decides_on_the_means_without_a_test():
+def test_compare_with_one_seed_is_undecidable_and_says_which_mean_is_higher():
     up, down = _compare([91.0], [90.0]), _compare([90.0], [91.0])
-    assert up.holds is True and down.holds is False
+    assert up.holds is None and down.holds is None
     assert "one seed: no test" in up.detail and "p =" not in up.detail
+    assert "favour A" in up.detail and "favour B" in down.detail
+    assert _compare([91.0, 92.0], [90.0]).holds is None  # one group with one seed is enough
+
+
+def test_compare_with_no_spread_decides_on_the_means():
+    assert _compare([91.0, 91.0], [90.0, 90.0]).holds is True
 
 
 def test_compare_with_one_seed_each_and_equal_means_is_undecidable():
