@@ -82,6 +82,15 @@ def test_distance_summary_gives_medians_their_ratio_and_sklearns_auc():
     assert (row["median normal"], row["median abnormal"], row["ratio abnormal/normal"]) == (2.0, 4.0, 2.0)
     assert row["AUC"] == pytest.approx(7.5 / 9)  # pairs abnormal > normal, ties count half
     assert row["AUC"] == pytest.approx(roc_auc_score(frame["label"], frame["feature_distance"]))
+    assert row["distance"] == "mean of the Eq. 7 map"
+
+
+def test_distance_summary_of_the_image_score_reads_that_column():
+    frame = pd.DataFrame({"dataset": "d", "label": [0, 0, 1, 1], "feature_distance": [2.0, 1.0, 1.5, 0.5],
+                          "score": [1.0, 2.0, 3.0, 4.0]})
+    mean, peak = (boxplots.distance_summary(frame, ["dataset"], c).iloc[0] for c in ("feature_distance", "score"))
+    assert mean["AUC"] == pytest.approx(0.25) and peak["AUC"] == pytest.approx(1.0)
+    assert peak["distance"] == "max of the Eq. 7 map (Eq. 8 image score)" and peak["median abnormal"] == 3.5
 
 
 def test_feature_distances_reads_each_runs_scores_under_the_papers_names(tmp_path):
@@ -92,6 +101,7 @@ def test_feature_distances_reads_each_runs_scores_under_the_papers_names(tmp_pat
     assert frame["variant"].tolist() == ["E(CNN)-D(CNN)"] * 2
     assert frame["image"].tolist() == ["normal", "abnormal"]
     assert frame["feature_distance"].tolist() == [1.5, 2.5]
+    assert frame["score"].tolist() == [0.1, 0.9]  # Eq. 8, the map's maximum
 
 
 def test_feature_distances_refuses_a_run_without_the_column(tmp_path):
@@ -114,16 +124,22 @@ def test_heatmap_figure_has_a_row_per_method_and_says_where_there_is_no_mask():
     assert texts == ["no mask"]
 
 
-def test_boxplot_figure_has_a_panel_per_dataset_and_the_auc_under_each_decoder():
+def test_boxplot_figure_has_a_row_per_distance_a_panel_per_dataset_and_the_auc_under_each_decoder():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame([{"dataset": d, "variant": v, "encoder": "efficientnet-lite0", "label": y,
-                           "image": "abnormal" if y else "normal", "feature_distance": rng.random() + y}
+                           "image": "abnormal" if y else "normal", "feature_distance": rng.random() + y,
+                           "score": rng.random() + 0.5 * y}
                           for d in ("a", "b") for v in boxplots.FIG6_LABELS.values() for y in (0, 1) for _ in range(5)])
     fig = boxplots.boxplot_figure(frame, list(boxplots.FIG6_LABELS.values()))
-    assert [ax.get_title() for ax in fig.axes] == ["(a) a", "(b) b"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "(a) a: mean of the Eq. 7 map", "(b) b: mean of the Eq. 7 map",
+        "(c) a: max of the Eq. 7 map (Eq. 8 image score)", "(d) b: max of the Eq. 7 map (Eq. 8 image score)"]
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["E(CNN)-\nD(CNN)\nAUC 1.00", "E(CNN)-\nD(Transformer)\nAUC 1.00",
                      "E(CNN)-\nD(CNN+Transformer)\nAUC 1.00"]
+    expected = boxplots.distance_summary(frame[frame["dataset"] == "a"], ["variant"], "score")["AUC"]
+    assert [t.get_text().rsplit("AUC ", 1)[1] for t in fig.axes[2].get_xticklabels()] == [
+        f"{a:.2f}" for a in expected]
     assert "efficientnet-lite0" in fig.axes[0].get_xlabel()
 
 
@@ -144,7 +160,8 @@ def test_fig4_notebook_writes_the_heatmaps_and_pixel_metrics(smoke_results):
 def test_fig6_notebook_writes_the_boxplots_and_the_separation_table(smoke_results):
     results = smoke_results  # ./run_all.sh --profile smoke (tests/conftest.py)
     table = pd.read_csv(results / "tables" / "fig6_feature_distance.csv")
-    assert len(table) == 6
+    assert len(table) == 12  # 2 datasets x 3 decoders x 2 distances (mean and max of the Eq. 7 map)
+    assert set(table["distance"]) == set(boxplots.DISTANCES.values())
     assert set(table["dataset"]) == {"synth-chest-xray", "synth-brain-mri"}
     assert set(table["variant"]) == set(boxplots.FIG6_LABELS.values())
     assert (table["n normal"] > 0).all() and (table["n abnormal"] > 0).all()
@@ -155,3 +172,34 @@ def test_fig6_notebook_writes_the_boxplots_and_the_separation_table(smoke_result
     for ext in ("png", "pdf"):
         assert (results / "figures" / f"fig6_boxplots.{ext}").stat().st_size > 10_000
     assert len(pd.read_csv(results / "logs" / "fig6_boxplots.runs.csv")) == 6
+
+
+def test_heatmap_columns_score_each_run_at_its_own_size_and_show_its_maps_at_the_largest(monkeypatch):
+    from hetero_ae.data.images import ImageSet
+
+    def split(dataset, name, size, root=None):
+        images = np.full((3, size, size, 3), size % 256, np.uint8)
+        masks = np.zeros((3, size, size), np.uint8)
+        masks[1:, : size // 2] = 1
+        return ImageSet(images, ["a.png", "b.png", "c.png"], np.array([0, 1, 1]), [], ["n", "x", "x"], masks)
+
+    seen = []
+
+    def predict(model, images, device="cpu"):
+        seen.append((model, images.shape[1]))
+        maps = np.zeros((len(images), images.shape[1], images.shape[2]), np.float32)
+        maps[:, :, : images.shape[2] // 2] = 1.0  # the left half lights up, at any size
+        return maps, maps.max(axis=(1, 2))
+
+    monkeypatch.setattr(heatmaps, "load_split", split)
+    monkeypatch.setattr(heatmaps, "predict", predict)
+    monkeypatch.setattr(heatmaps, "trained_model", lambda r, **kw: r.spec.model.method)
+    runs = [SimpleNamespace(spec=SimpleNamespace(dataset="synth-oct", model=SimpleNamespace(method=m, image_size=s)))
+            for m, s in (("ae", 64), ("hetero-ae", 128))]
+    (col,) = heatmaps.heatmap_columns(runs, examples=1)
+    assert seen == [("ae", 64), ("hetero-ae", 128)]
+    assert col.image.shape[:2] == (128, 128) and set(col.maps) == {"ae", "hetero-ae"}
+    for m in col.maps.values():
+        assert m.shape == (128, 128)
+        assert m[:, :60].min() > 0.9 and m[:, 68:].max() < 0.1  # resized, not cropped or tiled
+    assert heatmaps.resized_maps(np.ones((2, 8, 8), np.float32), 8).shape == (2, 8, 8)
