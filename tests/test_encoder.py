@@ -83,6 +83,20 @@ def test_backbone_falls_back_to_the_offline_encoder_without_weights(tmp_path, mo
     assert resolve_backbone("efficientnet-lite0") == "efficientnet-lite0"
 
 
+def test_backbone_auto_never_tries_a_download(tmp_path, monkeypatch, capsys):
+    from hetero_ae.model import encoder
+
+    monkeypatch.delenv("HETERO_AE_NO_DOWNLOAD", raising=False)  # downloads allowed, yet none is tried
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("encoder auto tried to fetch weights")
+
+    monkeypatch.setattr(encoder.TorchvisionEncoder, "resolve_weights", classmethod(no_network))
+    assert encoder.resolve_backbone("resnet18") == "efficientnet-lite0"
+    assert "download" not in capsys.readouterr().err
+
+
 def test_backbone_is_the_papers_when_its_weights_are_cached(resnet18_weights):
     from hetero_ae.model.encoder import resolve_backbone
 

@@ -271,16 +271,15 @@ def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = Fals
 
 
 def resolve_backbone(name: str) -> str:
-    """``name`` when its ImageNet weights can be had (cached, or downloaded), else the offline encoder.
+    """``name`` when its ImageNet weights are on this machine (the torch hub cache), else the offline encoder.
 
-    Knowledge-distillation baselines use their paper's backbone where possible (DESIGN 4);
-    the run records the name this returns, and the tables print it.
+    What ``encoder: auto`` means. It never downloads: whether a run uses the paper's backbone
+    must not depend on the network at the time it runs (naming the encoder itself, e.g.
+    ``resnet18``, does download when the weights are missing). Knowledge-distillation
+    baselines use their paper's backbone where possible (DESIGN 4); the run records the name
+    this returns, and the tables print it.
     """
     cls = ENCODERS[name]
     if not issubclass(cls, TorchvisionEncoder):
         return name
-    try:
-        cls.resolve_weights("imagenet")
-    except WeightsNotFoundError:
-        return OFFLINE_ENCODER
-    return name
+    return name if cls.cached_weights().is_file() else OFFLINE_ENCODER
