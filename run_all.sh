@@ -8,7 +8,9 @@
 # A failing notebook stops the script with its name and the cell that failed; what earlier
 # notebooks wrote stays.
 #   ./run_all.sh [--profile smoke|cpu|paper|FILE.yaml] [--only NOTEBOOK] [--device cpu|cuda|cuda:N] [--results DIR]
-#                [--nproc N]
+#                [--nproc N] [--jobs N]
+# --jobs N (default: the profile's train_jobs, else 1) first trains the tables' runs N at a time,
+# each in its own process with cores/N threads (hetero-ae run-profile --jobs), then runs the notebooks.
 # --nproc N (N > 1) first trains the tables' runs with DDP in N processes (torchrun; N GPUs with
 # --device cuda, else gloo on the CPU), then runs the notebooks, which find them in the cache;
 # the GAN baselines, which DDP does not train here, are trained by the notebooks in one process.
@@ -19,6 +21,7 @@ only=""
 device=""
 results=results
 nproc=1
+jobs=""
 while (( $# )); do
     case "$1" in
         --profile) profile="${2:?--profile needs a name}"; shift 2 ;;
@@ -26,7 +29,8 @@ while (( $# )); do
         --device) device="${2:?--device needs a torch device}"; shift 2 ;;
         --results) results="${2:?--results needs a folder}"; shift 2 ;;
         --nproc) nproc="${2:?--nproc needs a number of processes}"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --jobs) jobs="${2:?--jobs needs a number of runs}"; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "run_all: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +41,9 @@ params="profiles/$profile.yaml"
 profile="$(basename "$params" .yaml)"
 source scripts/bootstrap.sh
 [[ -n "$device" ]] || device="$("$PY" -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['device'])" "$params")"
+[[ -n "$jobs" ]] || jobs="$("$PY" -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1])).get('train_jobs', 1))" "$params")"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "run_all: --jobs needs a positive number of runs, got $jobs" >&2; exit 2; }
+(( jobs > 1 && nproc > 1 )) && { echo "run_all: --jobs and --nproc do not mix: one trains runs side by side, the other one run with DDP" >&2; exit 2; }
 
 mapfile -t notebooks < <("$PY" -m hetero_ae.manifest order)
 if [[ -n "$only" ]]; then
@@ -52,6 +59,12 @@ if (( nproc > 1 )); then
     echo "run_all: training the tables' runs with DDP in $nproc processes ($device)"
     "$PY" -m torch.distributed.run --standalone --nproc-per-node "$nproc" -m hetero_ae run-profile --profile "$params" \
         --results "$results" --device "$device" "${prefill[@]}"
+fi
+if (( jobs > 1 )); then
+    prefill=()
+    [[ -n "$only" ]] && prefill=(--notebook "$only")
+    echo "run_all: training the tables' runs $jobs at a time ($device)"
+    "$PY" -m hetero_ae run-profile --profile "$params" --results "$results" --device "$device" --jobs "$jobs" "${prefill[@]}"
 fi
 for name in "${notebooks[@]}"; do
     echo "run_all: $name ($profile, $device)"

@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", default=None, help="default: $HETERO_AE_DATA, else the profile's data_root")
     rp.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
     rp.add_argument("--device", default=None, help="default: the profile's device")
+    rp.add_argument("--jobs", type=int, default=1,
+                    help="runs trained at once, each in its own process with cores/JOBS threads (default: %(default)s)")
 
     m = sub.add_parser("make-data", help="write the embedded synthetic benchmark",
                        description="Write synth-oct, synth-chest-xray, synth-brain-mri and synth-covid19 in the "
@@ -221,6 +223,11 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     profile = load_profile(a.profile)
     root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
     backend = compile_backend(profile.get("torch_compile"))
+    jobs = getattr(a, "jobs", 1)
+    if jobs < 1:
+        raise UserError(f"--jobs must be 1 or more, got {jobs}")
+    if jobs > 1 and distributed.launched():
+        raise UserError("--jobs runs several runs at once in one launch; under torchrun use --jobs 1 (DDP)")
     results = []
     with distributed.process_group(a.device or profile.get("device", "cpu")) as device:
         main = distributed.is_main()
@@ -228,6 +235,15 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
             ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
                              profile.get("synthetic_preset", "default"))
         distributed.barrier()  # the data is written before any process reads it
+        if jobs > 1:
+            from .experiment import run_experiments
+
+            def done(spec, folder: Path, cached: bool) -> None:
+                print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: "
+                      f"{'cached' if cached else 'trained'} -> {folder}", file=sys.stderr)
+
+            return run_experiments(list(specs_of(profile, root)), jobs=jobs, results=a.results, root=root,
+                                   device=device, compile=backend, on_done=done)
         for spec in specs_of(profile, root):
             name = f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}"
             if skip_unsupported and distributed.world_size() > 1 and not distributed.supports(spec.model.method):

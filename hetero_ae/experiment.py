@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +203,71 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
 
 
 def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
-    """One table row: image metrics in % at ``threshold``, pixel AUROC, training time."""
+    """One table row: image metrics in % at ``threshold``, pixel AUROC, training time, input size ``px``."""
     m = result.metrics
     row: dict[str, Any] = {"method": result.spec.model.method, "dataset": result.spec.dataset,
-                           "encoder": m.get("encoder", "-"), "seed": result.spec.train.seed, "threshold": threshold}
+                           "encoder": m.get("encoder", "-"), "px": result.spec.model.image_size,
+                           "seed": result.spec.train.seed, "threshold": threshold}
     row.update({k.upper(): 100 * m[threshold][k] for k in ("auc", "f1", "acc", "sen", "spe")})
     row["pixel AUROC"] = 100 * m["pixel"]["pixel_auroc"] if "pixel" in m else float("nan")
     row["train s"] = m["train_seconds"]
     row["epochs"] = m.get("training", {}).get("epochs_run", float("nan"))
     row["converged"] = bool(m.get("training", {}).get("converged", False))
     return row
+
+
+def _pool_start(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _pool_run(spec: RunSpec, results: str, root: str | None, device: str, compile: str | None) -> tuple[str, bool]:
+    r = run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
+    return str(r.folder), r.cached
+
+
+def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path = "results",
+                    root: str | Path | None = None, device: str = "cpu", compile: str | None = None,
+                    on_done: Any = None) -> list[RunResult]:
+    """The cached result of every spec, training ``jobs`` of them at a time.
+
+    With ``jobs`` > 1 each run trains in one of ``jobs`` worker processes (spawned), each given
+    ``cores // jobs`` torch threads: the small networks of these runs keep two cores busier as
+    two one-thread processes than as one two-thread process (README, "Speed"). A run is
+    computed the same either way; threads change only the order of float sums, within
+    float tolerance. ``on_done(spec, folder, cached)`` is called as each run finishes. A run
+    that fails cancels the runs not yet started and raises its error; finished runs stay cached.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from .runtime import cpu_threads
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, got {jobs}")
+    if jobs > 1 and distributed.launched():
+        raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
+    if jobs > 1:
+        args = (str(results), None if root is None else str(root), device, compile)
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_pool_start,
+                                 initargs=(max(1, cpu_threads() // jobs),)) as pool:
+            futures = {pool.submit(_pool_run, spec, *args): i for i, spec in enumerate(specs)}
+            cached = [True] * len(specs)
+            try:
+                for fut in as_completed(futures):
+                    folder, cached[futures[fut]] = fut.result()
+                    if on_done is not None:
+                        on_done(specs[futures[fut]], Path(folder), cached[futures[fut]])
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return [replace(run_experiment(spec, results=results, root=root, device=device, compile=compile),
+                        cached=was) for spec, was in zip(specs, cached)]
+    out = []
+    for spec in specs:
+        r = run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
+        if on_done is not None:
+            on_done(spec, r.folder, r.cached)
+        out.append(r)
+    return out

@@ -69,25 +69,41 @@ class HeatmapColumn:
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method label -> (H, W) map in [0, 1]
 
 
+def resized_maps(maps: np.ndarray, size: int) -> np.ndarray:
+    """Anomaly maps (n, h, w) resized to (n, size, size), bilinear (``torch.nn.functional.interpolate``)."""
+    if maps.shape[-2:] == (size, size):
+        return maps
+    import torch
+    import torch.nn.functional as F
+
+    out = F.interpolate(torch.from_numpy(maps)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    return out[:, 0].numpy()
+
+
 def heatmap_columns(runs: Iterable[RunResult], *, examples: int = 1, root: str | Path | None = None,
                     device: str = "cpu", names: Mapping[str, str] | None = None) -> list[HeatmapColumn]:
     """Fig. 4's columns: per dataset, ``examples`` test images (``pick_examples``) and every run's maps of them.
 
-    Each run's model scores the whole test set (``evaluate.predict``; a run without its
-    checkpoint is retrained, ``experiment.trained_model``) and its maps of the examples are
-    scaled by its range over that set (``normalise_maps``).
+    Each run's model scores the whole test set at its own input size (``evaluate.predict``; a
+    run without its checkpoint is retrained, ``experiment.trained_model``); its maps are
+    resized (bilinear) to the largest input size of the dataset's runs, at which the images are
+    shown, and scaled by its range over that set (``normalise_maps``).
     """
     by_dataset: dict[str, list[RunResult]] = {}
     for r in runs:
         by_dataset.setdefault(r.spec.dataset, []).append(r)
     columns = []
     for dataset, group in by_dataset.items():
-        test = load_split(dataset, "test", group[0].spec.model.image_size, root=root)
+        size = max(r.spec.model.image_size for r in group)
+        test = load_split(dataset, "test", size, root=root)
         picks = pick_examples(test.labels, test.masks, examples)
         cols = [HeatmapColumn(f"{dataset}\n{test.classes[i]}", np.asarray(test.images[i]),
                               None if test.masks is None else np.asarray(test.masks[i])) for i in picks]
         for r in group:
-            maps, _ = predict(trained_model(r, root=root, device=device), test.images, device=device)
+            own = r.spec.model.image_size
+            images = test.images if own == size else load_split(dataset, "test", own, root=root).images
+            maps, _ = predict(trained_model(r, root=root, device=device), images, device=device)
+            maps = resized_maps(np.asarray(maps, dtype=np.float32), size)
             label = (names or {}).get(r.spec.model.method, r.spec.model.method)
             for col, scaled in zip(cols, normalise_maps(maps[picks], maps)):
                 col.maps[label] = scaled

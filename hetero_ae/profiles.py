@@ -77,7 +77,7 @@ def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **mo
     encoder = backbone(method, encoder)
     if method == "hetero-ae" and fields_.get("feature_scale") == "auto":  # resolved before it is keyed
         fields_["feature_scale"] = resolve_feature_scale("auto", encoder)
-    model = ModelConfig(method=method, encoder=encoder, image_size=int(profile["image_size"]),
+    model = ModelConfig(method=method, encoder=encoder, image_size=int(s.pop("image_size", profile["image_size"])),
                         params=dict(s.pop("params", {})), **fields_)
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
                         seed=seed, precision=str(s.pop("precision", profile.get("precision", "fp32"))),

@@ -254,7 +254,7 @@ def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "m
     rows = []
     for _, r in agg.iterrows():
         d = {"": (names or {}).get(r[row], r[row])}
-        for extra in ("encoder", "seeds"):
+        for extra in ("encoder", "px", "seeds"):
             if extra in r:
                 d[extra] = r[extra]
         for m in metrics:

@@ -74,3 +74,36 @@ def test_cli_run_prints_one_table_row(data_root, tmp_path, capsys):
                  "--data-root", str(data_root), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| hetero-ae" in out and "pixel AUROC" in out
+
+
+def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(data_root, smoke, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from hetero_ae.experiment import run_experiments
+
+    specs = [run_spec(smoke, "synth-covid19", "hetero-ae", seed=0), run_spec(smoke, "synth-oct", "ae", seed=0)]
+    done = []
+    side = run_experiments(specs, jobs=2, results=tmp_path / "a", root=data_root,
+                           on_done=lambda spec, folder, cached: done.append((spec.model.method, cached)))
+    alone = run_experiments(specs, jobs=1, results=tmp_path / "b", root=data_root)
+    assert sorted(done) == [("ae", False), ("hetero-ae", False)]
+    assert [r.spec for r in side] == specs and not any(r.cached for r in side)
+    for a, b in zip(side, alone):
+        sa, sb = (pd.read_csv(r.folder / "scores.csv") for r in (a, b))
+        assert sa["path"].tolist() == sb["path"].tolist()
+        np.testing.assert_allclose(sa["score"], sb["score"], rtol=1e-3, atol=1e-5)  # one thread against several
+    again = run_experiments(specs, jobs=2, results=tmp_path / "a", root=data_root)
+    assert all(r.cached for r in again) and [r.metrics for r in again] == [r.metrics for r in side]
+
+
+def test_run_profile_refuses_a_number_of_jobs_below_one(capsys):
+    assert main(["run-profile", "--profile", "smoke", "--jobs", "0"]) == 2
+    assert "--jobs must be 1 or more" in capsys.readouterr().err
+
+
+def test_a_method_may_run_at_its_own_image_size(smoke):
+    profile = {**smoke, "method_settings": {**smoke["method_settings"],
+                                            "ae": {**smoke["method_settings"]["ae"], "image_size": 96}}}
+    assert run_spec(profile, "synth-oct", "ae", seed=0).model.image_size == 96
+    assert run_spec(profile, "synth-oct", "hetero-ae", seed=0).model.image_size == int(smoke["image_size"])
