@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,3 +53,18 @@ def test_convergence_benchmark_records_cached_and_uncached_epochs_and_a_stopped_
     mtimes = [p.stat().st_mtime_ns for p in generated]
     bench.main([*args, "--skip-epochs"])
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "data").glob("*.npy"))] == mtimes, "read, not rewritten"
+
+
+def test_side_by_side_benchmark_times_both_ways_and_keeps_other_entries(tmp_path):
+    spec = importlib.util.spec_from_file_location("side_by_side", ROOT / "benchmarks" / "side_by_side.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"convergence": {"kept": True}}))
+    entry = bench.main(["--profile", "smoke", "--methods", "ae", "--epochs", "1", "--datasets", "synth-oct",
+                        "synth-covid19", "--data-root", str(tmp_path / "data"), "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert results["convergence"] == {"kept": True} and results["side_by_side"]["cpu"] == entry
+    run = entry["methods"]["ae"]
+    assert run["epochs"] == 1 and run["sequential_seconds"] > 0 and run["side_by_side_seconds"] > 0
+    assert run["speed_up"] == pytest.approx(run["sequential_seconds"] / run["side_by_side_seconds"], rel=0.1)

@@ -1,0 +1,85 @@
+"""Runs one after another on every core, against the same runs side by side on one core each.
+
+What ``./run_all.sh --jobs`` (``hetero-ae run-profile --jobs``, the profile's ``train_jobs``)
+rests on: the networks of these runs are small, so one process does not keep every core busy,
+and two one-thread processes finish two runs sooner than one process with two threads. For
+each method, two runs of the profile (two datasets, a fixed number of epochs, no stopping
+rule) are trained, scored and evaluated first one after another (``jobs`` 1, all cores'
+threads), then side by side (``jobs`` N, cores / N threads each), each time into an empty
+results folder. Prints the wall times and their ratio; with ``--out``, results/benchmarks.json
+gets them under ``side_by_side`` (one entry per device).
+
+    .venv/bin/python benchmarks/side_by_side.py                       # hetero-ae and mkd, 12 and 6 epochs
+    .venv/bin/python benchmarks/side_by_side.py --methods ae --epochs 5 --profile smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hetero_ae.data.overview import ensure_synthetic
+from hetero_ae.experiment import run_experiments
+from hetero_ae.io import write_json
+from hetero_ae.profiles import load_profile, run_spec
+from hetero_ae.runtime import cpu_threads
+
+DEFAULT_EPOCHS = {"hetero-ae": 12, "mkd": 6}
+
+
+def timed(specs: list, jobs: int, root: str) -> float:
+    with tempfile.TemporaryDirectory() as results:
+        t0 = time.perf_counter()
+        run_experiments(specs, jobs=jobs, results=results, root=root)
+        return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_EPOCHS))
+    p.add_argument("--datasets", nargs=2, default=["synth-brain-mri", "synth-chest-xray"])
+    p.add_argument("--epochs", type=int, default=None, help="per run (default: hetero-ae 12, mkd 6, else 5)")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--data-root", default=None, help="default: the profile's data_root")
+    p.add_argument("--out", type=Path, default=None, help="e.g. results/benchmarks.json")
+    a = p.parse_args(argv)
+    profile = load_profile(a.profile)
+    root = a.data_root or profile.get("data_root", "data")
+    ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
+                     profile.get("synthetic_preset", "default"))
+    torch.set_num_threads(cpu_threads())
+    entry = {"device": f"cpu: {platform.processor() or platform.machine()}, {cpu_threads()} cores",
+             "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "profile": a.profile,
+             "jobs": a.jobs, "datasets": a.datasets, "methods": {}}
+    print(f"{entry['device']}; two runs per method ({', '.join(a.datasets)}), profile {a.profile}")
+    print(f"{'method':>10} {'epochs':>6} {'one after another s':>20} {f'{a.jobs} side by side s':>18} {'speed-up':>9}")
+    for method in a.methods:
+        epochs = a.epochs or DEFAULT_EPOCHS.get(method, 5)
+        specs = []
+        for dataset in a.datasets:
+            spec = run_spec(profile, dataset, method, 0)
+            specs.append(dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=epochs, patience=0)))
+        alone = timed(specs, 1, root)
+        side = timed(specs, a.jobs, root)
+        entry["methods"][method] = {"epochs": epochs, "sequential_seconds": round(alone, 1),
+                                    "side_by_side_seconds": round(side, 1), "speed_up": round(alone / side, 2)}
+        print(f"{method:>10} {epochs:>6} {alone:>20.1f} {side:>18.1f} {alone / side:>8.2f}x")
+    if a.out is not None:
+        results = json.loads(a.out.read_text()) if a.out.is_file() else {}
+        results.setdefault("side_by_side", {})["cpu"] = entry
+        write_json(a.out, results)
+        print(f"written to {a.out}")
+    return entry
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
