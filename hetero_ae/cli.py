@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
     rp.add_argument("--device", default=None, help="default: the profile's device")
     rp.add_argument("--jobs", type=int, default=1,
-                    help="runs trained at once, each in its own process with cores/JOBS threads (default: %(default)s)")
+                    help="runs trained at once, each in its own process with cores/JOBS threads; only the "
+                         "profile's train_jobs_methods where it names them (default: %(default)s)")
 
     m = sub.add_parser("make-data", help="write the embedded synthetic benchmark",
                        description="Write synth-oct, synth-chest-xray, synth-brain-mri and synth-covid19 in the "
@@ -242,8 +243,10 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
                 print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: "
                       f"{'cached' if cached else 'trained'} -> {folder}", file=sys.stderr)
 
+            side = profile.get("train_jobs_methods")  # the methods whose runs pay side by side (None: all)
             return run_experiments(list(specs_of(profile, root)), jobs=jobs, results=a.results, root=root,
-                                   device=device, compile=backend, on_done=done)
+                                   device=device, compile=backend, on_done=done,
+                                   side_by_side=None if side is None else lambda spec: spec.model.method in side)
         for spec in specs_of(profile, root):
             name = f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}"
             if skip_unsupported and distributed.world_size() > 1 and not distributed.supports(spec.model.method):

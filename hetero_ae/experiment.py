@@ -229,15 +229,17 @@ def _pool_run(spec: RunSpec, results: str, root: str | None, device: str, compil
 
 def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path = "results",
                     root: str | Path | None = None, device: str = "cpu", compile: str | None = None,
-                    on_done: Any = None) -> list[RunResult]:
+                    on_done: Any = None, side_by_side: Any = None) -> list[RunResult]:
     """The cached result of every spec, training ``jobs`` of them at a time.
 
-    With ``jobs`` > 1 each run trains in one of ``jobs`` worker processes (spawned), each given
-    ``cores // jobs`` torch threads: the small networks of these runs keep two cores busier as
-    two one-thread processes than as one two-thread process (README, "Speed"). A run is
-    computed the same either way; threads change only the order of float sums, within
-    float tolerance. ``on_done(spec, folder, cached)`` is called as each run finishes. A run
-    that fails cancels the runs not yet started and raises its error; finished runs stay cached.
+    With ``jobs`` > 1 the runs that ``side_by_side(spec)`` accepts (default: all) train in
+    ``jobs`` worker processes (spawned), each given ``cores // jobs`` torch threads; the others
+    train first, one at a time, in this process with every core. Which way pays depends on the
+    network (README, "Speed"): Hetero-AE's decoder on cached features keeps two cores busier as
+    two one-thread processes, a convolutional baseline as one two-thread process. A run is
+    computed the same either way; threads change only the order of float sums, within float
+    tolerance. ``on_done(spec, folder, cached)`` is called as each run finishes. A run that
+    fails cancels the runs not yet started and raises its error; finished runs stay cached.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -248,26 +250,30 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
         raise ValueError(f"jobs must be 1 or more, got {jobs}")
     if jobs > 1 and distributed.launched():
         raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
-    if jobs > 1:
+    pooled = [i for i, spec in enumerate(specs) if jobs > 1 and (side_by_side is None or side_by_side(spec))]
+    out: list[RunResult | None] = [None] * len(specs)
+    for i, spec in enumerate(specs):
+        if i in pooled:
+            continue
+        out[i] = run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
+        if on_done is not None:
+            on_done(spec, out[i].folder, out[i].cached)
+    if pooled:
         args = (str(results), None if root is None else str(root), device, compile)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_pool_start,
                                  initargs=(max(1, cpu_threads() // jobs),)) as pool:
-            futures = {pool.submit(_pool_run, spec, *args): i for i, spec in enumerate(specs)}
-            cached = [True] * len(specs)
+            futures = {pool.submit(_pool_run, specs[i], *args): i for i in pooled}
+            cached = {}
             try:
                 for fut in as_completed(futures):
-                    folder, cached[futures[fut]] = fut.result()
+                    i = futures[fut]
+                    folder, cached[i] = fut.result()
                     if on_done is not None:
-                        on_done(specs[futures[fut]], Path(folder), cached[futures[fut]])
+                        on_done(specs[i], Path(folder), cached[i])
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-        return [replace(run_experiment(spec, results=results, root=root, device=device, compile=compile),
-                        cached=was) for spec, was in zip(specs, cached)]
-    out = []
-    for spec in specs:
-        r = run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
-        if on_done is not None:
-            on_done(spec, r.folder, r.cached)
-        out.append(r)
+        for i in pooled:
+            out[i] = replace(run_experiment(specs[i], results=results, root=root, device=device, compile=compile),
+                             cached=cached[i])
     return out

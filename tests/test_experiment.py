@@ -107,3 +107,23 @@ def test_a_method_may_run_at_its_own_image_size(smoke):
                                             "ae": {**smoke["method_settings"]["ae"], "image_size": 96}}}
     assert run_spec(profile, "synth-oct", "ae", seed=0).model.image_size == 96
     assert run_spec(profile, "synth-oct", "hetero-ae", seed=0).model.image_size == int(smoke["image_size"])
+
+
+def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):
+    import concurrent.futures
+
+    from hetero_ae.experiment import run_experiments
+
+    specs = [run_spec(smoke, "synth-covid19", "hetero-ae", seed=0), run_spec(smoke, "synth-oct", "ae", seed=0)]
+    done = []
+    out = run_experiments(specs, jobs=2, results=tmp_path / "mixed", root=data_root,
+                          side_by_side=lambda spec: spec.model.method == "hetero-ae",
+                          on_done=lambda spec, folder, cached: done.append(spec.model.method))
+    assert done == ["ae", "hetero-ae"] and [r.spec for r in out] == specs and not any(r.cached for r in out)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker process was started")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    again = run_experiments(specs, jobs=2, results=tmp_path / "alone", root=data_root, side_by_side=lambda spec: False)
+    assert [r.spec for r in again] == specs and not any(r.cached for r in again)
