@@ -86,3 +86,15 @@ def test_refuses_to_write_over_a_folder_that_is_not_a_benchmark(tmp_path):
     with pytest.raises(UserError, match="does not hold a synthetic benchmark"):
         make_synthetic(tmp_path, size=64, preset="smoke", workers=1)
     assert (tmp_path / "mine.txt").exists()
+
+
+def test_a_data_root_that_is_itself_a_benchmark_is_refused_and_nothing_is_written(tmp_path):
+    from hetero_ae.data.overview import ensure_synthetic
+    from hetero_ae.errors import DataError
+
+    bench = tmp_path / "design" / "synthetic"
+    make_synthetic(bench, size=64, seed=1, preset="smoke", workers=1)
+    with pytest.raises(DataError, match="itself a synthetic benchmark.*pass its parent"):
+        ensure_synthetic(bench, 64, 0, "smoke")
+    assert not (bench / "synthetic").exists()
+    assert ensure_synthetic(tmp_path / "design", 64, 1, "smoke") == bench  # its parent: the benchmark as it is

@@ -24,7 +24,15 @@ PAPER_COUNTS = {
 
 
 def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str) -> Path:
-    """Generate the synthetic benchmark under <root>/synthetic unless it is there with these settings."""
+    """Generate the synthetic benchmark under <root>/synthetic unless it is there with these settings.
+
+    Raises DataError when ``root`` is itself a benchmark folder (it holds ``synthetic.json``):
+    a copy generated under it would then be read in place of the benchmark that is there, as
+    happened once with ``data/design/synthetic`` for ``data/design``.
+    """
+    if (data_root(root) / "synthetic.json").is_file():
+        raise DataError(f"data root {data_root(root)} is itself a synthetic benchmark (it holds synthetic.json); "
+                        f"pass its parent folder, {data_root(root).parent}")
     out = data_root(root) / "synthetic"
     stamp = out / "synthetic.json"
     want = {"size": size, "seed": seed, "preset": preset}
