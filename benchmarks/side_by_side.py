@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
             specs.append(dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=epochs, patience=0)))
         alone = timed(specs, 1, root)
         side = timed(specs, a.jobs, root)
-        entry["methods"][method] = {"epochs": epochs, "sequential_seconds": round(alone, 1),
-                                    "side_by_side_seconds": round(side, 1), "speed_up": round(alone / side, 2)}
+        entry["methods"][method] = {"epochs": epochs, "sequential_seconds": round(alone, 3),
+                                    "side_by_side_seconds": round(side, 3), "speed_up": round(alone / side, 3)}
         print(f"{method:>10} {epochs:>6} {alone:>20.1f} {side:>18.1f} {alone / side:>8.2f}x")
     if a.out is not None:
         results = json.loads(a.out.read_text()) if a.out.is_file() else {}
