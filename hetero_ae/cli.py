@@ -236,12 +236,12 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
             ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
                              profile.get("synthetic_preset", "default"))
         distributed.barrier()  # the data is written before any process reads it
+        def done(spec, folder: Path, cached: bool) -> None:
+            print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: "
+                  f"{'cached' if cached else 'trained'} -> {folder}", file=sys.stderr)
+
         if jobs > 1:
             from .experiment import run_experiments
-
-            def done(spec, folder: Path, cached: bool) -> None:
-                print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: "
-                      f"{'cached' if cached else 'trained'} -> {folder}", file=sys.stderr)
 
             side = profile.get("train_jobs_methods")  # the methods whose runs pay side by side (None: all)
             return run_experiments(list(specs_of(profile, root)), jobs=jobs, results=a.results, root=root,
@@ -256,7 +256,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
                 continue
             res = run_experiment(spec, results=a.results, root=root, device=device, progress=main, compile=backend)
             if main:
-                print(f"{name}: {'cached' if res.cached else 'trained'} -> {res.folder}", file=sys.stderr)
+                done(spec, res.folder, res.cached)
             results.append(res)
     return results
 

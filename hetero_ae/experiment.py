@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +222,8 @@ def _pool_start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _pool_run(spec: RunSpec, results: str, root: str | None, device: str, compile: str | None) -> tuple[str, bool]:
-    r = run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
-    return str(r.folder), r.cached
+def _pool_run(spec: RunSpec, results: str, root: str | None, device: str, compile: str | None) -> RunResult:
+    return run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
 
 
 def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path = "results",
@@ -250,7 +249,7 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
         raise ValueError(f"jobs must be 1 or more, got {jobs}")
     if jobs > 1 and distributed.launched():
         raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
-    pooled = [i for i, spec in enumerate(specs) if jobs > 1 and (side_by_side is None or side_by_side(spec))]
+    pooled = {i for i, spec in enumerate(specs) if jobs > 1 and (side_by_side is None or side_by_side(spec))}
     out: list[RunResult | None] = [None] * len(specs)
     for i, spec in enumerate(specs):
         if i in pooled:
@@ -262,18 +261,14 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
         args = (str(results), None if root is None else str(root), device, compile)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_pool_start,
                                  initargs=(max(1, cpu_threads() // jobs),)) as pool:
-            futures = {pool.submit(_pool_run, specs[i], *args): i for i in pooled}
-            cached = {}
+            futures = {pool.submit(_pool_run, specs[i], *args): i for i in sorted(pooled)}
             try:
                 for fut in as_completed(futures):
                     i = futures[fut]
-                    folder, cached[i] = fut.result()
+                    out[i] = fut.result()  # the worker's result, metrics included: nothing is read again
                     if on_done is not None:
-                        on_done(specs[i], Path(folder), cached[i])
+                        on_done(specs[i], out[i].folder, out[i].cached)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-        for i in pooled:
-            out[i] = replace(run_experiment(specs[i], results=results, root=root, device=device, compile=compile),
-                             cached=cached[i])
     return out
