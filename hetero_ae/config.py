@@ -49,6 +49,14 @@ class ModelConfig:
     map_distance: str = "cosine"  # per-stage map: "cosine" (Eq. 6) or "cosine+mse" (beyond the paper; anomaly_map)
 
     KEY_SINCE: ClassVar[tuple[str, ...]] = ("feature_scale", "map_distance")
+    # How a trained model turns features into maps, not how it trains: runs that differ only in
+    # these share one training (``trained_as``; ``experiment.run_experiment``).
+    SCORING_FIELDS: ClassVar[tuple[str, ...]] = ("map_sigma", "map_distance")
+
+    def trained_as(self) -> "ModelConfig":
+        """This configuration with the scoring fields at their defaults: the one whose weights it uses."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in self.SCORING_FIELDS}
+        return dataclasses.replace(self, **defaults)
 
     def __post_init__(self) -> None:
         if self.image_size % 32 or not 64 <= self.image_size <= 1024:

@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +129,39 @@ def _write_scores(path: Path, test: ImageSet, scores: np.ndarray, extra: dict[st
     write_text(path, buf.getvalue())
 
 
+def training_twin(spec: RunSpec) -> RunSpec | None:
+    """The run whose trained weights ``spec`` scores with, when it differs only in how maps are made
+    (``ModelConfig.SCORING_FIELDS``, e.g. Table IV's magnitude-aware map); else None."""
+    trained = spec.model.trained_as()
+    return None if trained == spec.model else replace(spec, model=trained)
+
+
 def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str | Path | None = None,
                    device: str = "cpu", progress: bool = True, compile: str | None = None) -> RunResult:
     """The cached result of ``spec``, training and evaluating it first if needed.
 
     ``device`` and ``compile`` (a torch.compile backend, ``hetero_ae.runtime``) say how it
     runs, not what it computes: they are not part of the cache key; ``config.json`` records them.
+    A run with a ``training_twin`` trains nothing: it scores the twin's weights (trained first if
+    needed) its own way, and its folder records ``weights_from`` and copies the twin's curves.
     """
     folder = run_folder(spec, results, root)
     if (folder / "metrics.json").is_file():
         return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
+    twin = training_twin(spec)
+    if twin is not None:
+        trained = run_experiment(twin, results=results, root=root, device=device, progress=progress, compile=compile)
+        if not distributed.is_main():
+            return RunResult(spec, folder, {}, cached=False)
+        model = rescored(trained_model(trained, root=root, device=device), spec.model)
+        write_json(folder / "config.json", {**spec.as_dict(), **json.loads((trained.folder / "config.json").read_text()),
+                                            "model": to_dict(spec.model), "weights_from": trained.folder.name})
+        write_text(folder / "history.json", (trained.folder / "history.json").read_text())
+        kept = {k: trained.metrics[k] for k in ("held_out_normals", "train_seconds", "n_train")}
+        training = {**trained.metrics["training"], "weights_from": trained.folder.name}
+        return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
+                         val_set=_held_out(spec, load_split(spec.dataset, "train", spec.model.image_size, root=root),
+                                           root)[1], training=training, **kept)
     size = spec.model.image_size
     train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
     if distributed.is_main():
@@ -152,8 +175,26 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     if not distributed.is_main():
         return RunResult(spec, folder, {}, cached=False)
     write_json(folder / "history.json", history)
+    training = {**(history.stop or {}), "feature_cache": history.feature_cache, "setup_seconds": history.setup_seconds}
+    return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
+                     val_set=val_set, training=training, held_out_normals=held_out,
+                     train_seconds=float(sum(h["seconds"] for h in history) + history.setup_seconds),
+                     n_train=len(train_set))
 
-    test = load_split(spec.dataset, "test", size, root=root)
+
+def rescored(model: AnomalyModel, cfg: ModelConfig) -> AnomalyModel:
+    """``model`` making its maps as ``cfg`` says (its ``SCORING_FIELDS``), its weights untouched."""
+    for name in ModelConfig.SCORING_FIELDS:
+        if hasattr(model, name):
+            setattr(model, name, getattr(cfg, name))
+    return model
+
+
+def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, *, root: str | Path | None, device: str,
+              progress: bool, compile: str | None, val_set: ImageSet | None, training: dict[str, Any],
+              held_out_normals: str, train_seconds: float, n_train: int) -> RunResult:
+    """Score the test split (and the held-out normals) with the final ``model``; write scores.csv and metrics.json."""
+    test = load_split(spec.dataset, "test", spec.model.image_size, root=root)
     with compiled(model, compile):
         t0 = time.perf_counter()
         pred = predict_all(model, test.images, device=device, progress=progress)
@@ -167,12 +208,11 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         **evaluate_scores(test.labels, scores, val_scores),
         "per_class_auc": per_class_auc(test.labels, test.classes, scores),
         "encoder": spec.model.encoder,
-        "held_out_normals": held_out,
-        "training": {**(history.stop or {}), "feature_cache": history.feature_cache,
-                     "setup_seconds": history.setup_seconds},
-        "train_seconds": float(sum(h["seconds"] for h in history) + history.setup_seconds),
+        "held_out_normals": held_out_normals,
+        "training": training,
+        "train_seconds": train_seconds,
         "test_images_per_second": len(test) / seconds,
-        "n_test": len(test), "n_train": len(train_set),
+        "n_test": len(test), "n_train": n_train,
     }
     if test.masks is not None:
         metrics["pixel"] = pixel_metrics(np.asarray(test.masks), maps)
@@ -188,8 +228,12 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
 
     Committed results hold no checkpoints: then the run is trained again into its folder from
     its recorded configuration (training is deterministic per seed on one device), and its
-    metrics stay as they were.
+    metrics stay as they were. A run with a ``training_twin`` gets the twin's weights.
     """
+    twin = training_twin(result.spec)
+    if twin is not None:
+        trained = run_experiment(twin, results=result.folder.parents[3], root=root, device=device, progress=progress)
+        return rescored(trained_model(trained, root=root, device=device, progress=progress), result.spec.model)
     path = result.folder / CHECKPOINT
     if path.is_file():
         model, ckpt = load_model(path)
@@ -237,7 +281,8 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
     network (README, "Speed"): Hetero-AE's decoder on cached features keeps two cores busier as
     two one-thread processes, a convolutional baseline as one two-thread process. A run is
     computed the same either way; threads change only the order of float sums, within float
-    tolerance. ``on_done(spec, folder, cached)`` is called as each run finishes. A run that
+    tolerance. Runs with a ``training_twin`` are scored last, in this process, so that no two
+    processes train one run. ``on_done(spec, folder, cached)`` is called as each run finishes. A run that
     fails cancels the runs not yet started and raises its error; finished runs stay cached.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -249,14 +294,19 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
         raise ValueError(f"jobs must be 1 or more, got {jobs}")
     if jobs > 1 and distributed.launched():
         raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
-    pooled = {i for i, spec in enumerate(specs) if jobs > 1 and (side_by_side is None or side_by_side(spec))}
+    rescoring = {i for i, spec in enumerate(specs) if training_twin(spec) is not None}  # after their twins
+    pooled = {i for i, spec in enumerate(specs)
+              if jobs > 1 and i not in rescoring and (side_by_side is None or side_by_side(spec))}
     out: list[RunResult | None] = [None] * len(specs)
-    for i, spec in enumerate(specs):
-        if i in pooled:
-            continue
-        out[i] = run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
+
+    def here(i: int) -> None:
+        out[i] = run_experiment(specs[i], results=results, root=root, device=device, progress=False, compile=compile)
         if on_done is not None:
-            on_done(spec, out[i].folder, out[i].cached)
+            on_done(specs[i], out[i].folder, out[i].cached)
+
+    for i in range(len(specs)):
+        if i not in pooled and i not in rescoring:
+            here(i)
     if pooled:
         args = (str(results), None if root is None else str(root), device, compile)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_pool_start,
@@ -271,4 +321,6 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+    for i in sorted(rescoring):
+        here(i)
     return out

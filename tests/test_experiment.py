@@ -127,3 +127,38 @@ def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
     again = run_experiments(specs, jobs=2, results=tmp_path / "alone", root=data_root, side_by_side=lambda spec: False)
     assert [r.spec for r in again] == specs and not any(r.cached for r in again)
+
+
+def test_a_run_that_changes_only_the_map_scores_its_twins_weights_without_training(data_root, smoke, tmp_path,
+                                                                                   monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from hetero_ae import experiment
+    from hetero_ae.experiment import rescored, run_experiments, trained_model, training_twin
+
+    paper = run_spec(smoke, "synth-covid19", "hetero-ae", seed=0)
+    magnitude = run_spec(smoke, "synth-covid19", "hetero-ae", seed=0, map_distance="cosine+mse")
+    assert training_twin(paper) is None and training_twin(magnitude) == paper
+    trained = []
+    real_train = experiment.train
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: trained.append(a[0]) or real_train(*a, **k))
+    a, b = run_experiments([magnitude, paper], jobs=1, results=tmp_path, root=data_root)
+    assert trained == [paper.model]  # one training; the rescoring run trains nothing
+    assert not (a.folder / "checkpoint.pt").exists() and a.metrics["training"]["weights_from"] == b.folder.name
+    assert a.metrics["train_seconds"] == b.metrics["train_seconds"]
+    assert (a.folder / "history.json").read_text() == (b.folder / "history.json").read_text()
+    model = rescored(trained_model(b, root=data_root), magnitude.model)
+    assert model.map_distance == "cosine+mse"
+    from hetero_ae.data.datasets import load_split
+    from hetero_ae.evaluate import predict
+
+    test = load_split("synth-covid19", "test", paper.model.image_size, root=data_root)
+    raw = predict(model, test.images, normalize=False)[1]
+    np.testing.assert_allclose(pd.read_csv(a.folder / "scores.csv")["score"], model.normalize_scores(raw),
+                               rtol=1e-4, atol=1e-6)
+    assert a.metrics["best_f1"]["auc"] != b.metrics["best_f1"]["auc"]  # the other map scores otherwise
+    assert trained_model(a, root=data_root).map_distance == "cosine+mse"
+    pooled = run_experiments([magnitude, paper], jobs=2, results=tmp_path / "pool", root=data_root)
+    assert pooled[0].metrics["training"]["weights_from"] == pooled[1].folder.name  # scored after its twin trained
+    assert not (pooled[0].folder / "checkpoint.pt").exists()
