@@ -9,8 +9,12 @@ threads), then side by side (``jobs`` N, cores / N threads each), each time into
 results folder. Prints the wall times and their ratio; with ``--out``, results/benchmarks.json
 gets them under ``side_by_side`` (one entry per device).
 
-    .venv/bin/python benchmarks/side_by_side.py                       # hetero-ae and mkd, 12 and 6 epochs
+    .venv/bin/python benchmarks/side_by_side.py --out results/benchmarks.json   # every method, DEFAULT_EPOCHS
     .venv/bin/python benchmarks/side_by_side.py --methods ae --epochs 5 --profile smoke
+
+Runs need a minute or more each for the figure to mean anything: a spawned worker first pays
+for importing torch, which a run of a few seconds does not amortise. ``--out`` adds or replaces
+the entries of the methods measured and keeps the others.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from hetero_ae.io import write_json
 from hetero_ae.profiles import load_profile, run_spec
 from hetero_ae.runtime import cpu_threads
 
-DEFAULT_EPOCHS = {"hetero-ae": 12, "mkd": 6}
+# per run: each about a minute on the 2-core CPU (cpu profile)
+DEFAULT_EPOCHS = {"hetero-ae": 20, "ae": 20, "vae": 20, "ganomaly": 6, "f-anogan": 8, "salad": 8, "stfpm": 4,
+                  "mkd": 10, "rd4ad": 6}
 
 
 def timed(specs: list, jobs: int, root: str) -> float:
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_EPOCHS))
     p.add_argument("--datasets", nargs=2, default=["synth-brain-mri", "synth-chest-xray"])
-    p.add_argument("--epochs", type=int, default=None, help="per run (default: hetero-ae 12, mkd 6, else 5)")
+    p.add_argument("--epochs", type=int, default=None, help="per run (default: DEFAULT_EPOCHS, else 5)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--data-root", default=None, help="default: the profile's data_root")
     p.add_argument("--out", type=Path, default=None, help="e.g. results/benchmarks.json")
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{method:>10} {epochs:>6} {alone:>20.1f} {side:>18.1f} {alone / side:>8.2f}x")
     if a.out is not None:
         results = json.loads(a.out.read_text()) if a.out.is_file() else {}
-        results.setdefault("side_by_side", {})["cpu"] = entry
+        kept = results.setdefault("side_by_side", {}).get("cpu", {}).get("methods", {})
+        results["side_by_side"]["cpu"] = {**entry, "methods": {**kept, **entry["methods"]}}
         write_json(a.out, results)
         print(f"written to {a.out}")
     return entry

@@ -60,11 +60,13 @@ def test_side_by_side_benchmark_times_both_ways_and_keeps_other_entries(tmp_path
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "benchmarks.json"
-    out.write_text(json.dumps({"convergence": {"kept": True}}))
+    earlier = {"epochs": 9, "sequential_seconds": 1.0, "side_by_side_seconds": 2.0, "speed_up": 0.5}
+    out.write_text(json.dumps({"convergence": {"kept": True}, "side_by_side": {"cpu": {"methods": {"mkd": earlier}}}}))
     entry = bench.main(["--profile", "smoke", "--methods", "ae", "--epochs", "1", "--datasets", "synth-oct",
                         "synth-covid19", "--data-root", str(tmp_path / "data"), "--out", str(out)])
     results = json.loads(out.read_text())
-    assert results["convergence"] == {"kept": True} and results["side_by_side"]["cpu"] == entry
+    assert results["convergence"] == {"kept": True}
+    assert results["side_by_side"]["cpu"] == {**entry, "methods": {"mkd": earlier, **entry["methods"]}}
     run = entry["methods"]["ae"]
     assert run["epochs"] == 1 and run["sequential_seconds"] > 0 and run["side_by_side_seconds"] > 0
     assert run["speed_up"] == pytest.approx(run["sequential_seconds"] / run["side_by_side_seconds"], rel=0.01)
