@@ -17,7 +17,7 @@ import torch
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import CheckpointError
 from .io import atomic_write
-from .model.encoder import state_digest
+from .model.backbone import state_digest
 from .registry import AnomalyModel
 
 FORMAT = "hetero-ae-checkpoint/1"

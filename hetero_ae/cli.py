@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FEATURE_SCALES, PRECISIONS, ModelConfig, TrainConfig, to_dict
+from .config import (COMPARISONS, DECODER_NAMES, ENCODER_NAMES, FEATURE_SCALES, MAP_DISTANCES, METHOD_NAMES,
+                     PRECISIONS, ModelConfig, TrainConfig, to_dict)
 from .errors import UserError
 from .io import write_json, write_text
 
@@ -29,28 +30,23 @@ VAL_SCORES = "val_scores.json"
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    from .model.autoencoder import COMPARISONS
-    from .model.decoder import decoders
-    from .model.encoder import ENCODERS
-    from .registry import available_methods
-
     d = ModelConfig()
     g = p.add_argument_group("model")
-    g.add_argument("--method", default=d.method, choices=available_methods(), help="method (default: %(default)s)")
-    g.add_argument("--encoder", default=d.encoder, choices=sorted(ENCODERS), help="(default: %(default)s)")
+    g.add_argument("--method", default=d.method, choices=sorted(METHOD_NAMES), help="method (default: %(default)s)")
+    g.add_argument("--encoder", default=d.encoder, choices=sorted(ENCODER_NAMES), help="(default: %(default)s)")
     g.add_argument("--encoder-weights", default=d.encoder_weights,
                    help="'imagenet' (offline cache or download), 'none' (random), or a weights file (default: %(default)s)")
-    g.add_argument("--decoder", default=d.decoder, choices=sorted(decoders()), help="(default: %(default)s)")
+    g.add_argument("--decoder", default=d.decoder, choices=sorted(DECODER_NAMES), help="(default: %(default)s)")
     g.add_argument("--image-size", type=int, default=d.image_size, help="(default: %(default)s)")
     g.add_argument("--alpha", type=float, default=d.alpha, help="cosine weight of Eq. 4 (default: %(default)s)")
     g.add_argument("--finetune-encoder", action="store_true", help="EDC-style encoder fine-tuning (default: frozen)")
     g.add_argument("--map-sigma", type=float, default=d.map_sigma, help="Gaussian smoothing of maps (default: none)")
-    g.add_argument("--comparison", default=d.comparison, choices=sorted(COMPARISONS),
+    g.add_argument("--comparison", default=d.comparison, choices=COMPARISONS,
                    help="hetero-ae: compare features (paper) or pixels (Table IV ablation) (default: %(default)s)")
     g.add_argument("--feature-scale", default="auto", choices=FEATURE_SCALES,
                    help="hetero-ae: divide each compared stage by its RMS over the training normals (rms), keep the "
                         "paper's raw features (raw), or rms for signed encoders and raw for ReLU ones (auto, default)")
-    g.add_argument("--map-distance", default=d.map_distance, choices=("cosine", "cosine+mse"),
+    g.add_argument("--map-distance", default=d.map_distance, choices=MAP_DISTANCES,
                    help="hetero-ae: per-stage map of Eq. 6 (cosine, the paper's) or Eq. 4's per-pixel loss "
                         "(cosine+mse, beyond the paper: also sees changes of feature magnitude) (default: %(default)s)")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -137,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train and evaluate a method on a dataset with a profile's settings; the result "
                                    "is cached under RESULTS/runs/ and reused by later calls.")
     _run_args(r)
-    r.add_argument("--method", required=True, help="a registered method (see 'train --help')")
+    r.add_argument("--method", required=True, choices=sorted(METHOD_NAMES), metavar="METHOD",
+                   help=f"one of {', '.join(sorted(METHOD_NAMES))}")
     r.add_argument("--seed", type=int, default=0)
 
     c = sub.add_parser("compare", help="every method of a profile on one dataset, as one table",
@@ -216,11 +213,14 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     left out with a message.
     """
     from . import distributed
+    from .data.datasets import get_dataset
     from .data.overview import ensure_synthetic
     from .experiment import run_experiment
     from .profiles import load_profile
     from .runtime import compile_backend
 
+    for name in datasets:
+        get_dataset(name)  # a misspelt name fails here, before any data is written
     profile = load_profile(a.profile)
     root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
     backend = compile_backend(profile.get("torch_compile"))
@@ -438,9 +438,9 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "m
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before torch is imported: --help and usage errors stay fast
     from . import distributed
 
-    args = build_parser().parse_args(argv)
     try:
         if distributed.launched() and args.command not in distributed.COMMANDS:
             raise UserError(f"'{args.command}' runs in one process (python -m hetero_ae); only "

@@ -101,17 +101,14 @@ def mstb_kv_tokens(height: int, width: int, p2: int) -> tuple[int, int]:
 def variant_complexity(variants: Iterable[Variant], image_size: int = 256, **fields: Any) -> list[dict[str, Any]]:
     """One row per variant: its label, our params/GFLOPs at ``image_size`` and the paper's Param and FLOPs.
 
-    ``fields`` override ModelConfig fields (e.g. ``encoder="efficientnet-lite0"``). A variant
-    whose encoder or decoder is not registered in this checkout gets ``None`` and a ``note``.
+    ``fields`` override ModelConfig fields (e.g. ``encoder="efficientnet-lite0"``).
     """
     rows = []
     for v in variants:
         cfg = v.model_config(**{"encoder_weights": "none", "image_size": image_size, **fields})
         row: dict[str, Any] = {"table": v.table, "label": v.label, "encoder": cfg.encoder, "decoder": cfg.decoder,
                                "comparison": cfg.comparison, "paper_params_m": v.paper_params_m,
-                               "paper_gflops": v.paper_gflops, "params_m": None, "gflops": None, "gmacs": None,
-                               "note": v.missing() or ""}
-        if not row["note"]:
-            row.update(model_complexity(build_seeded(cfg, 0), image_size))
+                               "paper_gflops": v.paper_gflops}
+        row.update(model_complexity(build_seeded(cfg, 0), image_size))
         rows.append(row)
     return rows

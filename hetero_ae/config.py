@@ -25,6 +25,15 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.runtime)
+# The names a configuration may use, kept here in the lowest layer so that the command line offers
+# them without importing torch; the registries that implement them must hold exactly these
+# (tests/test_config.py).
+METHOD_NAMES = ("hetero-ae", "ae", "vae", "ganomaly", "f-anogan", "salad", "stfpm", "mkd", "rd4ad")
+ENCODER_NAMES = ("resnet18", "wide-resnet50", "vgg16", "efficientnet-lite0", "hybrid", "transformer")
+NO_ENCODER = "none"  # the encoder of a method that has none (the reconstruction baselines)
+DECODER_NAMES = ("hctn", "cnn", "transformer", "swin", "pvt", "cmt", "efficientnet", "resnet")
+COMPARISONS = ("feature", "pixel")  # what Hetero-AE's decoder is trained to match (Table IV)
+UPSAMPLES = ("last", "first")  # where each decoder stage upsamples
 FEATURE_SCALES = ("raw", "rms", "auto")  # of the compared features in Eq. 4 (hetero_ae.model.autoencoder)
 MAP_DISTANCES = ("cosine", "cosine+mse")  # per-stage anomaly map (hetero_ae.anomaly_map)
 
@@ -61,10 +70,13 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.image_size % 32 or not 64 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
-        if self.feature_scale not in FEATURE_SCALES:
-            raise ConfigError(f"feature_scale must be one of {FEATURE_SCALES}, got {self.feature_scale!r}")
-        if self.map_distance not in MAP_DISTANCES:
-            raise ConfigError(f"map_distance must be one of {MAP_DISTANCES}, got {self.map_distance!r}")
+        check_choice("method", self.method, METHOD_NAMES)
+        check_choice("encoder", self.encoder, (*ENCODER_NAMES, NO_ENCODER))
+        check_choice("decoder", self.decoder, DECODER_NAMES)
+        check_choice("upsample", self.upsample, UPSAMPLES)
+        check_choice("comparison", self.comparison, COMPARISONS)
+        check_choice("feature_scale", self.feature_scale, FEATURE_SCALES)
+        check_choice("map_distance", self.map_distance, MAP_DISTANCES)
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,13 @@ class TrainConfig:
             raise ConfigError(f"epochs, batch_size and lr must be positive: {self}")
         if self.patience < 0 or self.min_delta < 0:
             raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_choice("precision", self.precision, PRECISIONS)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """ConfigError naming ``name`` and its valid ``choices`` unless ``value`` is one of them."""
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

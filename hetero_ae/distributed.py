@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .errors import UserError
-from .registry import METHODS, AnomalyModel, available_methods, finite
+from .registry import AnomalyModel, finite
 
 COMMANDS = ("train", "run", "run-profile")  # the CLI commands that may run under torchrun
 # How long a collective waits for the slowest process: rank 0 alone evaluates a run while the
@@ -145,8 +145,9 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
 
 def supports(method: str) -> bool:
     """Whether DDP here can train ``method``: it trains through the default training step."""
-    available_methods()  # imports every method
-    return METHODS[method].training_step is AnomalyModel.training_step
+    from .methods import method_class
+
+    return method_class(method).training_step is AnomalyModel.training_step
 
 
 def check_supported(model: AnomalyModel) -> None:

@@ -36,14 +36,6 @@ def batched_predictions(
                    None if distance is None else distance.float().cpu().numpy())
 
 
-def batched_maps(
-    model: AnomalyModel, images: np.ndarray, *, batch_size: int = 32, device: str = "cpu", progress: bool = False
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (maps (b, H, W) float32, scores (b,)) batch by batch, in input order."""
-    for maps, scores, _ in batched_predictions(model, images, batch_size=batch_size, device=device, progress=progress):
-        yield maps, scores
-
-
 @dataclass
 class Predictions:
     """Everything one pass over a set of images gives: maps, raw scores and, where defined, feature distances."""

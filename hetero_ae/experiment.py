@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import numpy as np
 
 from . import distributed
 from .config import ModelConfig, TrainConfig, key_dict, to_dict
-from .data.datasets import DATASETS, FolderDataset, data_root, find_npz, load_split
+from .data.datasets import FolderDataset, data_root, find_npz, get_dataset, load_split
 from .data.images import ImageSet
 from .checkpoint import load_model
 from .evaluate import evaluate_scores, predict, predict_all
@@ -72,7 +72,6 @@ class RunResult:
     folder: Path
     metrics: dict[str, Any]
     cached: bool
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def scores(self) -> list[dict[str, str]]:
         return list(csv.DictReader((self.folder / "scores.csv").open()))
@@ -80,7 +79,7 @@ class RunResult:
 
 def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
     """Hash of the file names and sizes a run reads (regenerated identical data keeps it)."""
-    ds, root = DATASETS[dataset], data_root(root)
+    ds, root = get_dataset(dataset), data_root(root)
     h = hashlib.sha256(dataset.encode())
     if isinstance(ds, FolderDataset):
         for split in ("train", "val", "test"):

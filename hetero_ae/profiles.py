@@ -33,7 +33,7 @@ from .errors import UserError
 from .experiment import RunSpec
 from .model.autoencoder import resolve_feature_scale
 from .model.encoder import resolve_backbone
-from .registry import METHODS, available_methods
+from .methods import available_methods, method_class
 
 PROFILE_DIRS = (Path("profiles"), Path(__file__).resolve().parents[1] / "profiles")
 
@@ -55,7 +55,7 @@ def backbone(method: str, setting: str = "auto") -> str:
     """The encoder a method runs with: the named one, or for "auto" its paper backbone if available."""
     if setting != "auto":
         return setting
-    paper = METHODS[method].paper_backbone
+    paper = method_class(method).paper_backbone
     return resolve_backbone(paper) if paper else "none"
 
 

@@ -1,4 +1,7 @@
-"""One registry of anomaly-detection methods (DESIGN 9): name -> class.
+"""One registry of anomaly-detection methods (DESIGN 9): name -> class, and the interface they share.
+
+It imports no implementation: each method module registers its class with ``register``, and
+``hetero_ae.methods`` imports them all and builds models by name.
 
 Every method is an ``AnomalyModel``: it trains on normal images only and returns, for any
 batch, an anomaly map at the input size; the image score is the map's maximum unless the
@@ -171,19 +174,3 @@ def merge_params(method: str, defaults: dict[str, Any], given: dict[str, Any]) -
     if unknown:
         raise ConfigError(f"{method}: unknown hyper-parameter(s) {unknown}; known: {sorted(defaults)}")
     return {**defaults, **given}
-
-
-def available_methods() -> list[str]:
-    _import_all()
-    return sorted(METHODS)
-
-
-def build_model(cfg: ModelConfig) -> AnomalyModel:
-    _import_all()
-    if cfg.method not in METHODS:
-        raise ConfigError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
-    return METHODS[cfg.method].from_config(cfg)
-
-
-def _import_all() -> None:
-    from . import baselines, model  # noqa: F401  (importing registers the methods)

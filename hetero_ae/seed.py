@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .registry import AnomalyModel, build_model
+from .methods import build_model
+from .registry import AnomalyModel
 
 
 def seed_everything(seed: int) -> None:

@@ -32,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .config import ModelConfig
+from .errors import ConfigError
 
-DATASETS = ("chest-xray", "brain-mri")  # the ablations' datasets (Sec. IV-E)
 Metrics = dict[str, float]  # metric ("auc", "f1", "acc", "sen", "spe") -> % as printed
 
 
@@ -63,16 +63,6 @@ class Variant:
         """A Hetero-AE ModelConfig of this variant; ``fields`` override any field (e.g. image_size)."""
         return ModelConfig(**{"method": "hetero-ae", **self.overrides(), **fields})
 
-    def missing(self) -> str | None:
-        """Why this variant cannot be built on this checkout (an unregistered part), or None."""
-        from .model.decoder import decoders
-        from .model.encoder import ENCODERS
-
-        if self.encoder not in ENCODERS:
-            return f"encoder {self.encoder!r} is not registered"
-        if self.decoder not in decoders():
-            return f"decoder {self.decoder!r} is not registered"
-        return None
 
 
 def _m(names: str, values: str) -> Metrics:
@@ -144,10 +134,10 @@ TABLES: dict[str, tuple[Variant, ...]] = {"II": TABLE_II, "III": TABLE_III, "IV"
 def variant(table: str, key: str) -> Variant:
     """The row ``key`` of ``table`` ("II", "III" or "IV")."""
     if table not in TABLES:
-        raise KeyError(f"unknown table {table!r}; choose one of {sorted(TABLES)}")
+        raise ConfigError(f"unknown table {table!r}; choose one of {sorted(TABLES)}")
     rows = {v.key: v for v in TABLES[table]}
     if key not in rows:
-        raise KeyError(f"table {table} has no variant {key!r}; choose one of {sorted(rows)}")
+        raise ConfigError(f"table {table} has no variant {key!r}; choose one of {sorted(rows)}")
     return rows[key]
 
 

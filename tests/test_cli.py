@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hetero_ae.cli import main
-from hetero_ae.registry import available_methods
+from hetero_ae.methods import available_methods
 
 from conftest import blob_image, write_png
 

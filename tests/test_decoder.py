@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hetero_ae.errors import ConfigError
 from hetero_ae import ModelConfig, build_model
 from hetero_ae.model.attention import MSTB
 from hetero_ae.model.decoder import DECODER_KINDS, ConvBlock, HybridDecoder
@@ -42,7 +43,7 @@ def test_table3_decoders_have_parameter_counts_within_a_factor_1_5():
 
 
 def test_unknown_decoder_kind_names_the_choices():
-    with pytest.raises(KeyError, match="hctn"):
+    with pytest.raises(ConfigError, match="hctn"):
         HybridDecoder((64, 128, 256, 512), kind="unet")
 
 

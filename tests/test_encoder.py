@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hetero_ae.errors import ConfigError
 from hetero_ae.model.encoder import IMAGENET_MEAN, IMAGENET_STD, WeightsNotFoundError, build_encoder
 
 
@@ -51,7 +52,7 @@ def test_resnet18_without_weights_says_how_to_get_them(tmp_path, monkeypatch):
 
 
 def test_unknown_encoder_names_the_choices():
-    with pytest.raises(KeyError, match="efficientnet-lite0"):
+    with pytest.raises(ConfigError, match="efficientnet-lite0"):
         build_encoder("vit-b16")
 
 

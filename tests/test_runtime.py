@@ -24,7 +24,7 @@ from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.errors import ConfigError
 from hetero_ae.evaluate import predict
 from hetero_ae.experiment import RunSpec
-from hetero_ae.registry import build_model
+from hetero_ae.methods import build_model
 from hetero_ae.seed import build_seeded
 from hetero_ae.train import train
 

@@ -35,8 +35,6 @@ def ids(variants):
 
 def build(v, size: int = SIZE, seed: int = 0):
     """A variant without downloads: encoder weights "none" (ResNet-18 included), seeded."""
-    if v.missing():
-        pytest.skip(f"{v.label}: {v.missing()} in this checkout")
     return build_seeded(v.model_config(encoder_weights="none", image_size=size), seed)
 
 
@@ -66,8 +64,6 @@ def test_every_variant_runs_forward_and_backward(v, size, batch):
 
 @pytest.mark.parametrize("v", DISTINCT, ids=ids(DISTINCT))
 def test_every_variant_trains_a_few_steps(v, normal_images, tmp_path):
-    if v.missing():
-        pytest.skip(f"{v.label}: {v.missing()} in this checkout")
     cfg = v.model_config(encoder_weights="none", image_size=SIZE)
     model, history = train(cfg, TrainConfig(epochs=1, batch_size=4), normal_images, tmp_path, progress=False)
     assert len(history) == 1 and np.isfinite(history[0]["loss"])

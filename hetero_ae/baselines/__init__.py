@@ -1,7 +1,7 @@
 """The eight Table I baselines, registered in the same registry as Hetero-AE.
 
 Importing this package imports every module in it, and each method module registers its
-class; ``hetero_ae.available_methods()`` lists all nine methods.
+class; ``hetero_ae.methods`` imports this package and the Hetero-AE model, and lists all nine.
 """
 
 from importlib import import_module

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..model.encoder import IMAGENET_MEAN, IMAGENET_STD
+from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 def gaussian_kernel(size: int, sigma: float) -> Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import atomic_write, write_json
 from .images import ImageSet, read_images
 from .layouts import Entry, get_layout, list_split
@@ -73,7 +73,7 @@ DATASETS: dict[str, FolderDataset | MedMNISTDataset] = {
 
 def get_dataset(name: str) -> FolderDataset | MedMNISTDataset:
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name]
 
 

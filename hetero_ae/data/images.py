@@ -18,9 +18,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from ..model.encoder import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+# ImageNet's per-channel mean and std (RGB, on [0, 1]): every pretrained encoder here expects its
+# input normalised by them, so ``to_batch`` applies them and the pixel-space baselines undo them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class UnreadableImage(DataError):

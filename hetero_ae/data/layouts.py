@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .images import IMAGE_SUFFIXES
 
 SPLITS = ("train", "val", "test")
@@ -88,7 +88,7 @@ class Entry:
 
 def get_layout(key: str) -> Layout:
     if key not in LAYOUTS:
-        raise KeyError(f"unknown dataset layout {key!r}; choose one of {sorted(LAYOUTS)}")
+        raise ConfigError(f"unknown dataset layout {key!r}; choose one of {sorted(LAYOUTS)}")
     return LAYOUTS[key]
 
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..anomaly_map import DISTANCES, anomaly_map, image_score, pixel_error_map, smooth
-from ..config import ModelConfig
+from ..config import ModelConfig, check_choice
 from ..errors import ConfigError
 from ..loss import feature_comparison_terms, pixel_loss
 from ..registry import AnomalyModel, merge_params, register
@@ -89,8 +89,7 @@ class HeteroAE(AnomalyModel):
                  encoder_lr_scale: float = 0.1, comparison: str = "feature", feature_scale: str = "raw",
                  map_distance: str = "cosine") -> None:
         super().__init__()
-        if comparison not in COMPARISONS:
-            raise ConfigError(f"comparison must be one of {sorted(COMPARISONS)}, got {comparison!r}")
+        check_choice("comparison", comparison, tuple(COMPARISONS))
         if feature_scale not in ("raw", "rms"):
             raise ConfigError(f"feature_scale must be 'raw' or 'rms' (resolve 'auto' first), got {feature_scale!r}")
         self.encoder, self.decoder = encoder, decoder

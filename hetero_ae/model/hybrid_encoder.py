@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .decoder import DECODER_KINDS, REFERENCE_SIZE, BranchFactory, HybridBlock
-from .encoder import Encoder, _existing, _load_state
+from .backbone import Encoder, existing_file, load_state
 
 HEADS = (2, 4, 8, 16)
 P2 = (8, 4, 2, 2)
@@ -73,7 +73,7 @@ class HybridBranchEncoder(Encoder):
             for dim, h, p2, s in zip(c, HEADS, P2, self.strides)
         )
         if weights != "none":
-            self.load_state_dict(_load_state(_existing(weights)))
+            self.load_state_dict(load_state(existing_file(weights)))
         self.freeze()
 
     def features(self, x: Tensor) -> list[Tensor]:
