@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from .config import ModelConfig, TrainConfig
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .experiment import RunSpec
 from .model.autoencoder import resolve_feature_scale
 from .model.encoder import resolve_backbone
@@ -66,7 +66,7 @@ def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **mo
     (e.g. a named ablation variant's ``overrides()``, ``hetero_ae.variants``).
     """
     if method not in available_methods():
-        raise UserError(f"unknown method {method!r}; choose one of {available_methods()}")
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(available_methods())}")
     s = dict(profile.get("method_settings", {}).get(method, {}))
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"method", "encoder", "image_size", "params"}
     model_fields = {k: s.pop(k) for k in list(s) if k in fields}

@@ -134,10 +134,10 @@ TABLES: dict[str, tuple[Variant, ...]] = {"II": TABLE_II, "III": TABLE_III, "IV"
 def variant(table: str, key: str) -> Variant:
     """The row ``key`` of ``table`` ("II", "III" or "IV")."""
     if table not in TABLES:
-        raise ConfigError(f"unknown table {table!r}; choose one of {sorted(TABLES)}")
+        raise ConfigError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
     rows = {v.key: v for v in TABLES[table]}
     if key not in rows:
-        raise ConfigError(f"table {table} has no variant {key!r}; choose one of {sorted(rows)}")
+        raise ConfigError(f"table {table} has no variant {key!r}; choose one of {', '.join(sorted(rows))}")
     return rows[key]
 
 

@@ -73,7 +73,7 @@ DATASETS: dict[str, FolderDataset | MedMNISTDataset] = {
 
 def get_dataset(name: str) -> FolderDataset | MedMNISTDataset:
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
 
 

@@ -88,7 +88,7 @@ class Entry:
 
 def get_layout(key: str) -> Layout:
     if key not in LAYOUTS:
-        raise ConfigError(f"unknown dataset layout {key!r}; choose one of {sorted(LAYOUTS)}")
+        raise ConfigError(f"unknown dataset layout {key!r}; choose one of {', '.join(sorted(LAYOUTS))}")
     return LAYOUTS[key]
 
 

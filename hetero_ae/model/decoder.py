@@ -147,7 +147,7 @@ class HybridDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in DECODER_KINDS:
-            raise ConfigError(f"unknown decoder kind {kind!r}; choose one of {sorted(DECODER_KINDS)}")
+            raise ConfigError(f"unknown decoder kind {kind!r}; choose one of {', '.join(sorted(DECODER_KINDS))}")
         assert len(channels) == 4, f"expected four encoder channel counts, got {channels}"
         self.kind = kind
         stages = []
@@ -203,5 +203,5 @@ def build_decoder(name: str, channels: Sequence[int], *, strides: Sequence[int] 
     """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative)."""
     table = decoders()
     if name not in table:
-        raise ConfigError(f"unknown decoder {name!r}; choose one of {sorted(table)}")
+        raise ConfigError(f"unknown decoder {name!r}; choose one of {', '.join(sorted(table))}")
     return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out)

@@ -185,7 +185,7 @@ OFFLINE_ENCODER = "efficientnet-lite0"
 def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False, mode: str | None = None) -> Encoder:
     """Build a registered encoder. ``weights``: "imagenet", "none", or a file path."""
     if name not in ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
+        raise ConfigError(f"unknown encoder {name!r}; choose one of {', '.join(sorted(ENCODERS))}")
     return ENCODERS[name](weights=weights, mode=mode or ("finetune" if finetune else "frozen"))
 
 
@@ -199,7 +199,7 @@ def resolve_backbone(name: str) -> str:
     this returns, and the tables print it.
     """
     if name not in ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
+        raise ConfigError(f"unknown encoder {name!r}; choose one of {', '.join(sorted(ENCODERS))}")
     cls = ENCODERS[name]
     if not issubclass(cls, TorchvisionEncoder):
         return name
