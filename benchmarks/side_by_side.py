@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from hetero_ae.data.datasets import data_root
 from hetero_ae.data.overview import ensure_synthetic
 from hetero_ae.experiment import run_experiments
 from hetero_ae.io import write_json
@@ -55,11 +56,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--datasets", nargs=2, default=["synth-brain-mri", "synth-chest-xray"])
     p.add_argument("--epochs", type=int, default=None, help="per run (default: DEFAULT_EPOCHS, else 5)")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--data-root", default=None, help="default: the profile's data_root")
+    p.add_argument("--data-root", default=None, help="default: $HETERO_AE_DATA, else the profile's data_root")
     p.add_argument("--out", type=Path, default=None, help="e.g. results/benchmarks.json")
     a = p.parse_args(argv)
     profile = load_profile(a.profile)
-    root = a.data_root or profile.get("data_root", "data")
+    root = str(data_root(a.data_root, profile.get("data_root")))
     ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
                      profile.get("synthetic_preset", "default"))
     torch.set_num_threads(cpu_threads())

@@ -213,7 +213,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     left out with a message.
     """
     from . import distributed
-    from .data.datasets import get_dataset
+    from .data.datasets import data_root, get_dataset
     from .data.overview import ensure_synthetic
     from .experiment import run_experiment
     from .profiles import load_profile
@@ -222,7 +222,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     for name in datasets:
         get_dataset(name)  # a misspelt name fails here, before any data is written
     profile = load_profile(a.profile)
-    root = a.data_root or os.environ.get("HETERO_AE_DATA") or profile.get("data_root", "data")
+    root = str(data_root(a.data_root, profile.get("data_root")))
     backend = compile_backend(profile.get("torch_compile"))
     jobs = getattr(a, "jobs", 1)
     if jobs < 1:
@@ -309,11 +309,12 @@ def cmd_make_data(a: argparse.Namespace) -> None:
     from .data.synthetic import make_synthetic
 
     if a.profile:
+        from .data.datasets import data_root
         from .data.overview import ensure_synthetic
         from .profiles import load_profile
 
         p = load_profile(a.profile)
-        out = ensure_synthetic(p["data_root"], int(p["image_size"]), int(p["synthetic_seed"]), p["synthetic_preset"])
+        out = ensure_synthetic(data_root(None, p.get("data_root")), int(p["image_size"]), int(p["synthetic_seed"]), p["synthetic_preset"])
         print(f"synthetic data for profile {p['profile']}: {out}")
         return
     t0 = time.perf_counter()

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data.datasets import DATASETS, FolderDataset, data_root
+from .data.datasets import DATASETS, FolderDataset
+from .data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
 from .errors import DataError
 from .experiment import RunResult, RunSpec, run_experiment, summary
 from .io import atomic_write, write_text
@@ -55,7 +56,7 @@ def paper_dataset(name: str) -> str | None:
 
 def present_datasets(names: Iterable[str], root: str | Path | None = None, *, verbose: bool = True) -> list[str]:
     """The datasets of ``names`` whose training and test images are on disk; prints where the others go."""
-    present, root = [], data_root(root)
+    present, root = [], resolve_data_root(root)
     for name in names:
         if name not in DATASETS:
             raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
@@ -77,9 +78,12 @@ def setup(profile: str, datasets: Iterable[str], *, image_size: int, device: str
           **settings: Any) -> tuple[dict[str, Any], list[str]]:
     """A notebook's start: the profile's settings with the notebook's parameters over them, and its datasets.
 
-    Synthetic datasets are generated first if absent (``data.overview.ensure_synthetic``);
-    real ones that are missing are skipped with a message saying where they go.
+    ``data_root`` is the notebook's parameter, the profile's: ``$HETERO_AE_DATA`` goes over it
+    (``data.datasets.data_root``), and ``cfg["data_root"]`` is the one to use. Synthetic datasets
+    are generated first if absent (``data.overview.ensure_synthetic``); real ones that are
+    missing are skipped with a message saying where they go.
     """
+    data_root = str(resolve_data_root(None, data_root))
     cfg = {**load_profile(profile), "image_size": int(image_size), "device": device, "data_root": data_root, **settings}
     datasets = list(datasets)
     if any(isinstance(DATASETS.get(d), FolderDataset) and DATASETS[d].folder.startswith("synthetic/") for d in datasets):

@@ -198,3 +198,14 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     os.umask(umask)
     path = write_text(tmp_path / "t.md", "x")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_data_root_is_the_argument_then_the_environment_then_the_profile(monkeypatch, tmp_path):
+    from hetero_ae.data.datasets import DATA_ENV, data_root
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert data_root() == Path("data") and data_root(None, "data/design") == Path("data/design")
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert data_root(None, "data/design") == tmp_path and data_root("mine", "data/design") == Path("mine")
+    with pytest.raises(DataError, match=f"under {tmp_path}"):  # a notebook's setup follows the variable too
+        report.setup("smoke", ["oct"], image_size=64, device="cpu", data_root="data")

@@ -33,8 +33,9 @@ DATA_ENV = "HETERO_AE_DATA"
 CACHE_VERSION = 1
 
 
-def data_root(root: str | Path | None = None) -> Path:
-    return Path(root if root is not None else os.environ.get(DATA_ENV, "data"))
+def data_root(root: str | Path | None = None, profile_root: str | Path | None = None) -> Path:
+    """The one rule: ``root`` when given, else ``$HETERO_AE_DATA``, else a profile's ``data_root``, else data/."""
+    return Path(root or os.environ.get(DATA_ENV) or profile_root or "data")
 
 
 @dataclass(frozen=True)
