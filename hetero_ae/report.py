@@ -363,7 +363,8 @@ def save_table(frame: pd.DataFrame, tables: str | Path, name: str, markdown: str
 
 
 def save_figure(fig: Any, figures: str | Path, name: str) -> None:
-    """``<figures>/<name>.png`` (150 dpi) and ``.pdf``."""
-    for ext in ("png", "pdf"):
-        atomic_write(Path(figures, f"{name}.{ext}"),
-                     lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight"))
+    """``<figures>/<name>.png`` (150 dpi) and ``.pdf``, written atomically; the PDF without its creation
+    date, so that the same figure gives the same bytes."""
+    for ext, metadata in (("png", None), ("pdf", {"CreationDate": None})):
+        atomic_write(Path(figures, f"{name}.{ext}"), lambda tmp, ext=ext, metadata=metadata: fig.savefig(
+            tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata))

@@ -209,3 +209,19 @@ def test_the_data_root_is_the_argument_then_the_environment_then_the_profile(mon
     assert data_root(None, "data/design") == tmp_path and data_root("mine", "data/design") == Path("mine")
     with pytest.raises(DataError, match=f"under {tmp_path}"):  # a notebook's setup follows the variable too
         report.setup("smoke", ["oct"], image_size=64, device="cpu", data_root="data")
+
+
+def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    report.save_figure(fig, tmp_path / "a", "f")
+    report.save_figure(fig, tmp_path / "b", "f")
+    for ext in ("png", "pdf"):
+        first, second = (Path(tmp_path, d, f"f.{ext}").read_bytes() for d in ("a", "b"))
+        assert first == second and len(first) > 100
+    plt.close(fig)
