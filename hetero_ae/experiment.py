@@ -147,22 +147,21 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     folder = run_folder(spec, results, root)
     if (folder / "metrics.json").is_file():
         return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
+    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", spec.model.image_size,
+                                                             root=root), root)
     twin = training_twin(spec)
     if twin is not None:
         trained = run_experiment(twin, results=results, root=root, device=device, progress=progress, compile=compile)
         if not distributed.is_main():
             return RunResult(spec, folder, {}, cached=False)
         model = rescored(trained_model(trained, root=root, device=device), spec.model)
-        write_json(folder / "config.json", {**spec.as_dict(), **json.loads((trained.folder / "config.json").read_text()),
+        write_json(folder / "config.json", {**json.loads((trained.folder / "config.json").read_text()),
                                             "model": to_dict(spec.model), "weights_from": trained.folder.name})
         write_text(folder / "history.json", (trained.folder / "history.json").read_text())
         kept = {k: trained.metrics[k] for k in ("held_out_normals", "train_seconds", "n_train")}
         training = {**trained.metrics["training"], "weights_from": trained.folder.name}
         return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
-                         val_set=_held_out(spec, load_split(spec.dataset, "train", spec.model.image_size, root=root),
-                                           root)[1], training=training, **kept)
-    size = spec.model.image_size
-    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
+                         val_set=val_set, training=training, **kept)
     if distributed.is_main():
         write_json(folder / "config.json", {**spec.as_dict(), "held_out_normals": held_out,
                                             "train_images": len(train_set),

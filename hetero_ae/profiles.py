@@ -29,11 +29,11 @@ from typing import Any
 import yaml
 
 from .config import ModelConfig, TrainConfig
-from .errors import ConfigError, UserError
+from .errors import UserError
 from .experiment import RunSpec
 from .model.autoencoder import resolve_feature_scale
 from .model.encoder import resolve_backbone
-from .methods import available_methods, method_class
+from .methods import method_class
 
 PROFILE_DIRS = (Path("profiles"), Path(__file__).resolve().parents[1] / "profiles")
 
@@ -65,8 +65,7 @@ def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **mo
     ``model_overrides`` set ``ModelConfig`` fields over the profile's, the encoder included
     (e.g. a named ablation variant's ``overrides()``, ``hetero_ae.variants``).
     """
-    if method not in available_methods():
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(available_methods())}")
+    method_class(method)  # ConfigError naming the methods for an unknown one
     s = dict(profile.get("method_settings", {}).get(method, {}))
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"method", "encoder", "image_size", "params"}
     model_fields = {k: s.pop(k) for k in list(s) if k in fields}

@@ -31,8 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import ModelConfig
-from .errors import ConfigError
+from .config import ModelConfig, check_choice
 
 Metrics = dict[str, float]  # metric ("auc", "f1", "acc", "sen", "spe") -> % as printed
 
@@ -133,11 +132,9 @@ TABLES: dict[str, tuple[Variant, ...]] = {"II": TABLE_II, "III": TABLE_III, "IV"
 
 def variant(table: str, key: str) -> Variant:
     """The row ``key`` of ``table`` ("II", "III" or "IV")."""
-    if table not in TABLES:
-        raise ConfigError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
+    check_choice("table", table, tuple(sorted(TABLES)))
     rows = {v.key: v for v in TABLES[table]}
-    if key not in rows:
-        raise ConfigError(f"table {table} has no variant {key!r}; choose one of {', '.join(sorted(rows))}")
+    check_choice(f"table {table} variant", key, tuple(sorted(rows)))
     return rows[key]
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, DataError
+from ..config import check_choice
+from ..errors import DataError
 from ..io import atomic_write, write_json
 from .images import ImageSet, read_images
 from .layouts import Entry, get_layout, list_split
@@ -73,8 +74,7 @@ DATASETS: dict[str, FolderDataset | MedMNISTDataset] = {
 
 
 def get_dataset(name: str) -> FolderDataset | MedMNISTDataset:
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
+    check_choice("dataset", name, tuple(sorted(DATASETS)))
     return DATASETS[name]
 
 

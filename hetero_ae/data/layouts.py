@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..config import check_choice
+from ..errors import DataError
 from .images import IMAGE_SUFFIXES
 
 SPLITS = ("train", "val", "test")
@@ -87,8 +88,7 @@ class Entry:
 
 
 def get_layout(key: str) -> Layout:
-    if key not in LAYOUTS:
-        raise ConfigError(f"unknown dataset layout {key!r}; choose one of {', '.join(sorted(LAYOUTS))}")
+    check_choice("dataset layout", key, tuple(sorted(LAYOUTS)))
     return LAYOUTS[key]
 
 

@@ -30,10 +30,11 @@ def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str)
     a copy generated under it would then be read in place of the benchmark that is there, as
     happened once with ``data/design/synthetic`` for ``data/design``.
     """
-    if (data_root(root) / "synthetic.json").is_file():
-        raise DataError(f"data root {data_root(root)} is itself a synthetic benchmark (it holds synthetic.json); "
-                        f"pass its parent folder, {data_root(root).parent}")
-    out = data_root(root) / "synthetic"
+    root = data_root(root)
+    if (root / "synthetic.json").is_file():
+        raise DataError(f"data root {root} is itself a synthetic benchmark (it holds synthetic.json); "
+                        f"pass its parent folder, {root.parent}")
+    out = root / "synthetic"
     stamp = out / "synthetic.json"
     want = {"size": size, "seed": seed, "preset": preset}
     if not stamp.is_file() or {k: json.loads(stamp.read_text()).get(k) for k in want} != want:

@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import UPSAMPLES, check_choice
-from ..errors import ConfigError
 from .attention import MSTB
 from .blocks import cmt_branch, mbconv_branch, pvt_branch, swin_branch
 from .reverse_resnet import ReverseResNetDecoder
@@ -146,8 +145,7 @@ class HybridDecoder(nn.Module):
         upsample: str = "last",
     ) -> None:
         super().__init__()
-        if kind not in DECODER_KINDS:
-            raise ConfigError(f"unknown decoder kind {kind!r}; choose one of {', '.join(sorted(DECODER_KINDS))}")
+        check_choice("decoder kind", kind, tuple(sorted(DECODER_KINDS)))
         assert len(channels) == 4, f"expected four encoder channel counts, got {channels}"
         self.kind = kind
         stages = []
@@ -202,6 +200,5 @@ def build_decoder(name: str, channels: Sequence[int], *, strides: Sequence[int] 
                   upsample: str = "last", relu_out: bool = False) -> nn.Module:
     """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative)."""
     table = decoders()
-    if name not in table:
-        raise ConfigError(f"unknown decoder {name!r}; choose one of {', '.join(sorted(table))}")
+    check_choice("decoder", name, tuple(sorted(table)))
     return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out)

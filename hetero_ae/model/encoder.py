@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..data.images import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import ConfigError
+from ..config import check_choice
 from .backbone import Encoder, WeightsNotFoundError, existing_file, load_state, state_digest
 from .hybrid_encoder import HybridEncoder, TransformerEncoder  # the ablation encoders (Tables II, IV), no weights
 
@@ -184,8 +184,7 @@ OFFLINE_ENCODER = "efficientnet-lite0"
 
 def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False, mode: str | None = None) -> Encoder:
     """Build a registered encoder. ``weights``: "imagenet", "none", or a file path."""
-    if name not in ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; choose one of {', '.join(sorted(ENCODERS))}")
+    check_choice("encoder", name, tuple(sorted(ENCODERS)))
     return ENCODERS[name](weights=weights, mode=mode or ("finetune" if finetune else "frozen"))
 
 
@@ -198,8 +197,7 @@ def resolve_backbone(name: str) -> str:
     baselines use their paper's backbone where possible (DESIGN 4); the run records the name
     this returns, and the tables print it.
     """
-    if name not in ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; choose one of {', '.join(sorted(ENCODERS))}")
+    check_choice("encoder", name, tuple(sorted(ENCODERS)))
     cls = ENCODERS[name]
     if not issubclass(cls, TorchvisionEncoder):
         return name
