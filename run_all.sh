@@ -45,14 +45,14 @@ source scripts/bootstrap.sh
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "run_all: --jobs needs a positive number of runs, got $jobs" >&2; exit 2; }
 (( jobs > 1 && nproc > 1 )) && { echo "run_all: --jobs and --nproc do not mix: one trains runs side by side, the other one run with DDP" >&2; exit 2; }
 
-mapfile -t notebooks < <("$PY" -m hetero_ae.manifest order)
+mapfile -t notebooks < <("$PY" -m hetero_ae.report.manifest order)
 if [[ -n "$only" ]]; then
     [[ -f "notebooks/$only.ipynb" ]] || { echo "run_all: no notebook notebooks/$only.ipynb (have: ${notebooks[*]})" >&2; exit 2; }
     notebooks=("$only")
 fi
 mkdir -p "$results/notebooks" "$results/html"
 "$PY" -m hetero_ae make-data synthetic --profile "$params"
-"$PY" -m hetero_ae.manifest --results "$results" start --profile "$profile" --device "$device"
+"$PY" -m hetero_ae.report.manifest --results "$results" start --profile "$profile" --device "$device"
 if (( nproc > 1 )); then
     prefill=()
     [[ -n "$only" ]] && prefill=(--notebook "$only")
@@ -72,12 +72,12 @@ for name in "${notebooks[@]}"; do
     start=$SECONDS
     if ! "$PY" -m papermill "notebooks/$name.ipynb" "$out" -f "$params" -p profile "$params" -p device "$device" -p results_dir "$results" --cwd . \
             --no-progress-bar --log-level ERROR; then
-        "$PY" -m hetero_ae.manifest --results "$results" record "$name" --seconds $((SECONDS - start)) --status failed
+        "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start)) --status failed
         echo "run_all: $name failed; the failing cell and its traceback are in $out" >&2
         exit 1
     fi
-    "$PY" -m hetero_ae.manifest --results "$results" record "$name" --seconds $((SECONDS - start))
+    "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start))
     "$PY" -m jupyter nbconvert --to html --log-level WARN --output-dir "$results/html" "$out"
 done
-"$PY" -m hetero_ae.manifest --results "$results" index
+"$PY" -m hetero_ae.report.manifest --results "$results" index
 echo "run_all: done in $((SECONDS / 60)) min; open $results/html/index.html"

@@ -7,8 +7,8 @@ FLOPs count a multiply-add as 2 (GMACs = GFLOPs / 2); the paper does not say whi
 
 from __future__ import annotations
 
-from hetero_ae.complexity import attention_cost, variant_complexity
-from hetero_ae.variants import TABLE_II, TABLE_III, TABLE_IV
+from hetero_ae.experiment.variants import TABLE_II, TABLE_III, TABLE_IV
+from hetero_ae.report.complexity import attention_cost, variant_complexity
 
 
 def _fmt(value: float | None, spec: str) -> str:

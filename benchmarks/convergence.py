@@ -2,7 +2,7 @@
 
 - **Epoch time, cached or not**: one Hetero-AE training epoch (``train.train``, checkpoint and
   held-out pass included) over ``--epoch-images`` images, with the frozen encoder's features
-  computed once (``hetero_ae.feature_cache``) and with the encoder run at every step; at 256 px
+  computed once (``hetero_ae.training.feature_cache``) and with the encoder run at every step; at 256 px
   with the ResNet-18 architecture (random weights: the cost is the same) and at 128 px with
   EfficientNet-Lite0 (the offline encoder of the default profile). The time to build the cache
   is reported apart; an epoch's time is the second epoch's.
@@ -47,12 +47,12 @@ from hetero_ae.config import TrainConfig
 from hetero_ae.data.images import ImageSet
 from hetero_ae.data.synthetic import SPECS, class_counts
 from hetero_ae.data.synthetic.brain import sample
-from hetero_ae.evaluate import predict_all
+from hetero_ae.evaluation.predict import predict_all
+from hetero_ae.experiment.profiles import load_profile, run_spec
 from hetero_ae.io import atomic_write, write_json
-from hetero_ae.manifest import device_description
-from hetero_ae.profiles import load_profile, run_spec
-from hetero_ae.runtime import compile_backend
-from hetero_ae.train import train
+from hetero_ae.report.manifest import device_description
+from hetero_ae.training.loop import train
+from hetero_ae.training.runtime import compile_backend
 
 BRAIN = next(s for s in SPECS if s.name == "synth-brain-mri")
 

@@ -32,10 +32,10 @@ import torch
 
 from hetero_ae.data.datasets import data_root
 from hetero_ae.data.overview import ensure_synthetic
-from hetero_ae.experiment import run_experiments
+from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.runs import run_experiments
 from hetero_ae.io import write_json
-from hetero_ae.profiles import load_profile, run_spec
-from hetero_ae.runtime import cpu_threads
+from hetero_ae.training.runtime import cpu_threads
 
 # per run: each about a minute on the 2-core CPU (cpu profile)
 DEFAULT_EPOCHS = {"hetero-ae": 20, "ae": 20, "vae": 20, "ganomaly": 6, "f-anogan": 8, "salad": 8, "stfpm": 4,

@@ -18,7 +18,8 @@ from collections.abc import Callable
 import torch
 
 from hetero_ae import ModelConfig
-from hetero_ae.seed import build_seeded
+from hetero_ae.training.loop import optimisation_step
+from hetero_ae.training.seed import build_seeded
 
 
 def per_second(fn: Callable[[], object], batch: int, steps: int) -> float:
@@ -54,7 +55,7 @@ def main() -> None:
 
         def step() -> None:
             model.train()
-            model.training_step(x, opts)
+            optimisation_step(model, x, opts)
 
         def infer() -> None:
             model.eval()

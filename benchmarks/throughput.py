@@ -11,7 +11,7 @@
   allocated during that epoch (CUDA); bounded means that later epochs need no more than the
   second (the allocator settles during the first two).
 - **Variants**: each measurement in float32 and with bf16 autocast, and optionally compiled
-  (``hetero_ae.runtime``); the floor is measured in the variant's precision. On CUDA the default
+  (``hetero_ae.training.runtime``); the floor is measured in the variant's precision. On CUDA the default
   is fp32, bf16 and bf16+compile; on the CPU fp32 and bf16 (inductor compiles for minutes there).
 
 The images are synthetic brain slices (``data/synthetic/brain.py``): 64 distinct ones,
@@ -40,15 +40,16 @@ import torch
 from PIL import Image
 
 from hetero_ae import ModelConfig
-from hetero_ae.checkpoint import load_model
 from hetero_ae.config import TrainConfig
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.data.synthetic.brain import sample
+from hetero_ae.evaluation.scoring import score_images
 from hetero_ae.io import write_json
-from hetero_ae.manifest import device_description
-from hetero_ae.runtime import compile_backend, compiled
-from hetero_ae.scoring import score_images
-from hetero_ae.train import train
+from hetero_ae.model.precision import running_in
+from hetero_ae.report.manifest import device_description
+from hetero_ae.training.checkpoint import load_model
+from hetero_ae.training.loop import train
+from hetero_ae.training.runtime import compile_backend, compiled
 
 
 def brain_images(n: int, size: int, distinct: int = 64) -> np.ndarray:
@@ -78,10 +79,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def encoder_floor(model: torch.nn.Module, images: np.ndarray, batch: int, device: str) -> float:
-    """Images/s of the frozen encoder's forward alone over ``images`` (the floor), in the model's precision."""
+def encoder_floor(model: torch.nn.Module, images: np.ndarray, batch: int, device: str, precision: str) -> float:
+    """Images/s of the frozen encoder's forward alone over ``images`` (the floor), in ``precision``."""
     model.eval()
-    with torch.inference_mode(), model.autocast():
+    with running_in(model, precision) as forward, torch.inference_mode(), forward():
         model.encoder(to_batch(images[:batch]).to(device))  # warm-up
         sync(device)
         t = time.perf_counter()
@@ -106,7 +107,7 @@ def measure(variant: str, a: argparse.Namespace, train_set: ImageSet, folder: Pa
                                {"seconds": round(h["seconds"], 2), "memory_mb": round(memory_mb(a.device), 1)}))
     sync(a.device)
     last = history[-1]["seconds"]  # a later epoch: compilation and warm-up are behind it
-    train_floor = encoder_floor(model, train_set.images, a.batch_size, a.device)
+    train_floor = encoder_floor(model, train_set.images, a.batch_size, a.device, precision)
     print(f"[{variant}] training: an epoch over {len(train_set)} images in {last:.1f} s ({len(train_set) / last:.1f} "
           f"img/s; encoder forward alone {train_floor:.1f} img/s); per epoch: "
           + ", ".join(f"{e['seconds']:.1f} s, {e['memory_mb']:.0f} MB" for e in epochs), flush=True)
@@ -116,10 +117,10 @@ def measure(variant: str, a: argparse.Namespace, train_set: ImageSet, folder: Pa
     with compiled(model, backend):
         t = time.perf_counter()
         new, _, _ = score_images(model, run / "checkpoint.pt", a.size, folder, tmp / variant / "scored",
-                                 batch_size=a.batch_size, workers=a.score_workers, device=a.device, progress=False)
+                                 precision=precision, batch_size=a.batch_size, workers=a.score_workers, device=a.device, progress=False)
         sync(a.device)
         score_s = time.perf_counter() - t
-    score_floor = encoder_floor(model, pictures, a.batch_size, a.device)
+    score_floor = encoder_floor(model, pictures, a.batch_size, a.device, precision)
     print(f"[{variant}] scoring: {new} PNG files in {score_s:.1f} s ({new / score_s:.1f} img/s, decoding included, "
           f"{a.score_workers} decoding worker(s); encoder forward alone {score_floor:.1f} img/s)", flush=True)
     return {

@@ -6,14 +6,12 @@ atomically, so nothing is left half-written, except ``score``'s CSV, appended ba
 (a killed run may leave a torn last line, which ``score --resume`` drops).
 
 ``train`` and ``run`` also run under ``torchrun --nproc-per-node N -m hetero_ae ...``
-(DistributedDataParallel, ``hetero_ae.distributed``): rank 0 alone prints and writes files.
+(DistributedDataParallel, ``hetero_ae.training.distributed``): rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 from collections.abc import Sequence
@@ -21,10 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (COMPARISONS, DECODER_NAMES, ENCODER_NAMES, FEATURE_SCALES, MAP_DISTANCES, METHOD_NAMES,
-                     PRECISIONS, ModelConfig, TrainConfig, to_dict)
+from .config import (
+    COMPARISONS,
+    DECODER_NAMES,
+    ENCODER_NAMES,
+    FEATURE_SCALES,
+    MAP_DISTANCES,
+    METHOD_NAMES,
+    PRECISIONS,
+    ModelConfig,
+    TrainConfig,
+)
 from .errors import UserError
-from .io import write_json, write_text
+from .io import write_json
 
 VAL_SCORES = "val_scores.json"
 
@@ -106,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _precision_arg(e)
 
     s = sub.add_parser("score", help="score images with a checkpoint (streamed, resumable)",
-                       description="Write scores.csv (path, score, label when a parent folder is named normal or "
-                                   "anomalous) and, with --heatmaps, a heatmap overlay PNG per image "
+                       description="Write scores.csv (path, class, label, score; class and label when a parent "
+                                   "folder is named normal, anomalous or abnormal) and, with --heatmaps, a heatmap overlay PNG per image "
                                    "(colours scaled per image). Images are decoded and scored one batch at a time "
                                    "(any folder size, bounded memory), and each batch's rows are appended to "
                                    "scores.csv and flushed, so a killed run keeps what it wrote and --resume "
@@ -181,13 +188,11 @@ def _precision_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _loaded(path: Path, precision: str | None) -> tuple:
-    """(model, checkpoint) of ``path``, predicting in ``precision`` (None: the checkpoint's)."""
-    from .checkpoint import load_model
+    """(model, checkpoint, precision) of ``path``: ``precision``, or None for the one it was trained in."""
+    from .training.checkpoint import load_model, trained_precision
 
     model, ckpt = load_model(path)
-    if precision is not None:
-        model.precision = precision
-    return model, ckpt
+    return model, ckpt, precision or trained_precision(ckpt)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -199,7 +204,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
-    from .profiles import run_spec
+    from .experiment.profiles import run_spec
 
     return _run_profile_specs(a, [a.dataset], lambda profile, root: [run_spec(profile, a.dataset, m, a.seed)
                                                                      for m in methods], skip_unsupported=False)
@@ -212,12 +217,12 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     DDP cannot train (its own training step) is an error there, or with ``skip_unsupported``
     left out with a message.
     """
-    from . import distributed
     from .data.datasets import data_root, get_dataset
     from .data.overview import ensure_synthetic
-    from .experiment import run_experiment
-    from .profiles import load_profile
-    from .runtime import compile_backend
+    from .experiment.profiles import load_profile
+    from .experiment.runs import run_experiment
+    from .training import distributed
+    from .training.runtime import compile_backend
 
     for name in datasets:
         get_dataset(name)  # a misspelt name fails here, before any data is written
@@ -241,7 +246,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
                   f"{'cached' if cached else 'trained'} -> {folder}", file=sys.stderr)
 
         if jobs > 1:
-            from .experiment import run_experiments
+            from .experiment.runs import run_experiments
 
             side = profile.get("train_jobs_methods")  # the methods whose runs pay side by side (None: all)
             return run_experiments(list(specs_of(profile, root)), jobs=jobs, results=a.results, root=root,
@@ -264,14 +269,14 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
 def _print_table(results: list) -> None:
     import pandas as pd
 
-    from .experiment import summary
+    from .experiment.runs import summary
 
     table = pd.DataFrame([summary(r) for r in results]).drop(columns=["threshold"])
     print(table.to_markdown(index=False, floatfmt=".2f"))
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    from .distributed import is_main
+    from .training.distributed import is_main
 
     results = _experiment(a, [a.method])
     if is_main():  # under torchrun, rank 0 alone evaluates (the others' results hold no metrics)
@@ -279,15 +284,15 @@ def cmd_run(a: argparse.Namespace) -> None:
 
 
 def cmd_compare(a: argparse.Namespace) -> None:
-    from .profiles import load_profile
+    from .experiment.profiles import load_profile
 
     _print_table(_experiment(a, a.methods or list(load_profile(a.profile)["methods"])))
 
 
 def cmd_run_profile(a: argparse.Namespace) -> None:
-    from .distributed import is_main
-    from .profiles import load_profile
-    from .report import TABLE_NOTEBOOKS, notebook_specs
+    from .experiment.profiles import load_profile
+    from .report.tables import TABLE_NOTEBOOKS, notebook_specs
+    from .training.distributed import is_main
 
     profile = load_profile(a.profile)
     datasets = [*profile["datasets"], *profile.get("ablation_datasets", [])]
@@ -311,7 +316,7 @@ def cmd_make_data(a: argparse.Namespace) -> None:
     if a.profile:
         from .data.datasets import data_root
         from .data.overview import ensure_synthetic
-        from .profiles import load_profile
+        from .experiment.profiles import load_profile
 
         p = load_profile(a.profile)
         out = ensure_synthetic(data_root(None, p.get("data_root")), int(p["image_size"]), int(p["synthetic_seed"]), p["synthetic_preset"])
@@ -337,7 +342,7 @@ def _params(pairs: list[str]) -> dict:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from . import distributed
+    from .training import distributed
 
     with distributed.process_group(a.device) as device:
         _train(a, device)
@@ -345,12 +350,12 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 def _train(a: argparse.Namespace, device: str) -> None:
     from .data.images import read_folder
-    from .distributed import is_main, world_size
-    from .evaluate import predict
-    from .runtime import compile_backend
-    from .train import check_run_folder, hold_out, train
-
-    from .model.autoencoder import resolve_feature_scale
+    from .evaluation.predict import predict
+    from .methods.hetero_ae import resolve_feature_scale
+    from .training.distributed import is_main
+    from .training.loop import check_run_folder, hold_out, train
+    from .training.run_folder import held_out_description, write_history, write_run_config
+    from .training.runtime import compile_backend
 
     model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
                             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
@@ -369,14 +374,14 @@ def _train(a: argparse.Namespace, device: str) -> None:
                            compile=backend, workers=a.workers, cache_features=not a.no_feature_cache)
     if not is_main():
         return
-    write_json(a.out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(a.data),
-                                       "train_images": len(train_set), "val_images": 0 if val_set is None else len(val_set),
-                                       "skipped": data.skipped, "processes": world_size(), "device": device,
-                                       "compile": backend, "training": {**(history.stop or {}),
-                                                                        "feature_cache": history.feature_cache}})
-    write_json(a.out / "history.json", history)
+    n_val = 0 if val_set is None else len(val_set)
+    write_run_config(a.out, dataset=str(a.data), model=model_cfg, train=train_cfg, val_fraction=a.val_fraction,
+                     held_out_normals=held_out_description(a.val_fraction, n_val), train_images=len(train_set),
+                     val_images=n_val, device=device, compile=backend, skipped=data.skipped,
+                     training={**(history.stop or {}), "feature_cache": history.feature_cache})
+    write_history(a.out, history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
-        _, val_scores = predict(model, val_set.images, device=device, normalize=False)
+        _, val_scores = predict(model, val_set.images, device=device, normalize=False, precision=train_cfg.precision)
         write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
     stop = history.stop or {}
     print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s) "
@@ -391,44 +396,32 @@ def _val_scores(checkpoint: Path) -> np.ndarray | None:
     return np.asarray(json.loads(f.read_text())["scores"]) if f.is_file() else None
 
 
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(header)
-    w.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from .data.images import read_labelled_folder
-    from .evaluate import evaluate_scores, predict
+    from .evaluation.predict import evaluate, save_evaluation
 
-    model, ckpt = _loaded(a.checkpoint, a.precision)
+    model, ckpt, precision = _loaded(a.checkpoint, a.precision)
     data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"])
-    _, raw = predict(model.to(a.device), data.images, batch_size=a.batch_size, device=a.device, progress=True,
-                     normalize=False)
-    scores, val = model.normalize_scores(raw), _val_scores(a.checkpoint)
-    metrics = evaluate_scores(data.labels, scores, None if val is None else model.normalize_scores(val, raw))
+    ev = evaluate(model, data, held_out=_val_scores(a.checkpoint), precision=precision, device=a.device,
+                  batch_size=a.batch_size, progress=True)
     out = a.out or a.checkpoint.parent
-    _write_csv(out / "scores.csv", ["path", "label", "score"],
-               [(p, int(y), f"{s:.6g}") for p, y, s in zip(data.paths, data.labels, scores)])
-    write_json(out / "metrics.json", {**metrics, "n_normal": int((data.labels == 0).sum()),
-                                      "n_anomalous": int((data.labels == 1).sum()), "skipped": data.skipped})
-    best = metrics["best_f1"]
+    save_evaluation(out, data, ev, n_normal=int((data.labels == 0).sum()), n_anomalous=int((data.labels == 1).sum()),
+                    skipped=data.skipped)
+    best = ev.metrics["best_f1"]
     print("  ".join(f"{k.upper()} {100 * best[k]:.2f}" for k in ("auc", "f1", "acc", "sen", "spe")),
           f"(best-F1 threshold {best['threshold']:.4f}); written to {out}")
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from .runtime import compile_backend, compiled, helper_processes
-    from .scoring import score_images
+    from .evaluation.scoring import score_images
+    from .training.runtime import compile_backend, compiled, helper_processes
 
-    model, ckpt = _loaded(a.checkpoint, a.precision)
+    model, ckpt, precision = _loaded(a.checkpoint, a.precision)
     with compiled(model, compile_backend(a.compile)):
         new, before, skipped = score_images(
-            model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, batch_size=a.batch_size,
-            workers=helper_processes() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
-            resume=a.resume, strict=a.strict)
+            model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, precision=precision,
+            batch_size=a.batch_size, workers=helper_processes() if a.workers is None else a.workers, device=a.device,
+            heatmaps=a.heatmaps, resume=a.resume, strict=a.strict)
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
     print(f"scored {new} image(s){resumed}{unread} -> {a.out / 'scores.csv'}")
@@ -440,7 +433,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "m
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before torch is imported: --help and usage errors stay fast
-    from . import distributed
+    from .training import distributed
 
     try:
         if distributed.launched() and args.command not in distributed.COMMANDS:

@@ -7,7 +7,7 @@ Adam with learning rate 1e-4, 200 epochs, alpha = 0.7). A checkpoint stores both
 dicts; ``from_dict`` rejects keys it does not know rather than silently dropping them.
 
 Convergence (DESIGN 3.10): ``TrainConfig.patience`` and ``min_delta`` stop a run when the
-loss of its held-out normal images no longer improves (``hetero_ae.stopping``); ``epochs`` is
+loss of its held-out normal images no longer improves (``hetero_ae.training.stopping``); ``epochs`` is
 then a cap. The paper trains a fixed 200 epochs (patience 0, the default).
 
 A run's cache key hashes ``key_dict`` of both: every field, except that fields added after
@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 from .errors import ConfigError
 
 T = TypeVar("T")
-PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.runtime)
+PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.training.runtime)
 # The names a configuration may use, kept here in the lowest layer so that the command line offers
 # them without importing torch; the registries that implement them must hold exactly these
 # (tests/test_config.py).
@@ -34,8 +34,8 @@ NO_ENCODER = "none"  # the encoder of a method that has none (the reconstruction
 DECODER_NAMES = ("hctn", "cnn", "transformer", "swin", "pvt", "cmt", "efficientnet", "resnet")
 COMPARISONS = ("feature", "pixel")  # what Hetero-AE's decoder is trained to match (Table IV)
 UPSAMPLES = ("last", "first")  # where each decoder stage upsamples
-FEATURE_SCALES = ("raw", "rms", "auto")  # of the compared features in Eq. 4 (hetero_ae.model.autoencoder)
-MAP_DISTANCES = ("cosine", "cosine+mse")  # per-stage anomaly map (hetero_ae.anomaly_map)
+FEATURE_SCALES = ("raw", "rms", "auto")  # of the compared features in Eq. 4 (hetero_ae.methods.hetero_ae)
+MAP_DISTANCES = ("cosine", "cosine+mse")  # per-stage anomaly map (hetero_ae.model.anomaly_map)
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ class TrainConfig:
     lr: float = 1e-4
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = one per core (shared among torchrun's processes)
-    precision: str = "fp32"  # "fp32" (the paper's) or "bf16" autocast (hetero_ae.runtime)
-    # The stopping rule on the held-out normals' loss (hetero_ae.stopping); epochs is then the cap.
+    precision: str = "fp32"  # "fp32" (the paper's) or "bf16" autocast (hetero_ae.training.runtime)
+    # The stopping rule on the held-out normals' loss (hetero_ae.training.stopping); epochs is then the cap.
     patience: int = 0  # epochs without improvement before stopping; 0 = no rule, train all epochs
     min_delta: float = 0.0  # an improvement must exceed min_delta * |best held-out loss|
 
@@ -101,10 +101,11 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    """ConfigError naming ``name`` and its valid ``choices`` unless ``value`` is one of them."""
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:
+    """``value``, or ConfigError naming ``name`` and its valid ``choices`` unless it is one of them."""
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

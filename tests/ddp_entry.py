@@ -32,10 +32,10 @@ def conv_gn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
 
 def exact(setattr: Callable[[object, str, object], None] = setattr) -> None:
     """GroupNorm for the decoder's BatchNorm, float64 throughout (the caller restores the default dtype)."""
-    import hetero_ae.evaluate as evaluate
-    import hetero_ae.feature_cache as feature_cache
+    import hetero_ae.evaluation.predict as evaluate
     import hetero_ae.model.decoder as decoder
-    import hetero_ae.train as train
+    import hetero_ae.training.feature_cache as feature_cache
+    import hetero_ae.training.loop as train
 
     setattr(decoder, "conv_bn_relu", conv_gn_relu)
     for module in (train, evaluate, feature_cache):
@@ -44,7 +44,7 @@ def exact(setattr: Callable[[object, str, object], None] = setattr) -> None:
 
 
 def install_hooks() -> None:
-    import hetero_ae.train as train
+    import hetero_ae.training.loop as train
 
     if os.environ.get("HETERO_AE_TEST_EXACT"):
         exact()

@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from hetero_ae import ModelConfig, TrainConfig, build_model
-from hetero_ae.anomaly_map import image_score
-from hetero_ae.baselines import mkd, rd4ad, stfpm
-from hetero_ae.checkpoint import read_checkpoint, save_checkpoint
+from hetero_ae.methods import mkd, rd4ad, stfpm
+from hetero_ae.methods.registry import METHODS
+from hetero_ae.model.anomaly_map import image_score
 from hetero_ae.model.encoder import ENCODERS, build_encoder
 from hetero_ae.model.reverse_resnet import ReverseResNetDecoder
-from hetero_ae.registry import METHODS
+from hetero_ae.training.checkpoint import read_checkpoint, save_checkpoint
+from hetero_ae.training.loop import optimisation_step
 
 SIZE = 64
 TEACHERS = {"stfpm": "teacher", "mkd": "source", "rd4ad": "teacher"}
@@ -94,7 +95,7 @@ def test_teacher_stays_frozen_and_out_of_the_checkpoint(method, tmp_path):
     model.train()
     assert not getattr(model, TEACHERS[method]).training
     for _ in range(2):
-        model.training_step(torch.randn(4, 3, SIZE, SIZE), opts)
+        optimisation_step(model, torch.randn(4, 3, SIZE, SIZE), opts)
     after = _teacher_snapshot(model, prefix)
     for k in before:
         torch.testing.assert_close(after[k], before[k], rtol=0, atol=0)

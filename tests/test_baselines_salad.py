@@ -8,11 +8,11 @@ import torch
 from skimage.metrics import structural_similarity
 
 from hetero_ae import ModelConfig, TrainConfig, build_model
-from hetero_ae.baselines.salad import PAPER_PARAMS, center_loss, rotate_batch
-from hetero_ae.baselines.ssim import ssim as ssim_map
-from hetero_ae.checkpoint import load_model
 from hetero_ae.data.images import ImageSet, to_batch
-from hetero_ae.train import train
+from hetero_ae.methods.salad import PAPER_PARAMS, center_loss, rotate_batch
+from hetero_ae.methods.ssim import ssim as ssim_map
+from hetero_ae.training.checkpoint import load_model
+from hetero_ae.training.loop import optimisation_step, train
 
 SIZE = 64  # the smallest image size ModelConfig accepts
 SMALL = {"latent_dim": 8, "base_channels": 4, "max_channels": 16}
@@ -72,7 +72,7 @@ def test_one_step_sets_the_center_and_trains_every_network():
     opts = model.configure_optimizers(1e-3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(4, 3, SIZE, SIZE)
-    stats = model.training_step(x, opts)
+    stats = optimisation_step(model, x, opts)
     assert np.isfinite(stats["loss"]) and np.isfinite(stats["d_loss"])
     after = model.state_dict()
     for name in ("encoder.body.0.weight", "generator.body.0.weight", "discriminator.body.0.weight",
@@ -86,7 +86,7 @@ def test_non_finite_loss_raises():
     model = build_model(small_config()).train()
     x = torch.full((2, 3, SIZE, SIZE), float("nan"))
     with pytest.raises(FloatingPointError):
-        model.training_step(x, model.configure_optimizers(1e-3))
+        optimisation_step(model, x, model.configure_optimizers(1e-3))
 
 
 def test_center_and_score_scales_survive_a_checkpoint(tmp_path):

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import blob_image, write_png
 
 from hetero_ae.cli import main
 from hetero_ae.methods import available_methods
-
-from conftest import blob_image, write_png
 
 FAST = ["--encoder", "resnet18", "--encoder-weights", "none", "--image-size", "64", "--epochs", "1",
         "--batch-size", "5", "--threads", "2"]
@@ -41,6 +40,17 @@ def test_train_evaluate_score_end_to_end(run, image_folders, tmp_path):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == 8 and {r["label"] for r in rows} == {"0", "1"}
     assert len(list((out / "heatmaps").glob("*.png"))) == 8
+    # one scoring path and one layout: evaluate and score write the same rows for the same images
+    evaluated = list(csv.DictReader((run / "scores.csv").open()))
+    assert list(evaluated[0]) == list(rows[0]) == ["path", "class", "label", "score", "feature_distance"]
+    assert sorted(tuple(r.values()) for r in evaluated) == sorted(tuple(r.values()) for r in rows)
+
+
+def test_a_trained_folder_records_its_run_in_the_schema_experiments_use(run, image_folders):
+    config = json.loads((run / "config.json").read_text())
+    assert {"dataset", "model", "train", "val_fraction", "held_out_normals", "train_images", "val_images",
+            "processes", "device", "compile"} <= set(config)
+    assert config["dataset"] == str(image_folders["train"]) and config["held_out_normals"].endswith("training normals")
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "score"])

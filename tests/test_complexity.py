@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hetero_ae import ModelConfig, build_model
-from hetero_ae.complexity import attention_cost, flops, model_complexity, mstb_kv_tokens, used_parameters
+from hetero_ae.report.complexity import attention_cost, flops, model_complexity, mstb_kv_tokens, used_parameters
 
 
 def test_conv_flops_match_the_hand_formula():

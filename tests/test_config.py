@@ -8,17 +8,25 @@ import sys
 import pytest
 
 from hetero_ae.cli import main
-from hetero_ae.config import (COMPARISONS, DECODER_NAMES, ENCODER_NAMES, MAP_DISTANCES, METHOD_NAMES, UPSAMPLES,
-                              ModelConfig, TrainConfig)
+from hetero_ae.config import (
+    COMPARISONS,
+    DECODER_NAMES,
+    ENCODER_NAMES,
+    MAP_DISTANCES,
+    METHOD_NAMES,
+    UPSAMPLES,
+    ModelConfig,
+    TrainConfig,
+)
 from hetero_ae.errors import ConfigError
 
 
 def test_the_registries_implement_exactly_the_names_the_configuration_offers():
-    from hetero_ae.anomaly_map import DISTANCES
-    from hetero_ae.model import autoencoder
+    from hetero_ae.methods import available_methods
+    from hetero_ae.methods import hetero_ae as autoencoder
+    from hetero_ae.model.anomaly_map import DISTANCES
     from hetero_ae.model.decoder import decoders
     from hetero_ae.model.encoder import ENCODERS
-    from hetero_ae.methods import available_methods
 
     assert sorted(METHOD_NAMES) == sorted(available_methods())
     assert sorted(ENCODER_NAMES) == sorted(ENCODERS)

@@ -1,4 +1,4 @@
-"""Training curves and convergence (hetero_ae.curves): fake run folders, no training."""
+"""Training curves and convergence (hetero_ae.report.curves): fake run folders, no training."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from hetero_ae import curves
-from hetero_ae.experiment import RunResult
+from hetero_ae.experiment.runs import RunResult
+from hetero_ae.report import curves
 
 matplotlib.use("Agg")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import blob_image, write_png
+
 from hetero_ae.data.datasets import load_split
 from hetero_ae.errors import DataError
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hetero_ae.errors import ConfigError
 from hetero_ae import ModelConfig, build_model
+from hetero_ae.errors import ConfigError
 from hetero_ae.model.attention import MSTB
 from hetero_ae.model.decoder import DECODER_KINDS, ConvBlock, HybridDecoder
 

@@ -1,4 +1,4 @@
-"""Multi-process training (``hetero_ae.distributed``): two gloo processes on the CPU, launched by torchrun.
+"""Multi-process training (``hetero_ae.training.distributed``): two gloo processes on the CPU, launched by torchrun.
 
 The two-process runs go through ``tests/ddp_entry.py`` (the CLI of ``python -m hetero_ae`` with
 test hooks) and are compared with one process training on the same global batches. Both sides
@@ -26,16 +26,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import blob_image, write_png
+from ddp_entry import exact
 
 import hetero_ae
 from hetero_ae import ModelConfig
 from hetero_ae.cli import main
-from hetero_ae.distributed import check_supported, shard
 from hetero_ae.errors import UserError
-from hetero_ae.seed import build_seeded
-
-from conftest import blob_image, write_png
-from ddp_entry import exact
+from hetero_ae.training.distributed import check_supported, shard
+from hetero_ae.training.seed import build_seeded
 
 ENTRY = Path(__file__).with_name("ddp_entry.py")
 REPO = Path(hetero_ae.__file__).resolve().parents[1]

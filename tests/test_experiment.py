@@ -7,8 +7,8 @@ import pytest
 from hetero_ae.cli import main
 from hetero_ae.data.synthetic import make_synthetic
 from hetero_ae.errors import UserError
-from hetero_ae.experiment import run_experiment, run_folder
-from hetero_ae.profiles import load_profile, run_spec
+from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.runs import run_experiment, run_folder
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_without_a_val_split_training_normals_are_held_out(data_root, smoke, tmp
 
 
 def test_under_torchrun_a_process_other_than_rank_0_trains_and_writes_nothing(data_root, smoke, tmp_path, monkeypatch):
-    monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process (hetero_ae.distributed)
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process (hetero_ae.training.distributed)
     res = run_experiment(run_spec(smoke, "synth-oct", "ae", seed=0), results=tmp_path, root=data_root, progress=False)
     assert res.metrics == {} and not res.folder.exists()
 
@@ -80,7 +80,7 @@ def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(data_roo
     import numpy as np
     import pandas as pd
 
-    from hetero_ae.experiment import run_experiments
+    from hetero_ae.experiment.runs import run_experiments
 
     specs = [run_spec(smoke, "synth-covid19", "hetero-ae", seed=0), run_spec(smoke, "synth-oct", "ae", seed=0)]
     done = []
@@ -112,7 +112,7 @@ def test_a_method_may_run_at_its_own_image_size(smoke):
 def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):
     import concurrent.futures
 
-    from hetero_ae.experiment import run_experiments
+    from hetero_ae.experiment.runs import run_experiments
 
     specs = [run_spec(smoke, "synth-covid19", "hetero-ae", seed=0), run_spec(smoke, "synth-oct", "ae", seed=0)]
     done = []
@@ -134,15 +134,15 @@ def test_a_run_that_changes_only_the_map_scores_its_twins_weights_without_traini
     import numpy as np
     import pandas as pd
 
-    from hetero_ae import experiment
-    from hetero_ae.experiment import rescored, run_experiments, trained_model, training_twin
+    from hetero_ae.experiment import runs
+    from hetero_ae.experiment.runs import rescored, run_experiments, trained_model, training_twin
 
     paper = run_spec(smoke, "synth-covid19", "hetero-ae", seed=0)
     magnitude = run_spec(smoke, "synth-covid19", "hetero-ae", seed=0, map_distance="cosine+mse")
     assert training_twin(paper) is None and training_twin(magnitude) == paper
     trained = []
-    real_train = experiment.train
-    monkeypatch.setattr(experiment, "train", lambda *a, **k: trained.append(a[0]) or real_train(*a, **k))
+    real_train = runs.train
+    monkeypatch.setattr(runs, "train", lambda *a, **k: trained.append(a[0]) or real_train(*a, **k))
     a, b = run_experiments([magnitude, paper], jobs=1, results=tmp_path, root=data_root)
     assert trained == [paper.model]  # one training; the rescoring run trains nothing
     assert not (a.folder / "checkpoint.pt").exists() and a.metrics["training"]["weights_from"] == b.folder.name
@@ -151,7 +151,7 @@ def test_a_run_that_changes_only_the_map_scores_its_twins_weights_without_traini
     model = rescored(trained_model(b, root=data_root), magnitude.model)
     assert model.map_distance == "cosine+mse"
     from hetero_ae.data.datasets import load_split
-    from hetero_ae.evaluate import predict
+    from hetero_ae.evaluation.predict import predict
 
     test = load_split("synth-covid19", "test", paper.model.image_size, root=data_root)
     raw = predict(model, test.images, normalize=False)[1]

@@ -1,4 +1,4 @@
-"""Frozen features computed once (hetero_ae.feature_cache) and the stopping rule inside training."""
+"""Frozen features computed once (hetero_ae.training.feature_cache) and the stopping rule inside training."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from hetero_ae import ModelConfig, TrainConfig
-from hetero_ae.checkpoint import read_checkpoint
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.errors import ConfigError
-from hetero_ae.feature_cache import FeatureCache
-from hetero_ae.seed import build_seeded
-from hetero_ae.train import train
+from hetero_ae.training.checkpoint import read_checkpoint
+from hetero_ae.training.feature_cache import FeatureCache
+from hetero_ae.training.loop import train
+from hetero_ae.training.seed import build_seeded
 
 SIZE = 64
 MODEL = ModelConfig(encoder="efficientnet-lite0", encoder_weights="none", image_size=SIZE, feature_scale="rms")
@@ -105,7 +105,7 @@ def test_the_stopping_rule_stops_at_a_plateau_and_keeps_the_best_epoch(images, h
 
 def test_kept_weights_are_those_of_the_best_held_out_epoch(images, held_out, tmp_path, monkeypatch):
     losses = iter([-1.0, -3.0, -2.0, -2.5])  # epoch 2 is best; patience 2 stops after epoch 4
-    from hetero_ae import train as train_module
+    from hetero_ae.training import loop as train_module
 
     snapshots = []
     real = train_module._Loop._held_out_loss
@@ -152,7 +152,7 @@ def test_memory_maps_left_by_a_killed_run_are_removed_when_it_restarts(images, t
 
 
 def test_a_checkpoint_written_before_the_stopping_rule_counts_as_finished_at_its_epochs():
-    from hetero_ae.train import finished
+    from hetero_ae.training.loop import finished
 
     assert finished({"epoch": 10, "train_config": {"epochs": 10}})
     assert not finished({"epoch": 9, "train_config": {"epochs": 10}})

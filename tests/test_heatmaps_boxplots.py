@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hetero_ae import boxplots, heatmaps
-from hetero_ae.experiment import RunResult
-from hetero_ae.variants import TABLE_III
+from hetero_ae.experiment.runs import RunResult
+from hetero_ae.experiment.variants import TABLE_III
+from hetero_ae.report import boxplots, heatmaps
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,10 @@
-"""The package's import graph has no circle, function-local imports included (issue: one path per job)."""
+"""The package's import graph: no circle, and no import from a layer above (function-local imports included).
+
+The layers, lowest first, are the package's folders in the order data flows through them
+(README, "Layout"): the foundations (``config``, ``errors``, ``io``), ``data``, ``model``,
+``methods``, ``training``, ``evaluation``, ``experiment``, ``report``, then the interface (the
+command line, and the package's own ``__init__``, whose public names are imported lazily).
+"""
 
 from __future__ import annotations
 
@@ -44,11 +50,42 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+LAYERS = ("foundation", "data", "model", "methods", "training", "evaluation", "experiment", "report", "interface")
+FOUNDATION = {"hetero_ae.config", "hetero_ae.errors", "hetero_ae.io"}
+INTERFACE = {"hetero_ae", "hetero_ae.__main__", "hetero_ae.cli"}
+
+
+def layer(module: str) -> int:
+    """The layer of a module: its folder's place in ``LAYERS``."""
+    if module in FOUNDATION:
+        return LAYERS.index("foundation")
+    if module in INTERFACE:
+        return LAYERS.index("interface")
+    folder = module.split(".")[1]
+    assert folder in LAYERS, f"{module}: a module outside the layers' folders"
+    return LAYERS.index(folder)
+
+
 def test_the_import_graph_reads_relative_and_function_local_imports():
     graph = import_graph()
-    assert {"hetero_ae.baselines", "hetero_ae.model", "hetero_ae.registry"} <= graph["hetero_ae.methods"]
+    assert {"hetero_ae.methods.hetero_ae", "hetero_ae.methods.registry"} <= graph["hetero_ae.methods"]
     assert "hetero_ae.model.backbone" in graph["hetero_ae.model.hybrid_encoder"]
-    assert "hetero_ae.methods" in graph["hetero_ae.distributed"]  # imported inside a function
+    assert "hetero_ae.methods" in graph["hetero_ae.training.distributed"]  # imported inside a function
+
+
+def test_every_module_sits_in_a_layer_folder():
+    for module in modules():
+        layer(module)
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = sorted(f"{m} ({LAYERS[layer(m)]}) imports {d} ({LAYERS[layer(d)]})"
+                    for m, deps in import_graph().items() for d in deps if layer(d) > layer(m))
+    assert not upward, "imports that run up a layer:\n" + "\n".join(upward)
+
+
+def test_the_registry_imports_no_implementation():
+    assert not {d for d in import_graph()["hetero_ae.methods.registry"] if d.startswith("hetero_ae.methods.")}
 
 
 def test_no_module_imports_itself_through_others():

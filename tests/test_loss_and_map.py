@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from hetero_ae.anomaly_map import anomaly_map, image_score, smooth, stage_maps
-from hetero_ae.loss import feature_comparison_terms
+from hetero_ae.model.anomaly_map import anomaly_map, image_score, smooth, stage_maps
+from hetero_ae.model.loss import feature_comparison_terms
 
 
 def fc_loss(enc, dec, alpha):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from hetero_ae import ModelConfig, TrainConfig, available_methods, build_model
-from hetero_ae.checkpoint import load_model
 from hetero_ae.data.images import ImageSet
-from hetero_ae.evaluate import predict
-from hetero_ae.train import train
+from hetero_ae.evaluation.predict import predict
+from hetero_ae.training.checkpoint import load_model
+from hetero_ae.training.loop import train
 
 SIZE = 64
 

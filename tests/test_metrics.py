@@ -1,4 +1,4 @@
-"""Tests of hetero_ae.metrics (paper Sec. IV-B2 image metrics, pixel metrics)."""
+"""Tests of hetero_ae.evaluation.metrics (paper Sec. IV-B2 image metrics, pixel metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from hetero_ae.metrics import (
+from hetero_ae.evaluation.metrics import (
     MetricError,
     best_f1_threshold,
     check_labels,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hetero_ae.paper_tables import table1
+from hetero_ae.report.paper_tables import table1
 
 
 def cell(dataset: str, metric: str, method: str):

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hetero_ae import manifest, report
 from hetero_ae.errors import DataError
+from hetero_ae.report import manifest, tables
 
 
 def _runs_frame() -> pd.DataFrame:
@@ -23,30 +23,30 @@ def _runs_frame() -> pd.DataFrame:
 
 
 def test_mean_std_is_the_sample_std_over_seeds_and_nan_for_one_seed():
-    agg = report.mean_std(_runs_frame(), ["dataset", "method"]).set_index("method")
+    agg = tables.mean_std(_runs_frame(), ["dataset", "method"]).set_index("method")
     assert agg.loc["hetero-ae", "SEN mean"] == pytest.approx(91.0)
     assert agg.loc["hetero-ae", "SEN std"] == pytest.approx(1.0)  # sqrt(((-1)^2 + 1^2 + 0) / 2)
     assert agg.loc["mkd", "SEN std"] == pytest.approx(np.std([95.0, 93.0], ddof=1))
     assert agg.loc["hetero-ae", "seeds"] == 3 and agg.loc["mkd", "seeds"] == 2
-    one = report.mean_std(_runs_frame().iloc[:1], ["method"])
+    one = tables.mean_std(_runs_frame().iloc[:1], ["method"])
     assert np.isnan(one["SEN std"].iloc[0])
 
 
 def test_cell_formats_mean_and_std_and_leaves_out_an_undefined_std():
-    assert report.cell(85.234, 1.26) == "85.2 ± 1.3"
-    assert report.cell(85.234, float("nan")) == "85.2"
-    assert report.cell(float("nan"), 1.0) == "-"
+    assert tables.cell(85.234, 1.26) == "85.2 ± 1.3"
+    assert tables.cell(85.234, float("nan")) == "85.2"
+    assert tables.cell(float("nan"), 1.0) == "-"
 
 
 def test_with_paper_puts_the_papers_number_beside_ours_and_the_difference():
-    agg = report.mean_std(_runs_frame(), ["dataset", "method"])
+    agg = tables.mean_std(_runs_frame(), ["dataset", "method"])
     paper = pd.DataFrame([{"dataset": "oct", "metric": "sen", "method": "mkd", "value": 97.6, "std": np.nan},
                           {"dataset": "oct", "metric": "auc", "method": "hetero-ae", "value": 98.9, "std": 0.2}])
-    out = report.with_paper(agg, paper).set_index("method")
+    out = tables.with_paper(agg, paper).set_index("method")
     assert out.loc["mkd", "SEN paper"] == 97.6
     assert out.loc["mkd", "SEN diff"] == pytest.approx(94.0 - 97.6)
     assert out.loc["hetero-ae", "AUC paper"] == 98.9 and np.isnan(out.loc["mkd", "AUC paper"])
-    text = report.markdown_by_dataset(out.reset_index(), names=report.METHOD_NAMES)
+    text = tables.markdown_by_dataset(out.reset_index(), names=tables.METHOD_NAMES)
     assert "retinal OCT" in text and "94.0 ± 1.4 (97.6)" in text and "| MKD" in text
 
 
@@ -54,38 +54,38 @@ def test_welch_matches_scipy_and_says_when_it_is_undefined():
     from scipy.stats import ttest_ind
 
     frame = _runs_frame()
-    out = report.welch(frame, "hetero-ae", "mkd", "SEN").iloc[0]
+    out = tables.welch(frame, "hetero-ae", "mkd", "SEN").iloc[0]
     expected = ttest_ind([90.0, 92.0, 91.0], [95.0, 93.0], equal_var=False)
     assert out["t"] == pytest.approx(expected.statistic) and out["p"] == pytest.approx(expected.pvalue)
     assert out["n hetero-ae"] == 3 and out["n mkd"] == 2 and out["note"] == ""
-    single = report.welch(frame[frame["seed"] == 0], "hetero-ae", "mkd", "SEN").iloc[0]
+    single = tables.welch(frame[frame["seed"] == 0], "hetero-ae", "mkd", "SEN").iloc[0]
     assert np.isnan(single["p"]) and "two or more seeds" in single["note"]
     flat = frame.assign(SEN=100.0)
-    same = report.welch(flat, "hetero-ae", "mkd", "SEN").iloc[0]
+    same = tables.welch(flat, "hetero-ae", "mkd", "SEN").iloc[0]
     assert np.isnan(same["p"]) and "no spread" in same["note"]
 
 
 def test_paper_dataset_names_the_dataset_a_stand_in_replaces():
-    assert report.paper_dataset("synth-brain-mri") == "brain-mri"
-    assert report.paper_dataset("chest-xray") == "chest-xray"
-    assert report.paper_dataset("octmnist") is None
+    assert tables.paper_dataset("synth-brain-mri") == "brain-mri"
+    assert tables.paper_dataset("chest-xray") == "chest-xray"
+    assert tables.paper_dataset("octmnist") is None
 
 
 def test_present_datasets_skips_missing_real_data_and_says_where_it_goes(tmp_path, capsys):
-    assert report.present_datasets(["oct", "covid19"], tmp_path) == []
+    assert tables.present_datasets(["oct", "covid19"], tmp_path) == []
     out = capsys.readouterr().out
     assert "skipping oct" in out and "data/README.md" in out
     with pytest.raises(DataError, match="unknown dataset"):
-        report.present_datasets(["no-such-data"], tmp_path)
+        tables.present_datasets(["no-such-data"], tmp_path)
 
 
 def test_setup_raises_when_no_dataset_is_there(tmp_path):
     with pytest.raises(DataError, match="none of"):
-        report.setup("smoke", ["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
+        tables.setup("smoke", ["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
 
 
 def test_method_seeds_gives_hetero_ae_its_own_seeds():
-    assert report.method_seeds(["hetero-ae", "mkd"], [0, 1, 2], [0]) == {"hetero-ae": [0, 1, 2], "mkd": [0]}
+    assert tables.method_seeds(["hetero-ae", "mkd"], [0, 1, 2], [0]) == {"hetero-ae": [0, 1, 2], "mkd": [0]}
 
 
 def test_manifest_records_wall_time_and_cache_hits_and_the_index_links_in_paper_order(tmp_path):
@@ -124,18 +124,18 @@ def test_notebook_order_puts_the_papers_artefacts_first(tmp_path):
 
 def test_save_table_writes_csv_and_markdown(tmp_path: Path):
     frame = pd.DataFrame({"a": [1.234], "b": ["x"]})
-    report.save_table(frame, tmp_path, "t")
+    tables.save_table(frame, tmp_path, "t")
     assert pd.read_csv(tmp_path / "t.csv").equals(frame)
     assert "1.23" in (tmp_path / "t.md").read_text()
-    report.save_table(frame, tmp_path, "u", markdown="# given")
+    tables.save_table(frame, tmp_path, "u", markdown="# given")
     assert (tmp_path / "u.md").read_text() == "# given\n"
 
 
 def test_trained_model_retrains_a_run_whose_checkpoint_is_not_committed_into_the_same_model(tmp_path):
     from hetero_ae.data.overview import ensure_synthetic
-    from hetero_ae.evaluate import predict
-    from hetero_ae.experiment import run_experiment, trained_model
-    from hetero_ae.profiles import load_profile, run_spec
+    from hetero_ae.evaluation.predict import predict
+    from hetero_ae.experiment.profiles import load_profile, run_spec
+    from hetero_ae.experiment.runs import run_experiment, trained_model
 
     root = tmp_path / "data"
     ensure_synthetic(root, 64, 0, "smoke")
@@ -151,20 +151,20 @@ def test_trained_model_retrains_a_run_whose_checkpoint_is_not_committed_into_the
 
 
 def test_ablation_rows_on_resnet_fall_back_to_the_offline_encoder_and_say_so(resnet18_weights, monkeypatch):
+    from hetero_ae.experiment.variants import variant
     from hetero_ae.model import encoder
-    from hetero_ae.variants import variant
 
     row = variant("III", "hctn")
-    assert report.variant_overrides(row)[1] == "resnet18"  # weights in the hub cache (the fixture's)
+    assert tables.variant_overrides(row)[1] == "resnet18"  # weights in the hub cache (the fixture's)
     resnet18_weights.unlink()
-    assert report.variant_overrides(row) == ({**row.overrides(), "encoder": encoder.OFFLINE_ENCODER},
+    assert tables.variant_overrides(row) == ({**row.overrides(), "encoder": encoder.OFFLINE_ENCODER},
                                              encoder.OFFLINE_ENCODER)
     hybrid = variant("II", "hybrid-hybrid")  # random frozen encoders are not replaced
-    assert report.variant_overrides(hybrid)[1] == "hybrid"
+    assert tables.variant_overrides(hybrid)[1] == "hybrid"
 
 
 def test_readme_blocks_are_filled_from_the_tables_and_stale_ones_are_reported(tmp_path):
-    from hetero_ae import readme
+    from hetero_ae.report import readme
 
     (tmp_path / "results" / "tables").mkdir(parents=True)
     (tmp_path / "results" / "tables" / "t.md").write_text("| a |\n|---|\n| 1 |\n")
@@ -181,12 +181,12 @@ def test_readme_blocks_are_filled_from_the_tables_and_stale_ones_are_reported(tm
 
 
 def test_the_readme_on_main_shows_the_committed_results():
-    from hetero_ae import readme
+    from hetero_ae.report import readme
 
     root = Path(__file__).resolve().parents[1]
     shown = [path for path, _ in readme.blocks((root / "README.md").read_text())]
     assert "results/tables/table1_auc.md" in shown
-    assert readme.stale(root / "README.md", root) == [], "run python -m hetero_ae.readme after ./run_all.sh"
+    assert readme.stale(root / "README.md", root) == [], "run python -m hetero_ae.report.readme after ./run_all.sh"
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):
@@ -208,7 +208,7 @@ def test_the_data_root_is_the_argument_then_the_environment_then_the_profile(mon
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     assert data_root(None, "data/design") == tmp_path and data_root("mine", "data/design") == Path("mine")
     with pytest.raises(DataError, match=f"under {tmp_path}"):  # a notebook's setup follows the variable too
-        report.setup("smoke", ["oct"], image_size=64, device="cpu", data_root="data")
+        tables.setup("smoke", ["oct"], image_size=64, device="cpu", data_root="data")
 
 
 def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):
@@ -219,8 +219,8 @@ def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    report.save_figure(fig, tmp_path / "a", "f")
-    report.save_figure(fig, tmp_path / "b", "f")
+    tables.save_figure(fig, tmp_path / "a", "f")
+    tables.save_figure(fig, tmp_path / "b", "f")
     for ext in ("png", "pdf"):
         first, second = (Path(tmp_path, d, f"f.{ext}").read_bytes() for d in ("a", "b"))
         assert first == second and len(first) > 100

@@ -128,9 +128,9 @@ def test_nproc_trains_the_tables_runs_with_ddp_and_the_notebook_finds_them_cache
 
 def test_run_profile_lists_exactly_the_runs_the_table_notebooks_used(smoke):
     """What ``run-profile`` (``--nproc``) trains ahead is what the notebooks then ask for: all cached, none missing."""
-    from hetero_ae.experiment import run_folder
-    from hetero_ae.profiles import load_profile
-    from hetero_ae.report import TABLE_NOTEBOOKS, notebook_specs
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.runs import run_folder
+    from hetero_ae.report.tables import TABLE_NOTEBOOKS, notebook_specs
 
     profile = load_profile("smoke")
     root = ROOT / profile["data_root"]

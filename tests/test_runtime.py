@@ -1,4 +1,4 @@
-"""How runs execute (``hetero_ae.runtime``): bf16 autocast, torch.compile, the batch loader, threads.
+"""How runs execute (``hetero_ae.training.runtime``): bf16 autocast, torch.compile, the batch loader, threads.
 
 bf16 is checked for what it must do (forward passes in bfloat16, backward and weights in
 float32, predictions back in float32 and close to float32's) on the CPU, where torch's
@@ -17,16 +17,18 @@ import torch
 from torch import nn
 
 from hetero_ae import ModelConfig, TrainConfig
-from hetero_ae import runtime
-from hetero_ae.checkpoint import load_model
 from hetero_ae.config import from_dict, key_dict, to_dict
+from hetero_ae.data.batches import ArrayImages, batch_loader
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.errors import ConfigError
-from hetero_ae.evaluate import predict
-from hetero_ae.experiment import RunSpec
+from hetero_ae.evaluation.predict import predict
+from hetero_ae.experiment.runs import RunSpec
 from hetero_ae.methods import build_model
-from hetero_ae.seed import build_seeded
-from hetero_ae.train import train
+from hetero_ae.model.precision import running_in
+from hetero_ae.training import runtime
+from hetero_ae.training.checkpoint import load_model, trained_precision
+from hetero_ae.training.loop import optimisation_step, train
+from hetero_ae.training.seed import build_seeded
 
 MODEL = ModelConfig(encoder="resnet18", encoder_weights="none", image_size=64)
 TRAIN = TrainConfig(epochs=1, batch_size=4, lr=1e-3, seed=3)
@@ -73,7 +75,7 @@ def test_the_batch_loader_leaves_torchs_random_state_alone(images):
     torch.manual_seed(0)
     before = torch.get_rng_state()
     for workers in (0, 1):
-        list(runtime.batch_loader(images.images, [np.array([0, 1]), np.array([2])], "cpu", workers))
+        list(batch_loader(ArrayImages(images.images), [np.array([0, 1]), np.array([2])], workers=workers))
     assert torch.equal(torch.get_rng_state(), before)
 
 
@@ -81,7 +83,7 @@ def test_the_batch_loader_gives_the_same_batches_in_order_with_or_without_worker
     batches = [np.array([3, 1]), np.array([0, 2, 8]), np.array([5])]
     direct = [images.images[b] for b in batches]
     for workers in (0, 2):
-        got = [t.numpy() for t in runtime.batch_loader(images.images, batches, "cpu", workers)]
+        got = [b.images.numpy() for b in batch_loader(ArrayImages(images.images), batches, workers=workers)]
         assert len(got) == 3 and all(np.array_equal(g, d) for g, d in zip(got, direct))
 
 
@@ -114,21 +116,22 @@ def test_bf16_runs_forward_passes_in_bfloat16_and_backward_outside_autocast(meth
     torch.manual_seed(0)
     model = build_model(ModelConfig(method=method, encoder="resnet18", encoder_weights="none", image_size=64,
                                     params=params))
-    model.precision = "bf16"
     optimizers = model.configure_optimizers(1e-4)
     model.train()
     model.on_epoch_start(epoch, 2)  # f-AnoGAN: its GAN phase, then its encoder phase
     before = {k: v.clone() for k, v in model.named_parameters() if v.requires_grad}
     seen = watch(model, monkeypatch)
     x = torch.randn(4, 3, 64, 64)
-    stats = model.training_step(x, optimizers)
-    assert torch.bfloat16 in seen["forward"] and seen["backward_autocast"] == {False}
-    assert np.isfinite(stats["loss"])
-    model.eval()
-    with torch.no_grad(), model.autocast():
-        assert model.loss(x).dtype == torch.float32  # the networks' outputs are compared in float32
-        maps, scores = model.predict(x)
+    with running_in(model, "bf16") as forward:
+        stats = optimisation_step(model, x, optimizers, forward=forward)
+        assert torch.bfloat16 in seen["forward"] and seen["backward_autocast"] == {False}
+        assert np.isfinite(stats["loss"])
+        model.eval()
+        with torch.no_grad(), forward():
+            assert model.loss(x).dtype == torch.float32  # the networks' outputs are compared in float32
+            maps, scores = model.predict(x)
     assert maps.dtype == scores.dtype == torch.float32
+    assert not any(m._forward_hooks for m in model.children())  # the model leaves as it came
     params = dict(model.named_parameters())
     assert all(params[k].dtype == torch.float32 for k in before)
     assert any(not torch.equal(params[k], v) for k, v in before.items())
@@ -137,7 +140,7 @@ def test_bf16_runs_forward_passes_in_bfloat16_and_backward_outside_autocast(meth
 def test_fp32_stays_float32(monkeypatch):
     model = build_seeded(MODEL, 0)
     seen = watch(model, monkeypatch)
-    model.training_step(torch.randn(2, 3, 64, 64), model.configure_optimizers(1e-4))
+    optimisation_step(model, torch.randn(2, 3, 64, 64), model.configure_optimizers(1e-4))
     assert seen["forward"] == {torch.float32}
 
 
@@ -146,11 +149,10 @@ def test_a_bf16_run_predicts_in_bf16_and_returns_float32_maps_close_to_float32s(
     model, history = train(MODEL, cfg, images, tmp_path / "run", progress=False)
     assert np.isfinite(history[0]["loss"])
     loaded, ckpt = load_model(tmp_path / "run" / "checkpoint.pt")
-    assert loaded.precision == "bf16" and ckpt["train_config"]["precision"] == "bf16"
-    maps, scores = predict(loaded, images.images)
+    assert trained_precision(ckpt) == "bf16"
+    maps, scores = predict(loaded, images.images, precision="bf16")
     assert maps.dtype == np.float32 and np.isfinite(maps).all()
-    loaded.precision = "fp32"
-    maps32, scores32 = predict(loaded, images.images)
+    maps32, scores32 = predict(loaded, images.images, precision="fp32")
     assert np.corrcoef(maps.ravel(), maps32.ravel())[0, 1] > 0.99  # bfloat16 networks, float32 comparison
     assert np.allclose(scores, scores32, rtol=0.05)
     # the cosine of Eq. 6 is taken in float32: a map keeps its resolution, not bfloat16's 8 bits

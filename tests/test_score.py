@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import blob_image, write_png
 
 import hetero_ae.data.images
-import hetero_ae.scoring as scoring
+import hetero_ae.evaluation.scoring as scoring
+from hetero_ae.data import batches
 from hetero_ae.cli import main
 
-from conftest import blob_image, write_png
 N_IMAGES, BATCH = 14, 4
 TINY = ["--method", "ae", "--param", "latent_dim=8", "--param", "base_channels=8", "--image-size", "64",
         "--epochs", "1", "--batch-size", "5", "--threads", "2", "--val-fraction", "0"]
@@ -67,8 +68,8 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 def killed_after(n_batches: int):
-    """A make_loader whose batches stop, as a Ctrl-C or kill would, after ``n_batches``."""
-    real = scoring.make_loader
+    """A batch_loader whose batches stop, as a Ctrl-C or kill would, after ``n_batches``."""
+    real = scoring.batch_loader
 
     def make(*args, **kwargs):
         for n, batch in enumerate(real(*args, **kwargs)):
@@ -81,9 +82,10 @@ def killed_after(n_batches: int):
 
 def test_uninterrupted_run_writes_one_row_per_image_in_file_order(reference, images):
     lines = (reference / "scores.csv").read_bytes().split(b"\r\n")
-    assert lines[0] == b"path,score,label" and lines[-1] == b"" and len(lines) == N_IMAGES + 2
-    paths = [line.split(b",")[0].decode() for line in lines[1:-1]]
-    assert paths == [str(p) for p in hetero_ae.data.images.list_images(images)]
+    assert lines[0] == b"path,class,label,score" and lines[-1] == b"" and len(lines) == N_IMAGES + 2
+    rows = [line.decode().split(",") for line in lines[1:-1]]
+    assert [r[0] for r in rows] == [str(p) for p in hetero_ae.data.images.list_images(images)]
+    assert [(r[1], r[2]) for r in rows] == [("anomalous", "1")] * 7 + [("normal", "0")] * 7
     assert len(list((reference / "heatmaps").glob("*.png"))) == N_IMAGES
     meta = json.loads((reference / "score.json").read_text())
     assert meta["image_size"] == 64 and len(meta["checkpoint_sha256"]) == 64
@@ -91,7 +93,7 @@ def test_uninterrupted_run_writes_one_row_per_image_in_file_order(reference, ima
 
 def test_killed_run_resumed_equals_an_uninterrupted_one(checkpoint, images, reference, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr(scoring, "make_loader", killed_after(2))
+    monkeypatch.setattr(scoring, "batch_loader", killed_after(2))
     with pytest.raises(KeyboardInterrupt):
         score(checkpoint, images, out, "--heatmaps")
     monkeypatch.undo()
@@ -140,7 +142,7 @@ def test_resume_with_other_settings_is_refused(change, checkpoint, images, refer
 
 def test_the_folder_is_decoded_one_batch_at_a_time(checkpoint, images, tmp_path, monkeypatch):
     decoded, seen = [0], []
-    real_load, real_make = scoring.load_image, scoring.make_loader
+    real_load, real_make = batches.load_image, scoring.batch_loader
 
     def load(path, size):
         decoded[0] += 1
@@ -154,8 +156,8 @@ def test_the_folder_is_decoded_one_batch_at_a_time(checkpoint, images, tmp_path,
     def whole_folder(*args, **kwargs):
         raise AssertionError("score must not decode the whole folder")
 
-    monkeypatch.setattr(scoring, "load_image", load)
-    monkeypatch.setattr(scoring, "make_loader", make)
+    monkeypatch.setattr(batches, "load_image", load)
+    monkeypatch.setattr(scoring, "batch_loader", make)
     monkeypatch.setattr(hetero_ae.data.images, "read_images", whole_folder)
     assert score(checkpoint, images, tmp_path / "out") == 0
     assert [n for n, _ in seen] == [4, 4, 4, 2]

@@ -1,4 +1,4 @@
-"""The stopping rule on the held-out loss (hetero_ae.stopping), checked against hand-worked sequences."""
+"""The stopping rule on the held-out loss (hetero_ae.training.stopping), checked against hand-worked sequences."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hetero_ae.stopping import Stopping
+from hetero_ae.training.stopping import Stopping
 
 
 def feed(rule: Stopping, values: list[float]) -> int:
@@ -64,7 +64,7 @@ def test_state_round_trips():
 
 
 def test_a_fixed_schedule_counts_as_converged_only_when_it_ends_on_a_plateau():
-    from hetero_ae.stopping import plateaued
+    from hetero_ae.training.stopping import plateaued
 
     falling = [1.0 - 0.05 * e for e in range(20)]  # improves 5 % of 1.0 every epoch to the end
     flat_end = falling[:8] + [falling[7]] * 12  # nothing better over the last 12 epochs

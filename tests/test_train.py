@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from hetero_ae import ModelConfig, TrainConfig
-from hetero_ae import train as train_module
-from hetero_ae.checkpoint import load_model, read_checkpoint
 from hetero_ae.data.images import ImageSet
 from hetero_ae.errors import TrainingDiverged, UserError
-from hetero_ae.evaluate import evaluate_scores, predict
-from hetero_ae.train import train
+from hetero_ae.evaluation.predict import evaluate_scores, predict
+from hetero_ae.training import loop as train_module
+from hetero_ae.training.checkpoint import load_model, read_checkpoint
+from hetero_ae.training.loop import train
 
 MODEL = ModelConfig(encoder="resnet18", encoder_weights="none", image_size=64)
 TRAIN = TrainConfig(epochs=2, batch_size=4, lr=1e-3, seed=7)
@@ -73,7 +73,7 @@ def test_an_existing_run_is_not_overwritten_without_resume(images, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch):
-    from hetero_ae.model.autoencoder import HeteroAE
+    from hetero_ae.methods.hetero_ae import HeteroAE
 
     real_terms, calls = HeteroAE.loss_terms, []
 

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from hetero_ae.data.images import ImageSet
-from hetero_ae.tsne import (cosine_distance, pair_distance, pair_stats, patch_fraction, patch_pool, patch_vectors,
-                            pick_image, top_patches)
+from hetero_ae.report.tsne import (
+    cosine_distance,
+    pair_distance,
+    pair_stats,
+    patch_fraction,
+    patch_pool,
+    patch_vectors,
+    pick_image,
+    top_patches,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

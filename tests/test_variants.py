@@ -12,17 +12,17 @@ import torch
 import torch.nn.functional as F
 
 from hetero_ae import ModelConfig, TrainConfig, build_model
-from hetero_ae.checkpoint import load_model
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.data.synthetic import make_synthetic
 from hetero_ae.errors import ConfigError
-from hetero_ae.evaluate import predict_all
-from hetero_ae.experiment import run_experiment
+from hetero_ae.evaluation.predict import predict_all
+from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.runs import run_experiment
+from hetero_ae.experiment.variants import TABLE_II, TABLE_III, TABLE_IV, TABLES, distinct_variants, variant
 from hetero_ae.model.encoder import build_encoder
-from hetero_ae.profiles import load_profile, run_spec
-from hetero_ae.seed import build_seeded
-from hetero_ae.train import train
-from hetero_ae.variants import TABLE_II, TABLE_III, TABLE_IV, TABLES, distinct_variants, variant
+from hetero_ae.training.checkpoint import load_model
+from hetero_ae.training.loop import optimisation_step, train
+from hetero_ae.training.seed import build_seeded
 
 SIZE = 64
 DISTINCT = distinct_variants()
@@ -89,7 +89,7 @@ def test_pixel_comparison_reconstructs_the_input(v):
     x = smooth_images(2)
     assert model.reconstruct(x).shape == x.shape
     optimizers = model.configure_optimizers(1e-3)
-    losses = [model.training_step(x, optimizers)["loss"] for _ in range(30)]
+    losses = [optimisation_step(model, x, optimizers)["loss"] for _ in range(30)]
     assert losses[-1] < 0.8 * losses[0], losses
 
 

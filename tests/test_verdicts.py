@@ -1,4 +1,4 @@
-"""Verdicts on the paper's claims (hetero_ae.verdicts) against hand computations and scipy/sklearn directly."""
+"""Verdicts on the paper's claims (hetero_ae.report.verdicts) against hand computations and scipy/sklearn directly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from hetero_ae import verdicts
+from hetero_ae.report import verdicts
 
 HIGH, LOW = [90.0, 91.0, 92.0], [85.0, 86.5, 84.0]
 

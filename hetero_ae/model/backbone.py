@@ -3,7 +3,7 @@ fine-tuned or trained from scratch, and how its weights are read from a file and
 
 The concrete encoders (``encoder.py``: torchvision's and EfficientNet-Lite0; ``hybrid_encoder.py``:
 the ablation encoders of Tables II and IV) subclass ``Encoder``; ``state_digest`` is also what a
-checkpoint records of a model's frozen part (``hetero_ae.checkpoint``).
+checkpoint records of a model's frozen part (``hetero_ae.training.checkpoint``).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 from ..config import check_choice
+from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 from .backbone import Encoder, WeightsNotFoundError, existing_file, load_state, state_digest
 from .hybrid_encoder import HybridEncoder, TransformerEncoder  # the ablation encoders (Tables II, IV), no weights
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .decoder import DECODER_KINDS, REFERENCE_SIZE, BranchFactory, HybridBlock
 from .backbone import Encoder, existing_file, load_state
+from .decoder import DECODER_KINDS, REFERENCE_SIZE, BranchFactory, HybridBlock
 
 HEADS = (2, 4, 8, 16)
 P2 = (8, 4, 2, 2)

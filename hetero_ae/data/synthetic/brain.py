@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import (binary_closing, binary_dilation, binary_erosion, binary_fill_holes,
-                           distance_transform_edt, gaussian_filter, map_coordinates)
+from scipy.ndimage import (
+    binary_closing,
+    binary_dilation,
+    binary_erosion,
+    binary_fill_holes,
+    distance_transform_edt,
+    gaussian_filter,
+    map_coordinates,
+)
 
 from .common import bias_field, ellipse, grid, irregular_blob, smooth_noise, to_uint8
 

@@ -1,0 +1,180 @@
+"""Streaming, resumable scoring of an image folder (``hetero-ae score``).
+
+Images are decoded one batch at a time by the one input pipeline (``data.batches``: worker
+processes decode the next batches while the model runs on the current one) and scored by the
+one prediction path (``evaluation.predict.predict_batches``), so a folder of any size is scored
+in bounded memory: at most ``batch_size * (1 + workers * prefetch)`` images are decoded at once.
+
+Each batch's rows are appended to ``OUT/scores.csv`` (the one layout, ``evaluation.scores``;
+``class`` and ``label`` come from a parent folder named normal, anomalous or abnormal, and
+are empty otherwise; ``feature_distance`` where the method defines one) and flushed to disk (fsync) before the next batch, so a killed run keeps
+every row it wrote; at most the last line is torn. A small
+sidecar ``OUT/score.json`` (written atomically before the first row) records what the CSV was
+written with: the checkpoint's sha256, the image size, the ``--images`` argument, whether
+heatmaps were written and the precision of the forward pass (the one the model was trained
+in unless ``--precision`` says otherwise). ``resume=True`` checks it, drops a torn
+last line, skips the images already scored and appends the rest, so that the final CSV is
+byte for byte the one an uninterrupted run writes.
+
+Scores are the method's raw image scores. A method whose score normalisation needs the whole
+set at once (GANomaly's min-max over the test set) cannot be normalised batch by batch; its
+raw scores are written, as ``evaluate`` does before normalising.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
+
+from ..data.batches import ImageFiles, batch_loader, in_order
+from ..data.images import ANOMALOUS_DIRS, NORMAL_DIRS, UnreadableImage, list_images
+from ..errors import DataError, UserError
+from ..io import atomic_write, write_json
+from ..methods.registry import AnomalyModel
+from .predict import predict_batches
+from .scores import SCORES, ScoresFile, read_scored, score_rows
+
+SIDECAR = "score.json"
+FORMAT = "hetero-ae-score/2"  # /2: the one scores.csv layout (path, class, label, score)
+
+
+def label_of(path: str | Path) -> tuple[str, int | None]:
+    """(class, label) of an image from its parent folders, as ``read_labelled_folder`` gives them:
+    ('normal', 0) under a folder named normal, ('anomalous', 1) under anomalous or abnormal,
+    else ('', None)."""
+    parts = {p.lower() for p in Path(path).parts[:-1]}
+    if parts & set(NORMAL_DIRS):
+        return "normal", 0
+    if parts & set(ANOMALOUS_DIRS):
+        return "anomalous", 1
+    return "", None
+
+
+def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
+    """A jet-coloured map (scaled to its own range) blended over the image, uint8 (H, W, 3)."""
+    from matplotlib import colormaps
+
+    lo, hi = float(amap.min()), float(amap.max())
+    norm = (amap - lo) / (hi - lo) if hi > lo else np.zeros_like(amap)
+    heat = colormaps["jet"](norm)[..., :3] * 255.0
+    return np.clip(0.5 * image.astype(np.float32) + 0.5 * heat, 0, 255).astype(np.uint8)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> int:
+    """Index into ``paths`` where a resumed run continues; an error if the CSV is not a prefix of this run's."""
+    position = {str(p): i for i, p in enumerate(paths)}
+    last = -1
+    for p in scored:
+        i = position.get(p, -1)
+        if i <= last:
+            raise UserError(f"{csv_path} lists {p}, which is {'out of order' if i >= 0 else 'not'} among the "
+                            "images now; the image folder changed, so choose another output folder")
+        last = i
+    return last + 1
+
+
+def score_images(
+    model: AnomalyModel, ckpt_path: Path, image_size: int, images: Path, out: Path, *, precision: str = "fp32",
+    batch_size: int = 32, workers: int = 0, device: str = "cpu", heatmaps: bool = False, resume: bool = False,
+    strict: bool = False, progress: bool = True,
+) -> tuple[int, int, list[str]]:
+    """Score ``images`` (a file or a folder) into ``out/scores.csv``; (new rows, rows before, skipped paths).
+
+    ``precision``: of the forward pass (``model.precision``). Raises UserError for bad options or an
+    output folder that holds another run's scores, DataError when no image can be read,
+    UnreadableImage for an unreadable one with ``strict``.
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    paths = [images] if images.is_file() else list_images(images)
+    csv_path, sidecar = out / SCORES, out / SIDECAR
+    columns = ("feature_distance",) if model.has_feature_distance else ()
+    meta = {"format": FORMAT, "checkpoint": str(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
+            "image_size": int(image_size), "images": str(images), "heatmaps": bool(heatmaps), "precision": precision}
+    start, done = 0, 0
+    if csv_path.exists():
+        if not resume:
+            raise UserError(f"{csv_path} exists: pass --resume to continue it, or choose another output folder")
+        _check_sidecar(sidecar, meta, csv_path)
+        scored = read_scored(csv_path, columns)
+        start, done = _remaining(scored, paths, csv_path), len(scored)
+    else:
+        write_json(sidecar, meta)
+    with ScoresFile(csv_path, columns) as f:
+        new, skipped = _stream(model, paths, start, done, image_size, f, out, precision=precision,
+                               batch_size=batch_size, workers=workers, device=device, heatmaps=heatmaps, strict=strict,
+                               progress=progress)
+    if done + new == 0:
+        csv_path.unlink()
+        sidecar.unlink(missing_ok=True)
+        raise DataError(f"none of the {len(paths)} image(s) could be read")
+    return new, done, skipped
+
+
+def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
+    """An error unless the existing CSV was written with this checkpoint, image size, --images, --heatmaps, precision."""
+    try:
+        old = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{csv_path} has no readable {SIDECAR} beside it, so it cannot be resumed safely; "
+                        "choose another output folder") from None
+    if old.get("format") != FORMAT:
+        raise UserError(f"{sidecar} is not a {FORMAT!r} record; choose another output folder")
+    if old.get("checkpoint_sha256") != meta["checkpoint_sha256"]:
+        raise UserError(f"{csv_path} was written with another checkpoint ({old.get('checkpoint')}, sha256 "
+                        f"{str(old.get('checkpoint_sha256'))[:12]}) than {meta['checkpoint']} (sha256 "
+                        f"{meta['checkpoint_sha256'][:12]}): resume with that checkpoint or choose another output folder")
+    options = (("image_size", "image size"), ("images", "--images"), ("heatmaps", "--heatmaps"),
+               ("precision", "--precision"))
+    for key, option in options:
+        if old.get(key, "fp32" if key == "precision" else None) != meta[key]:  # records before precision: fp32
+            raise UserError(f"{csv_path} was written with {option} {old.get(key)}, not {meta[key]}: resume with the "
+                            "same settings or choose another output folder")
+
+
+def _stream(model: AnomalyModel, paths: list[Path], start: int, done: int, image_size: int, f: ScoresFile,
+            out: Path, *, precision: str, batch_size: int, workers: int, device: str, heatmaps: bool, strict: bool,
+            progress: bool) -> tuple[int, list[str]]:
+    from PIL import Image
+
+    new, skipped = 0, []
+    if start == len(paths):
+        return new, skipped
+    loader = batch_loader(ImageFiles(paths, image_size), in_order(len(paths), batch_size, start), device=device,
+                          workers=workers)
+    with tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False, disable=not progress) as bar:
+        for batch, maps, scores, distances in predict_batches(model, loader, device=device, precision=precision):
+            for i, msg in batch.errors:
+                if strict:
+                    raise UnreadableImage(f"cannot read image {paths[i]}: {msg}")
+                warnings.warn(f"skipping unreadable image {paths[i]}: {msg}", stacklevel=2)
+                skipped.append(str(paths[i]))
+            names = [str(paths[i]) for i in batch.index]
+            if heatmaps:  # before the rows: a row on disk always has its heatmap
+                for k, (name, amap) in enumerate(zip(names, maps)):
+                    png = out / "heatmaps" / f"{done + new + k:06d}_{Path(name).stem}.png"
+                    im = overlay(batch.images[k].numpy(), amap)
+                    atomic_write(png, lambda p, im=im: Image.fromarray(im).save(p, format="PNG"))
+            found = [label_of(name) for name in names]
+            f.append(score_rows(names, [c for c, _ in found], [y for _, y in found], scores,
+                                None if distances is None else {"feature_distance": distances}))
+            new += len(names)
+            bar.update(len(batch.index) + len(batch.errors))
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(paths) - start}", stacklevel=2)
+    return new, skipped

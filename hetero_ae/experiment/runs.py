@@ -1,0 +1,284 @@
+"""One run = (dataset, method config, training config) -> trained model -> scores -> metrics, cached.
+
+A run's folder is ``results/runs/<method>/<dataset>/<key>/`` where ``key`` hashes the
+configuration and a fingerprint of the data (file names and sizes), so the same request
+finds the same folder and different data never reuses a result. The folder holds
+``config.json`` and ``history.json`` (``training.run_folder``), ``checkpoint.pt`` (not committed),
+``scores.csv`` (``evaluation.scores``) and ``metrics.json``; ``metrics.json`` is written last and marks the run complete. ``scores.csv``
+has one row per test image (path, class, label, score) and, for methods that define one, its
+``feature_distance`` (Fig. 6), computed in the same pass as the maps. A killed run
+resumes from its last checkpoint (DESIGN 7).
+
+Training (DESIGN 3.10): the held-out normals' loss is recorded every epoch in ``history.json``
+and, with the profile's ``patience``, stops the run; ``metrics.json["training"]`` says how it
+ended (epochs run, cap, best epoch, plateau or cap, the weights kept) and what the frozen-feature
+cache held. Nothing here looks at a test label before the model is final.
+
+Metrics (DESIGN 6, 3.8; computed by ``evaluation.predict.evaluate``, the one path from a
+model and images to scores and metrics): AUC, AP and F1/ACC/SEN/SPE at the paper's best-F1 threshold
+(``best_f1``) and at the 95th percentile of held-out normal scores (``normal_q95``); AUC per
+anomalous sub-class; pixel AUROC, AUPRO and best Dice where the test set has masks.
+Held-out normals are the release's ``val`` split, or else ``val_fraction`` of the training
+normals (the paper trains on all of them; the tables say which).
+
+Under ``torchrun`` (``hetero-ae run``, ``hetero_ae.training.distributed``) every process trains and
+rank 0 alone writes and evaluates; the others return a result without metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelConfig, TrainConfig, key_dict, to_dict
+from ..data.datasets import FolderDataset, data_root, find_npz, get_dataset, load_split
+from ..data.images import ImageSet
+from ..evaluation.predict import evaluate, save_evaluation
+from ..evaluation.scores import read_scores
+from ..methods.registry import AnomalyModel
+from ..training import distributed
+from ..training.checkpoint import load_model
+from ..training.loop import CHECKPOINT, finished, hold_out, train
+from ..training.run_folder import HISTORY, held_out_description, read_run_config, write_history, write_run_config
+from ..training.runtime import compiled
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    model: ModelConfig
+    train: TrainConfig
+    val_fraction: float = 0.1  # only used when the dataset has no val split
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "model": to_dict(self.model), "train": to_dict(self.train),
+                "val_fraction": self.val_fraction}
+
+    def key_dict(self) -> dict[str, Any]:
+        """What the cache key hashes (``config.key_dict``: new fields only when set)."""
+        return {**self.as_dict(), "model": key_dict(self.model), "train": key_dict(self.train)}
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    folder: Path
+    metrics: dict[str, Any]
+    cached: bool
+
+    def scores(self) -> list[dict[str, str]]:
+        """The rows of the run's ``scores.csv`` (``evaluation.scores``)."""
+        return read_scores(self.folder)
+
+
+def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
+    """Hash of the file names and sizes a run reads (regenerated identical data keeps it)."""
+    ds, root = get_dataset(dataset), data_root(root)
+    h = hashlib.sha256(dataset.encode())
+    if isinstance(ds, FolderDataset):
+        for split in ("train", "val", "test"):
+            for e in ds.entries(root, split):
+                for p in (e.path, e.mask):
+                    if p is not None:
+                        h.update(f"{p.relative_to(root)}|{p.stat().st_size}\n".encode())
+    else:
+        npz = find_npz(ds, root, 0)
+        h.update(f"{npz.name}|{npz.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None) -> Path:
+    payload = json.dumps({**spec.key_dict(), "data": data_fingerprint(spec.dataset, root)}, sort_keys=True)
+    key = hashlib.sha256(payload.encode()).hexdigest()[:12]
+    return Path(results) / "runs" / spec.model.method / spec.dataset / key
+
+
+def _held_out(spec: RunSpec, train_set: ImageSet, root: str | Path | None) -> tuple[ImageSet, ImageSet | None, str]:
+    size = spec.model.image_size
+    val = load_split(spec.dataset, "val", size, root=root)
+    if val is not None:
+        return train_set, val, "val split"
+    rest, held = hold_out(train_set, spec.val_fraction, spec.train.seed)
+    return rest, held, held_out_description(spec.val_fraction, 0 if held is None else len(held))
+
+
+def training_twin(spec: RunSpec) -> RunSpec | None:
+    """The run whose trained weights ``spec`` scores with, when it differs only in how maps are made
+    (``ModelConfig.SCORING_FIELDS``, e.g. Table IV's magnitude-aware map); else None."""
+    trained = spec.model.trained_as()
+    return None if trained == spec.model else replace(spec, model=trained)
+
+
+def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str | Path | None = None,
+                   device: str = "cpu", progress: bool = True, compile: str | None = None) -> RunResult:
+    """The cached result of ``spec``, training and evaluating it first if needed.
+
+    ``device`` and ``compile`` (a torch.compile backend, ``hetero_ae.training.runtime``) say how it
+    runs, not what it computes: they are not part of the cache key; ``config.json`` records them.
+    A run with a ``training_twin`` trains nothing: it scores the twin's weights (trained first if
+    needed) its own way, and its folder records ``weights_from`` and copies the twin's curves.
+    """
+    folder = run_folder(spec, results, root)
+    if (folder / "metrics.json").is_file():
+        return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
+    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", spec.model.image_size,
+                                                             root=root), root)
+    twin = training_twin(spec)
+    if twin is not None:
+        trained = run_experiment(twin, results=results, root=root, device=device, progress=progress, compile=compile)
+        if not distributed.is_main():
+            return RunResult(spec, folder, {}, cached=False)
+        model = rescored(trained_model(trained, root=root, device=device), spec.model)
+        record = read_run_config(trained.folder)
+        write_run_config(folder, **{k: record[k] for k in _RECORDED}, dataset=spec.dataset, model=spec.model,
+                         train=spec.train, val_fraction=spec.val_fraction, device=device, compile=compile,
+                         weights_from=trained.folder.name)
+        write_history(folder, json.loads((trained.folder / HISTORY).read_text()))
+        kept = {k: trained.metrics[k] for k in ("held_out_normals", "train_seconds", "n_train")}
+        training = {**trained.metrics["training"], "weights_from": trained.folder.name}
+        return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
+                         val_set=val_set, training=training, **kept)
+    if distributed.is_main():
+        write_run_config(folder, dataset=spec.dataset, model=spec.model, train=spec.train,
+                         val_fraction=spec.val_fraction, held_out_normals=held_out, train_images=len(train_set),
+                         val_images=0 if val_set is None else len(val_set), device=device, compile=compile)
+    model, history = train(spec.model, spec.train, train_set, folder, val=val_set, resume=True, device=device,
+                           progress=progress, compile=compile)
+    if not distributed.is_main():
+        return RunResult(spec, folder, {}, cached=False)
+    write_history(folder, history)
+    training = {**(history.stop or {}), "feature_cache": history.feature_cache, "setup_seconds": history.setup_seconds}
+    return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
+                     val_set=val_set, training=training, held_out_normals=held_out,
+                     train_seconds=float(sum(h["seconds"] for h in history) + history.setup_seconds),
+                     n_train=len(train_set))
+
+
+_RECORDED = ("held_out_normals", "train_images", "val_images")  # what a rescoring run copies from its twin's record
+
+
+def rescored(model: AnomalyModel, cfg: ModelConfig) -> AnomalyModel:
+    """``model`` making its maps as ``cfg`` says (its ``SCORING_FIELDS``), its weights untouched."""
+    for name in ModelConfig.SCORING_FIELDS:
+        if hasattr(model, name):
+            setattr(model, name, getattr(cfg, name))
+    return model
+
+
+def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, *, root: str | Path | None, device: str,
+              progress: bool, compile: str | None, val_set: ImageSet | None, training: dict[str, Any],
+              held_out_normals: str, train_seconds: float, n_train: int) -> RunResult:
+    """Score the test split (and the held-out normals) with the final ``model``; write scores.csv and metrics.json."""
+    test = load_split(spec.dataset, "test", spec.model.image_size, root=root)
+    with compiled(model, compile):
+        ev = evaluate(model, test, held_out=val_set, precision=spec.train.precision, device=device, progress=progress)
+    metrics = save_evaluation(folder, test, ev, encoder=spec.model.encoder, held_out_normals=held_out_normals,
+                              training=training, train_seconds=train_seconds, n_train=n_train)
+    return RunResult(spec, folder, metrics, cached=False)
+
+
+def trained_model(result: RunResult, *, root: str | Path | None = None, device: str = "cpu",
+                  progress: bool = False) -> AnomalyModel:
+    """The trained model of a finished run, in eval mode, for maps and features (Fig. 4, Fig. 5).
+
+    Committed results hold no checkpoints: then the run is trained again into its folder from
+    its recorded configuration (training is deterministic per seed on one device), and its
+    metrics stay as they were. A run with a ``training_twin`` gets the twin's weights.
+    """
+    twin = training_twin(result.spec)
+    if twin is not None:
+        trained = run_experiment(twin, results=result.folder.parents[3], root=root, device=device, progress=progress)
+        return rescored(trained_model(trained, root=root, device=device, progress=progress), result.spec.model)
+    path = result.folder / CHECKPOINT
+    if path.is_file():
+        model, ckpt = load_model(path)
+        if finished(ckpt):
+            return model.to(device)
+    train_set, val_set, _ = _held_out(result.spec, load_split(result.spec.dataset, "train",
+                                                              result.spec.model.image_size, root=root), root)
+    model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, val=val_set, resume=True,
+                     device=device, progress=progress)
+    return model
+
+
+def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
+    """One table row: image metrics in % at ``threshold``, pixel AUROC, training time, input size ``px``."""
+    m = result.metrics
+    row: dict[str, Any] = {"method": result.spec.model.method, "dataset": result.spec.dataset,
+                           "encoder": m.get("encoder", "-"), "px": result.spec.model.image_size,
+                           "seed": result.spec.train.seed, "threshold": threshold}
+    row.update({k.upper(): 100 * m[threshold][k] for k in ("auc", "f1", "acc", "sen", "spe")})
+    row["pixel AUROC"] = 100 * m["pixel"]["pixel_auroc"] if "pixel" in m else float("nan")
+    row["train s"] = m["train_seconds"]
+    row["epochs"] = m.get("training", {}).get("epochs_run", float("nan"))
+    row["converged"] = bool(m.get("training", {}).get("converged", False))
+    return row
+
+
+def _pool_start(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _pool_run(spec: RunSpec, results: str, root: str | None, device: str, compile: str | None) -> RunResult:
+    return run_experiment(spec, results=results, root=root, device=device, progress=False, compile=compile)
+
+
+def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path = "results",
+                    root: str | Path | None = None, device: str = "cpu", compile: str | None = None,
+                    on_done: Any = None, side_by_side: Any = None) -> list[RunResult]:
+    """The cached result of every spec, training ``jobs`` of them at a time.
+
+    With ``jobs`` > 1 the runs that ``side_by_side(spec)`` accepts (default: all) train in
+    ``jobs`` worker processes (spawned), each given ``cores // jobs`` torch threads; the others
+    train first, one at a time, in this process with every core. Which way pays depends on the
+    network (README, "Speed"): Hetero-AE's decoder on cached features keeps two cores busier as
+    two one-thread processes, a convolutional baseline as one two-thread process. A run is
+    computed the same either way; threads change only the order of float sums, within float
+    tolerance. Runs with a ``training_twin`` are scored last, in this process, so that no two
+    processes train one run. ``on_done(spec, folder, cached)`` is called as each run finishes. A run that
+    fails cancels the runs not yet started and raises its error; finished runs stay cached.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from ..training.runtime import cpu_threads
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, got {jobs}")
+    if jobs > 1 and distributed.launched():
+        raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
+    rescoring = {i for i, spec in enumerate(specs) if training_twin(spec) is not None}  # after their twins
+    pooled = {i for i, spec in enumerate(specs)
+              if jobs > 1 and i not in rescoring and (side_by_side is None or side_by_side(spec))}
+    out: list[RunResult | None] = [None] * len(specs)
+
+    def here(i: int) -> None:
+        out[i] = run_experiment(specs[i], results=results, root=root, device=device, progress=False, compile=compile)
+        if on_done is not None:
+            on_done(specs[i], out[i].folder, out[i].cached)
+
+    for i in range(len(specs)):
+        if i not in pooled and i not in rescoring:
+            here(i)
+    if pooled:
+        args = (str(results), None if root is None else str(root), device, compile)
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_pool_start,
+                                 initargs=(max(1, cpu_threads() // jobs),)) as pool:
+            futures = {pool.submit(_pool_run, specs[i], *args): i for i in sorted(pooled)}
+            try:
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    out[i] = fut.result()  # the worker's result, metrics included: nothing is read again
+                    if on_done is not None:
+                        on_done(specs[i], out[i].folder, out[i].cached)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    for i in sorted(rescoring):
+        here(i)
+    return out

@@ -1,0 +1,30 @@
+"""The nine methods by name: Hetero-AE and the eight Table I baselines (DESIGN 9).
+
+The registry (``hetero_ae.methods.registry``) holds the table and the ``AnomalyModel`` interface
+and imports no implementation; this module imports each method's module, which registers its
+class, as timm's ``models/__init__`` does. Helpers shared by some methods (``dcgan``, ``ssim``)
+register nothing. The names are ``config.METHOD_NAMES``, which the command line offers without
+importing torch.
+"""
+
+from __future__ import annotations
+
+from ..config import METHOD_NAMES, ModelConfig, check_choice
+from . import ae, fanogan, ganomaly, hetero_ae, mkd, rd4ad, salad, stfpm, vae  # noqa: F401  (registers them)
+from .registry import METHODS, AnomalyModel
+
+
+def available_methods() -> list[str]:
+    """Every registered method's name, sorted."""
+    return sorted(METHODS)
+
+
+def method_class(name: str) -> type[AnomalyModel]:
+    """The class registered as ``name``; ConfigError listing the names for an unknown one."""
+    check_choice("method", name, METHOD_NAMES)
+    return METHODS[name]
+
+
+def build_model(cfg: ModelConfig) -> AnomalyModel:
+    """A freshly initialised model of ``cfg.method`` (``hetero_ae.training.seed.build_seeded`` seeds first)."""
+    return method_class(cfg.method).from_config(cfg)

@@ -1,0 +1,175 @@
+"""What Fig. 4 of the paper shows: anomaly heatmaps of four methods, and their pixel metrics.
+
+Fig. 4 (Sec. IV-D1): for each dataset an input image, its ground truth and the heatmaps of
+AE, SALAD, MKD and Hetero-AE (red = more likely anomalous). The paper does not say which
+images it shows nor how it scales the maps; here the example is the anomalous test image
+with the largest lesion mask (the first anomalous ones where there are no masks), and each
+method's maps are scaled by that method's range over the whole test set of the dataset, so
+that a hot spot means "as anomalous as anything this method sees", not "the maximum of this
+one image" (which would make every map look equally confident).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data.datasets import load_split
+from ..evaluation.predict import predict
+from ..experiment.runs import RunResult, trained_model
+
+PIXEL_METRICS = {"pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
+CMAP = "jet"  # the paper's colours: blue normal, red anomalous
+
+
+def pick_examples(labels: np.ndarray, masks: np.ndarray | None, n: int = 1) -> list[int]:
+    """Indices of ``n`` anomalous test images to show (Fig. 4): the largest lesion masks first.
+
+    Ties, and datasets without masks, fall back to test-set order (the first anomalous images).
+    """
+    anomalous = np.flatnonzero(np.asarray(labels) == 1)
+    if masks is None:
+        return anomalous[:n].tolist()
+    area = np.asarray(masks).reshape(len(masks), -1).sum(axis=1)[anomalous]
+    return anomalous[np.argsort(-area, kind="stable")][:n].tolist()
+
+
+def normalise_maps(maps: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """``maps`` scaled to [0, 1] by the min and max of ``reference`` (default: ``maps`` itself), clipped.
+
+    Fig. 4 passes a method's maps over the whole test set as the reference. A constant
+    reference gives all zeros.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    ref = maps if reference is None else np.asarray(reference, dtype=np.float64)
+    lo, hi = float(ref.min()), float(ref.max())
+    if hi <= lo:
+        return np.zeros_like(maps)
+    return np.clip((maps - lo) / (hi - lo), 0.0, 1.0)
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, C) uint8 image as (H, W) floats in [0, 1] (channels averaged)."""
+    a = np.asarray(image, dtype=np.float64)
+    return (a.mean(axis=-1) if a.ndim == 3 else a) / 255.0
+
+
+@dataclass
+class HeatmapColumn:
+    """One column of Fig. 4: an image, its mask (None where the dataset has none) and each method's map in [0, 1]."""
+
+    title: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method label -> (H, W) map in [0, 1]
+
+
+def resized_maps(maps: np.ndarray, size: int) -> np.ndarray:
+    """Anomaly maps (n, h, w) resized to (n, size, size), bilinear (``torch.nn.functional.interpolate``)."""
+    if maps.shape[-2:] == (size, size):
+        return maps
+    import torch
+    import torch.nn.functional as F
+
+    out = F.interpolate(torch.from_numpy(maps)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    return out[:, 0].numpy()
+
+
+def heatmap_columns(runs: Iterable[RunResult], *, examples: int = 1, root: str | Path | None = None,
+                    device: str = "cpu", names: Mapping[str, str] | None = None) -> list[HeatmapColumn]:
+    """Fig. 4's columns: per dataset, ``examples`` test images (``pick_examples``) and every run's maps of them.
+
+    Each run's model scores the whole test set at its own input size (``evaluate.predict``; a
+    run without its checkpoint is retrained, ``experiment.trained_model``); its maps are
+    resized (bilinear) to the largest input size of the dataset's runs, at which the images are
+    shown, and scaled by its range over that set (``normalise_maps``).
+    """
+    by_dataset: dict[str, list[RunResult]] = {}
+    for r in runs:
+        by_dataset.setdefault(r.spec.dataset, []).append(r)
+    columns = []
+    for dataset, group in by_dataset.items():
+        size = max(r.spec.model.image_size for r in group)
+        test = load_split(dataset, "test", size, root=root)
+        picks = pick_examples(test.labels, test.masks, examples)
+        cols = [HeatmapColumn(f"{dataset}\n{test.classes[i]}", np.asarray(test.images[i]),
+                              None if test.masks is None else np.asarray(test.masks[i])) for i in picks]
+        for r in group:
+            own = r.spec.model.image_size
+            images = test.images if own == size else load_split(dataset, "test", own, root=root).images
+            maps, _ = predict(trained_model(r, root=root, device=device), images, device=device,
+                               precision=r.spec.train.precision)
+            maps = resized_maps(np.asarray(maps, dtype=np.float32), size)
+            label = (names or {}).get(r.spec.model.method, r.spec.model.method)
+            for col, scaled in zip(cols, normalise_maps(maps[picks], maps)):
+                col.maps[label] = scaled
+        columns += cols
+    return columns
+
+
+def heatmap_figure(columns: list[HeatmapColumn], methods: list[str], *, alpha: float = 0.5,
+                   panel: float = 1.7) -> Any:
+    """Fig. 4: rows input, ground truth, then one heatmap row per method label; one column per example.
+
+    Ground truth is the mask's outline (red) on the image, or "no mask"; heatmaps are ``CMAP``
+    overlays on the grey image with the mask outlined in white, and share one colour bar.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    rows = ["Input", "Ground truth", *methods]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(panel * len(columns) + 1.0, panel * len(rows)),
+                             squeeze=False, layout="constrained")
+    for j, col in enumerate(columns):
+        img, outlined = grey(col.image), col.mask is not None and bool(np.asarray(col.mask).any())
+        for i, row in enumerate(rows):
+            ax = axes[i, j]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == "Ground truth":
+                if outlined:
+                    ax.contour(np.asarray(col.mask), levels=[0.5], colors="red", linewidths=1.0)
+                else:
+                    ax.text(0.5, 0.5, "no mask", transform=ax.transAxes, ha="center", va="center", color="white",
+                            fontsize=9, bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
+            elif row in col.maps:
+                ax.imshow(col.maps[row], cmap=CMAP, vmin=0, vmax=1, alpha=alpha)
+                if outlined:
+                    ax.contour(np.asarray(col.mask), levels=[0.5], colors="white", linewidths=0.6)
+            elif row != "Input":
+                ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="white")
+            if j == 0:
+                ax.set_ylabel(row, fontsize=9)
+        axes[0, j].set_title(col.title, fontsize=8)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), CMAP), ax=axes[2:, :], shrink=0.8, aspect=30)
+    bar.set_label("anomaly map, scaled to the method's\nrange over the test set", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return fig
+
+
+def pixel_metric_table(runs: Iterable[RunResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Pixel AUROC and AUPRO (%) per method (rows) and dataset (columns), mean over seeds, from ``metrics["pixel"]``.
+
+    Datasets without masks have no pixel metrics and no columns. The paper reports none.
+    """
+    rows = [{"method": r.spec.model.method, "encoder": r.spec.model.encoder, "dataset": r.spec.dataset,
+             **{label: 100 * r.metrics["pixel"][key] for key, label in PIXEL_METRICS.items()}}
+            for r in runs if "pixel" in r.metrics]
+    if not rows:
+        return pd.DataFrame({"method": [], "encoder": []})
+    long = pd.DataFrame(rows)
+    methods, datasets = list(dict.fromkeys(long["method"])), list(dict.fromkeys(long["dataset"]))
+    mean = long.groupby(["method", "dataset"])[list(PIXEL_METRICS.values())].mean()
+    encoders = long.groupby("method")["encoder"].agg(lambda e: ", ".join(dict.fromkeys(e)))
+    wide = pd.DataFrame({"method": [(names or {}).get(m, m) for m in methods], "encoder": encoders[methods].tolist()})
+    for d in datasets:
+        for label in PIXEL_METRICS.values():
+            wide[f"{d} {label}"] = [mean[label].get((m, d), np.nan) for m in methods]
+    return wide

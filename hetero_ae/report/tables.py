@@ -1,0 +1,370 @@
+"""What the notebooks put in their tables: runs of a profile, mean +- std over seeds, the paper beside ours.
+
+Table I (paper Sec. IV-C) and Tables II-IV (Sec. IV-E) report AUC, F1, ACC, SEN and SPE in %;
+the paper gives mean +- std over 5 seeds for Hetero-AE and a t-test of Hetero-AE against MKD
+on SEN (Sec. IV-C). Here every method is run over the profile's seeds, each run is cached
+(``experiment.run_experiment``), and a table cell is the mean +- sample std (ddof 1) over
+seeds; with one seed the std is left out. The t-test is Welch's (unequal variances,
+``scipy.stats.ttest_ind(equal_var=False)``): the paper does not say which t-test it ran.
+
+Every notebook records which runs it used and whether each came from the cache
+(``record_runs``), so ``run_all.sh`` can show that a second run retrains nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data.datasets import DATASETS, FolderDataset
+from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
+from ..data.overview import ensure_synthetic
+from ..errors import DataError
+from ..experiment.profiles import load_profile, run_spec
+from ..experiment.runs import RunResult, RunSpec, run_experiment, summary
+from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant, variant
+from ..io import atomic_write, write_text
+from ..model.encoder import resolve_backbone
+from ..training.runtime import compile_backend
+
+METRICS = ["AUC", "F1", "ACC", "SEN", "SPE"]
+THRESHOLDS = ("best_f1", "normal_q95")
+METHOD_NAMES = {"ae": "AE", "vae": "VAE", "ganomaly": "GANomaly", "f-anogan": "f-AnoGAN", "salad": "SALAD",
+                "stfpm": "STFPM", "mkd": "MKD", "rd4ad": "RD4AD", "hetero-ae": "Hetero-AE"}
+PAPER_ORDER = list(METHOD_NAMES)  # Table I's row order
+NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
+                     "table4_feature_comparison": TABLE_IV, "fig6_boxplots": TABLE_III}  # ablation rows per notebook
+TABLE_NOTEBOOKS = ("table1_comparison", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
+UNCONVERGED_MARK = "†"
+UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} from a run that did not converge: training stopped at its epoch cap "
+                    "(or ran a fixed number of epochs, or predates the record) before the held-out loss plateaued.")
+PAPER_DATASETS = {"oct": "retinal OCT", "chest-xray": "chest X-ray", "brain-mri": "brain MRI", "covid19": "COVID-19"}
+
+
+def paper_dataset(name: str) -> str | None:
+    """The paper's dataset a dataset stands for (``synth-oct`` -> ``oct``), None for others (MedMNIST)."""
+    ds = DATASETS.get(name)
+    return ds.layout if isinstance(ds, FolderDataset) else None
+
+
+def present_datasets(names: Iterable[str], root: str | Path | None = None, *, verbose: bool = True) -> list[str]:
+    """The datasets of ``names`` whose training and test images are on disk; prints where the others go."""
+    present, root = [], resolve_data_root(root)
+    for name in names:
+        if name not in DATASETS:
+            raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+        ds = DATASETS[name]
+        where = root / (ds.folder if isinstance(ds, FolderDataset) else "medmnist")
+        try:
+            ok = bool(ds.entries(root, "train")) and bool(ds.entries(root, "test")) if isinstance(ds, FolderDataset) \
+                else where.is_dir()
+        except (DataError, OSError):
+            ok = False
+        if ok:
+            present.append(name)
+        elif verbose:
+            print(f"skipping {name}: not found at {where} (data/README.md says where each dataset goes)")
+    return present
+
+
+def setup(profile: str, datasets: Iterable[str], *, image_size: int, device: str, data_root: str,
+          **settings: Any) -> tuple[dict[str, Any], list[str]]:
+    """A notebook's start: the profile's settings with the notebook's parameters over them, and its datasets.
+
+    ``data_root`` is the notebook's parameter, the profile's: ``$HETERO_AE_DATA`` goes over it
+    (``data.datasets.data_root``), and ``cfg["data_root"]`` is the one to use. Synthetic datasets
+    are generated first if absent (``data.overview.ensure_synthetic``); real ones that are
+    missing are skipped with a message saying where they go.
+    """
+    data_root = str(resolve_data_root(None, data_root))
+    cfg = {**load_profile(profile), "image_size": int(image_size), "device": device, "data_root": data_root, **settings}
+    datasets = list(datasets)
+    if any(isinstance(DATASETS.get(d), FolderDataset) and DATASETS[d].folder.startswith("synthetic/") for d in datasets):
+        ensure_synthetic(data_root, int(image_size), int(cfg["synthetic_seed"]), cfg["synthetic_preset"])
+    present = present_datasets(datasets, data_root)
+    if not present:
+        raise DataError(f"none of {datasets} is under {data_root}; data/README.md says where each dataset goes")
+    return cfg, present
+
+
+def method_seeds(methods: Iterable[str], seeds: list[int], baseline_seeds: list[int],
+                 overrides: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """Hetero-AE runs over ``seeds`` (the paper: 5), every baseline over ``baseline_seeds``, except the
+    methods a profile's ``method_seeds`` names (e.g. MKD over two seeds for the paper's t-test)."""
+    out = {m: list(seeds) if m == "hetero-ae" else list(baseline_seeds) for m in methods}
+    return {m: list((overrides or {}).get(m, s)) for m, s in out.items()}
+
+
+def table1_specs(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str],
+                 seeds: dict[str, list[int]]) -> list[RunSpec]:
+    """The run of every (dataset, method, seed) of Table I; ``seeds`` maps a method to its seeds."""
+    methods = list(methods)
+    return [run_spec(profile, dataset, method, seed) for dataset in datasets for method in methods
+            for seed in seeds[method]]
+
+
+def run_specs(profile: dict[str, Any], specs: Iterable[RunSpec], *, results: str | Path = "results",
+              root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
+    """The cached result of each spec, run on ``device`` with the profile's ``torch_compile`` setting."""
+    backend = compile_backend(profile.get("torch_compile"))
+    return [run_experiment(spec, results=results, root=root, device=device, progress=False, compile=backend)
+            for spec in specs]
+
+
+def run_all(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str], seeds: dict[str, list[int]],
+            *, results: str | Path = "results", root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
+    """The cached result of every (dataset, method, seed); ``seeds`` maps a method to its seeds."""
+    return run_specs(profile, table1_specs(profile, datasets, methods, seeds), results=results, root=root,
+                     device=device)
+
+
+def variant_overrides(v: Variant) -> tuple[dict[str, str], str]:
+    """A variant's ModelConfig fields on this machine, and the encoder it really runs with.
+
+    A row built on an ImageNet backbone whose weights are not here (ResNet-18 offline) runs
+    with the offline EfficientNet-Lite0 instead (DESIGN 4); the tables print the encoder used.
+    """
+    o = v.overrides()
+    if o["encoder_weights"] == "imagenet":
+        o["encoder"] = resolve_backbone(o["encoder"])
+    return o, o["encoder"]
+
+
+def variant_specs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str],
+                  seeds: Iterable[int]) -> list[tuple[Variant, RunSpec]]:
+    """The runs of ablation rows (Tables II-IV, Fig. 6): Hetero-AE with each variant's parts.
+
+    Rows that resolve to the same configuration (HCTN in Tables II-IV; ResNet rows that fall
+    back to EfficientNet-Lite0) share one run through the cache. A profile's
+    ``ablation_settings`` (e.g. fewer epochs on a CPU) go over its Hetero-AE settings here.
+    """
+    extra = cfg.get("ablation_settings") or {}
+    if extra:
+        settings = cfg["method_settings"]
+        cfg = {**cfg, "method_settings": {**settings, "hetero-ae": {**settings["hetero-ae"], **extra}}}
+    variants, seeds = list(variants), list(seeds)
+    return [(v, run_spec(cfg, dataset, "hetero-ae", seed, **variant_overrides(v)[0]))
+            for dataset in datasets for v in variants for seed in seeds]
+
+
+def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str], seeds: Iterable[int], *,
+                 results: str | Path = "results", root: str | Path | None = None,
+                 device: str = "cpu") -> list[tuple[Variant, RunResult]]:
+    """The cached runs of ablation rows (``variant_specs``), each with its variant."""
+    pairs = variant_specs(cfg, variants, datasets, seeds)
+    runs = run_specs(cfg, [spec for _, spec in pairs], results=results, root=root, device=device)
+    return [(v, r) for (v, _), r in zip(pairs, runs, strict=True)]
+
+
+def notebook_specs(profile: dict[str, Any], notebooks: Iterable[str] | None = None,
+                   root: str | Path | None = None, *, verbose: bool = True) -> list[RunSpec]:
+    """Every run the table notebooks (``TABLE_NOTEBOOKS``) of a profile ask for, or those of ``notebooks``, once each.
+
+    Table I's (``table1_comparison``; Fig. 4 and Fig. 5 use some of them) and the ablations'
+    (Tables II-IV and Fig. 6), on the profile's datasets that are on disk: what ``hetero-ae
+    run-profile`` trains ahead of the notebooks, so that they find every run in the cache.
+    """
+    wanted = set(TABLE_NOTEBOOKS if notebooks is None else notebooks)  # other notebooks: no runs of their own
+    specs: list[RunSpec] = []
+    if "table1_comparison" in wanted:
+        methods = [m for m in PAPER_ORDER if m in profile["methods"]]
+        specs += table1_specs(profile, present_datasets(profile["datasets"], root, verbose=verbose), methods,
+                              method_seeds(methods, profile["seeds"], profile["baseline_seeds"],
+                                           profile.get("method_seeds")))
+    ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
+    if ablations:
+        datasets = present_datasets(profile["ablation_datasets"], root, verbose=verbose)
+        for variants_ in ablations:
+            specs += [spec for _, spec in variant_specs(profile, variants_, datasets, profile["ablation_seeds"])]
+    unique: dict[str, RunSpec] = {}  # runs shared by several tables once, in first-asked order
+    for spec in specs:
+        unique.setdefault(json.dumps(spec.key_dict(), sort_keys=True), spec)
+    return list(unique.values())
+
+
+def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult]) -> pd.DataFrame:
+    """Write ``<results>/logs/<notebook>.runs.csv``: every run a notebook used, and whether it was cached."""
+    rows = [{"notebook": notebook, "method": r.spec.model.method, "dataset": r.spec.dataset,
+             "seed": r.spec.train.seed, "cached": r.cached, "train_seconds": r.metrics.get("train_seconds"),
+             "folder": str(r.folder)} for r in runs]
+    path = Path(results_dir, "logs", f"{notebook}.runs.csv")
+    frame = pd.DataFrame(rows)
+    write_text(path, frame.to_csv(index=False))
+    trained = int((~frame["cached"].astype(bool)).sum())
+    print(f"{notebook}: {len(frame)} runs, {len(frame) - trained} from the cache, {trained} trained now")
+    return frame
+
+
+def long_table(runs: Iterable[RunResult], thresholds: Iterable[str] = THRESHOLDS) -> pd.DataFrame:
+    """One row per (run, threshold): method, dataset, encoder, seed, threshold, the five metrics in %."""
+    return pd.DataFrame([summary(r, t) for r in runs for t in thresholds])
+
+
+def mean_std(frame: pd.DataFrame, by: list[str], metrics: list[str] = METRICS) -> pd.DataFrame:
+    """Mean, sample std (NaN with one seed) and number of seeds of ``metrics`` per group; with a
+    ``converged`` column, whether every run of the group converged."""
+    g = frame.groupby(by, sort=False)[metrics]
+    out = g.mean().add_suffix(" mean").join(g.std(ddof=1).add_suffix(" std"))
+    out["seeds"] = g.size()
+    if "converged" in frame:
+        out["converged"] = frame.groupby(by, sort=False)["converged"].all()
+    return out.reset_index()
+
+
+def mark_unconverged(text: str, converged: bool) -> str:
+    """``text`` (a table cell) with ``UNCONVERGED_MARK`` appended when it comes from a run that did not converge."""
+    return text if converged else f"{text}{UNCONVERGED_MARK}"
+
+
+def cell(mean: float, std: float, digits: int = 1) -> str:
+    """'85.2 ± 1.3', or '85.2' when the std is undefined (one seed)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def beside(ours: str, paper: float) -> str:
+    """'ours (paper)', or ours alone where the paper printed nothing."""
+    return ours if pd.isna(paper) else f"{ours} ({paper:.1f})"
+
+
+def with_paper(agg: pd.DataFrame, paper: pd.DataFrame, metrics: list[str] = METRICS) -> pd.DataFrame:
+    """``agg`` (mean_std by method and dataset) with, per metric, the paper's value and ours minus the paper's.
+
+    ``paper`` is long: dataset (the paper's name), metric (lower case), method, value, std.
+    """
+    out = agg.copy()
+    out["paper dataset"] = out["dataset"].map(paper_dataset)
+    p = paper.pivot_table(index=["dataset", "method"], columns="metric", values="value")
+    for m in metrics:
+        key = list(zip(out["paper dataset"], out["method"]))
+        out[f"{m} paper"] = [p[m.lower()].get(k, np.nan) if m.lower() in p else np.nan for k in key]
+        out[f"{m} diff"] = out[f"{m} mean"] - out[f"{m} paper"]
+    return out
+
+
+def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "method",
+                  names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Cells 'ours mean ± std (paper)' per metric, one row per ``row`` value, for Markdown."""
+    rows = []
+    for _, r in agg.iterrows():
+        d = {"": (names or {}).get(r[row], r[row])}
+        for extra in ("encoder", "px", "seeds"):
+            if extra in r:
+                d[extra] = r[extra]
+        for m in metrics:
+            d[m] = beside(mark_unconverged(cell(r[f"{m} mean"], r[f"{m} std"]), bool(r.get("converged", True))),
+                          r.get(f"{m} paper", np.nan))
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+def markdown_by_dataset(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "method",
+                        names: dict[str, str] | None = None, note: str = "") -> str:
+    """One Markdown table per dataset (cells 'ours mean ± std (paper)'), each under a heading."""
+    parts = []
+    for dataset, g in agg.groupby("dataset", sort=False):
+        stands = paper_dataset(dataset)
+        head = f"### {dataset}" + (f" (stands for the paper's {PAPER_DATASETS[stands]})" if stands and stands != dataset
+                                   else "")
+        parts += [head, "", display_table(g, metrics, row, names).to_markdown(index=False), ""]
+    return "\n".join(parts + ([note] if note else [])).rstrip()
+
+
+def ablation_rows(pairs: Iterable[tuple[Variant, RunResult]]) -> pd.DataFrame:
+    """Tables II-IV, one row per run at the paper's threshold: dataset, variant, seed, converged, metrics in %."""
+    rows = []
+    for v, r in pairs:
+        s = summary(r, "best_f1")
+        rows.append({"dataset": r.spec.dataset, "table": v.table, "key": v.key, "label": v.label, "group": v.group,
+                     "encoder": s["encoder"], "decoder": v.decoder, "comparison": v.comparison, "seed": s["seed"],
+                     "epochs": s["epochs"], "converged": s["converged"],
+                     **{m: s[m] for m in [*METRICS, "pixel AUROC"]}})
+    return pd.DataFrame(rows)
+
+
+def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str] = METRICS) -> pd.DataFrame:
+    """Tables II-IV: mean ± std over seeds per (dataset, variant) at the paper's threshold, the paper beside."""
+    frame = ablation_rows(pairs)
+    agg = mean_std(frame, ["dataset", "table", "key", "label", "group", "encoder", "decoder", "comparison"],
+                   [*METRICS, "pixel AUROC"])
+    for m in metrics:
+        agg[f"{m} paper"] = [variant(t, k).paper.get(paper_dataset(d) or "", {}).get(m.lower(), np.nan)
+                             for d, t, k in zip(agg["dataset"], agg["table"], agg["key"])]
+        agg[f"{m} diff"] = agg[f"{m} mean"] - agg[f"{m} paper"]
+    return agg
+
+
+def metric_grid(agg: pd.DataFrame, metric: str = "AUC", names: dict[str, str] | None = None) -> pd.DataFrame:
+    """One metric as a method x dataset grid of 'ours mean ± std (paper)' cells (the README's Table I)."""
+    paper = agg.get(f"{metric} paper", pd.Series(np.nan, index=agg.index))
+    converged = agg.get("converged", pd.Series(True, index=agg.index))
+    grid = agg.assign(cell=[beside(mark_unconverged(cell(m, s), bool(c)), p) for m, s, p, c
+                            in zip(agg[f"{metric} mean"], agg[f"{metric} std"], paper, converged)])
+    grid = grid.pivot(index="method", columns="dataset", values="cell")
+    grid = grid.reindex([m for m in PAPER_ORDER if m in grid.index] + [m for m in grid.index if m not in PAPER_ORDER])
+    grid = grid[list(dict.fromkeys(agg["dataset"]))]
+    grid.index = [(names or METHOD_NAMES).get(m, m) for m in grid.index]
+    return grid.rename_axis(metric).reset_index()
+
+
+def welch_test(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -> tuple[float, float] | None:
+    """Welch's t-test of samples ``a`` against ``b`` (scipy): (t, p), or None when undefined (fewer
+    than two values in a group, or no spread in either). ``alternative``: "two-sided", "greater" (a > b), "less"."""
+    from scipy.stats import ttest_ind
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
+        return None
+    with warnings.catch_warnings():  # seeds that agree to many digits: scipy warns, callers say so
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        out = ttest_ind(a, b, equal_var=False, alternative=alternative)
+    return float(out.statistic), float(out.pvalue)
+
+
+def welch(frame: pd.DataFrame, a: str, b: str, metric: str, by: str = "dataset") -> pd.DataFrame:
+    """Welch's t-test (two-sided) of method ``a`` against ``b`` on ``metric`` per ``by`` group (seeds as samples)."""
+    rows = []
+    for key, g in frame.groupby(by, sort=False):
+        x, y = g.loc[g["method"] == a, metric].to_numpy(), g.loc[g["method"] == b, metric].to_numpy()
+        enough = len(x) > 1 and len(y) > 1
+        test = welch_test(x, y)
+        t, p = test if test else (np.nan, np.nan)
+        note = ("" if test else "no spread: every seed of both gave the same value" if enough
+                else "needs two or more seeds of each")
+        rows.append({by: key, "metric": metric, f"{a} mean": x.mean() if len(x) else np.nan,
+                     f"{b} mean": y.mean() if len(y) else np.nan, f"n {a}": len(x), f"n {b}": len(y),
+                     "t": float(t), "p": float(p), "note": note})
+    return pd.DataFrame(rows)
+
+
+def per_class(runs: Iterable[RunResult]) -> pd.DataFrame:
+    """AUC (%) of normal against each anomalous sub-class: mean ± std over seeds, one row per method and class."""
+    rows = [{"method": r.spec.model.method, "dataset": r.spec.dataset, "class": str(c), "AUC": 100 * v}
+            for r in runs for c, v in r.metrics["per_class_auc"].items()]
+    return mean_std(pd.DataFrame(rows), ["dataset", "class", "method"], ["AUC"])
+
+
+def save_table(frame: pd.DataFrame, tables: str | Path, name: str, markdown: str | None = None) -> pd.DataFrame:
+    """``<tables>/<name>.csv`` and ``.md`` (``markdown`` if given, else the frame as a Markdown table)."""
+    write_text(Path(tables, f"{name}.csv"), frame.to_csv(index=False))
+    write_text(Path(tables, f"{name}.md"), (markdown if markdown is not None
+                                            else frame.to_markdown(index=False, floatfmt=".2f")) + "\n")
+    return frame
+
+
+def save_figure(fig: Any, figures: str | Path, name: str) -> None:
+    """``<figures>/<name>.png`` (150 dpi) and ``.pdf``, written atomically; the PDF without its creation
+    date, so that the same figure gives the same bytes."""
+    for ext, metadata in (("png", None), ("pdf", {"CreationDate": None})):
+        atomic_write(Path(figures, f"{name}.{ext}"), lambda tmp, ext=ext, metadata=metadata: fig.savefig(
+            tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata))
