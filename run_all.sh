@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every artefact of the paper, in the paper's order: each notebook in notebooks/,
-# run by papermill with the parameters of a profile (profiles/<name>.yaml).
+# run by papermill with a profile's name (profiles/<name>.yaml), which the notebook reads.
 #   results/notebooks/  executed notebooks        results/tables/   CSV and Markdown
 #   results/html/       the report (index.html)   results/figures/  PNG and PDF
 #   results/manifest.json  commit, profile, versions, device, wall time and cache hits per notebook
@@ -40,8 +40,9 @@ params="profiles/$profile.yaml"
 [[ -f "$params" ]] || { echo "run_all: no profile $params (have: $(ls profiles | tr '\n' ' '), or a .yaml file)" >&2; exit 2; }
 profile="$(basename "$params" .yaml)"
 source scripts/bootstrap.sh
-[[ -n "$device" ]] || device="$("$PY" -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['device'])" "$params")"
-[[ -n "$jobs" ]] || jobs="$("$PY" -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1])).get('train_jobs', 1))" "$params")"
+settings="$("$PY" -m hetero_ae.experiment.profiles "$params" device train_jobs)" || exit 2  # read and checked once
+[[ -n "$device" ]] || device="$(sed -n 1p <<< "$settings")"
+[[ -n "$jobs" ]] || jobs="$(sed -n 2p <<< "$settings")"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "run_all: --jobs needs a positive number of runs, got $jobs" >&2; exit 2; }
 (( jobs > 1 && nproc > 1 )) && { echo "run_all: --jobs and --nproc do not mix: one trains runs side by side, the other one run with DDP" >&2; exit 2; }
 
@@ -70,7 +71,7 @@ for name in "${notebooks[@]}"; do
     echo "run_all: $name ($profile, $device)"
     out="$results/notebooks/$name.ipynb"
     start=$SECONDS
-    if ! "$PY" -m papermill "notebooks/$name.ipynb" "$out" -f "$params" -p profile "$params" -p device "$device" -p results_dir "$results" --cwd . \
+    if ! "$PY" -m papermill "notebooks/$name.ipynb" "$out" -p profile "$params" -p device "$device" -p results_dir "$results" --cwd . \
             --no-progress-bar --log-level ERROR; then
         "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start)) --status failed
         echo "run_all: $name failed; the failing cell and its traceback are in $out" >&2

@@ -48,7 +48,8 @@ from hetero_ae.data.images import ImageSet
 from hetero_ae.data.synthetic import SPECS, class_counts
 from hetero_ae.data.synthetic.brain import sample
 from hetero_ae.evaluation.predict import predict_all
-from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.profiles import load_profile
+from hetero_ae.experiment.specs import run_spec
 from hetero_ae.io import atomic_write, write_json
 from hetero_ae.report.manifest import device_description
 from hetero_ae.training.loop import train

@@ -32,8 +32,9 @@ import torch
 
 from hetero_ae.data.datasets import data_root
 from hetero_ae.data.overview import ensure_synthetic
-from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.profiles import load_profile
 from hetero_ae.experiment.runs import run_experiments
+from hetero_ae.experiment.specs import run_spec
 from hetero_ae.io import write_json
 from hetero_ae.training.runtime import cpu_threads
 
@@ -60,9 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=None, help="e.g. results/benchmarks.json")
     a = p.parse_args(argv)
     profile = load_profile(a.profile)
-    root = str(data_root(a.data_root, profile.get("data_root")))
-    ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
-                     profile.get("synthetic_preset", "default"))
+    root = str(data_root(a.data_root, profile.data_root))
+    ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset)
     torch.set_num_threads(cpu_threads())
     entry = {"device": f"cpu: {platform.processor() or platform.machine()}, {cpu_threads()} cores",
              "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "profile": a.profile,

@@ -204,7 +204,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
-    from .experiment.profiles import run_spec
+    from .experiment.specs import run_spec
 
     return _run_profile_specs(a, [a.dataset], lambda profile, root: [run_spec(profile, a.dataset, m, a.seed)
                                                                      for m in methods], skip_unsupported=False)
@@ -227,19 +227,18 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     for name in datasets:
         get_dataset(name)  # a misspelt name fails here, before any data is written
     profile = load_profile(a.profile)
-    root = str(data_root(a.data_root, profile.get("data_root")))
-    backend = compile_backend(profile.get("torch_compile"))
+    root = str(data_root(a.data_root, profile.data_root))
+    backend = compile_backend(profile.torch_compile)
     jobs = getattr(a, "jobs", 1)
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, got {jobs}")
     if jobs > 1 and distributed.launched():
         raise UserError("--jobs runs several runs at once in one launch; under torchrun use --jobs 1 (DDP)")
     results = []
-    with distributed.process_group(a.device or profile.get("device", "cpu")) as device:
+    with distributed.process_group(a.device or profile.device) as device:
         main = distributed.is_main()
         if any(d.startswith("synth-") for d in datasets) and main:
-            ensure_synthetic(root, int(profile["image_size"]), int(profile.get("synthetic_seed", 0)),
-                             profile.get("synthetic_preset", "default"))
+            ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset)
         distributed.barrier()  # the data is written before any process reads it
         def done(spec, folder: Path, cached: bool) -> None:
             print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: "
@@ -248,7 +247,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
         if jobs > 1:
             from .experiment.runs import run_experiments
 
-            side = profile.get("train_jobs_methods")  # the methods whose runs pay side by side (None: all)
+            side = profile.train_jobs_methods  # the methods whose runs pay side by side (None: all)
             return run_experiments(list(specs_of(profile, root)), jobs=jobs, results=a.results, root=root,
                                    device=device, compile=backend, on_done=done,
                                    side_by_side=None if side is None else lambda spec: spec.model.method in side)
@@ -286,7 +285,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 def cmd_compare(a: argparse.Namespace) -> None:
     from .experiment.profiles import load_profile
 
-    _print_table(_experiment(a, a.methods or list(load_profile(a.profile)["methods"])))
+    _print_table(_experiment(a, a.methods or list(load_profile(a.profile).methods)))
 
 
 def cmd_run_profile(a: argparse.Namespace) -> None:
@@ -295,7 +294,7 @@ def cmd_run_profile(a: argparse.Namespace) -> None:
     from .training.distributed import is_main
 
     profile = load_profile(a.profile)
-    datasets = [*profile["datasets"], *profile.get("ablation_datasets", [])]
+    datasets = [*profile.datasets, *profile.ablation_datasets]
     others = sorted(set(a.notebook or ()) - set(TABLE_NOTEBOOKS))
     if others and is_main():
         print(f"{', '.join(others)}: no runs of its own to train ahead (the table notebooks: "
@@ -304,7 +303,7 @@ def cmd_run_profile(a: argparse.Namespace) -> None:
                                  skip_unsupported=True)
     if is_main():
         trained = sum(not r.cached for r in results)
-        print(f"{len(results)} run(s) of profile {profile.get('profile', a.profile)} ready under {a.results / 'runs'} "
+        print(f"{len(results)} run(s) of profile {profile.profile} ready under {a.results / 'runs'} "
               f"({trained} trained now, {len(results) - trained} from the cache)")
 
 
@@ -319,8 +318,8 @@ def cmd_make_data(a: argparse.Namespace) -> None:
         from .experiment.profiles import load_profile
 
         p = load_profile(a.profile)
-        out = ensure_synthetic(data_root(None, p.get("data_root")), int(p["image_size"]), int(p["synthetic_seed"]), p["synthetic_preset"])
-        print(f"synthetic data for profile {p['profile']}: {out}")
+        out = ensure_synthetic(data_root(None, p.data_root), p.image_size, p.synthetic_seed, p.synthetic_preset)
+        print(f"synthetic data for profile {p.profile}: {out}")
         return
     t0 = time.perf_counter()
     counts = make_synthetic(a.out, size=a.size, seed=a.seed, preset=a.preset, workers=a.workers or None)
@@ -413,6 +412,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> None:
+    from .evaluation.scores import SCORES
     from .evaluation.scoring import score_images
     from .training.runtime import compile_backend, compiled, helper_processes
 
@@ -424,7 +424,7 @@ def cmd_score(a: argparse.Namespace) -> None:
             heatmaps=a.heatmaps, resume=a.resume, strict=a.strict)
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
-    print(f"scored {new} image(s){resumed}{unread} -> {a.out / 'scores.csv'}")
+    print(f"scored {new} image(s){resumed}{unread} -> {a.out / SCORES}")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data,

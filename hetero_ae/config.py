@@ -18,13 +18,67 @@ the runs cached before them keep their folders.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
-PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast (hetero_ae.training.runtime)
+
+
+class Choice(StrEnum):
+    """A setting with a fixed set of values; a value is stored as its plain string (configs, keys, JSON)."""
+
+    @classmethod
+    def check(cls, value: Any) -> str:
+        """``value`` as a plain string when it names one of the choices, else ConfigError listing them."""
+        try:
+            return cls(value).value
+        except ValueError:
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+            raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(cls)}") from None
+
+
+class Precision(Choice):
+    """Of forward passes (``hetero_ae.model.precision``)."""
+
+    FP32 = "fp32"  # float32, the paper's
+    BF16 = "bf16"  # bfloat16 autocast
+
+
+class Comparison(Choice):
+    """What Hetero-AE's decoder is trained to match (Table IV)."""
+
+    FEATURE = "feature"  # the encoder's features (Eq. 4-8), the paper's
+    PIXEL = "pixel"  # the image, through a head on F_D^1
+
+
+class Upsample(Choice):
+    """Where each decoder stage upsamples."""
+
+    LAST = "last"  # after its blocks (the paper's text)
+    FIRST = "first"  # before them
+
+
+class FeatureScale(Choice):
+    """Of the compared features in Eq. 4 (``hetero_ae.methods.hetero_ae``; DESIGN 3.9)."""
+
+    RAW = "raw"  # the paper's
+    RMS = "rms"  # divided per stage by their RMS over the training normals
+    AUTO = "auto"  # rms for encoders with signed features, raw for ReLU ones
+
+
+class MapDistance(Choice):
+    """Hetero-AE's per-stage anomaly map (``hetero_ae.model.anomaly_map``)."""
+
+    COSINE = "cosine"  # Eq. 6, the paper's
+    COSINE_MSE = "cosine+mse"  # beyond the paper: Eq. 4's per-pixel loss
+
+
+PRECISIONS, COMPARISONS, UPSAMPLES = tuple(Precision), tuple(Comparison), tuple(Upsample)
+FEATURE_SCALES, MAP_DISTANCES = tuple(FeatureScale), tuple(MapDistance)
 # The names a configuration may use, kept here in the lowest layer so that the command line offers
 # them without importing torch; the registries that implement them must hold exactly these
 # (tests/test_config.py).
@@ -32,10 +86,26 @@ METHOD_NAMES = ("hetero-ae", "ae", "vae", "ganomaly", "f-anogan", "salad", "stfp
 ENCODER_NAMES = ("resnet18", "wide-resnet50", "vgg16", "efficientnet-lite0", "hybrid", "transformer")
 NO_ENCODER = "none"  # the encoder of a method that has none (the reconstruction baselines)
 DECODER_NAMES = ("hctn", "cnn", "transformer", "swin", "pvt", "cmt", "efficientnet", "resnet")
-COMPARISONS = ("feature", "pixel")  # what Hetero-AE's decoder is trained to match (Table IV)
-UPSAMPLES = ("last", "first")  # where each decoder stage upsamples
-FEATURE_SCALES = ("raw", "rms", "auto")  # of the compared features in Eq. 4 (hetero_ae.methods.hetero_ae)
-MAP_DISTANCES = ("cosine", "cosine+mse")  # per-stage anomaly map (hetero_ae.model.anomaly_map)
+IMAGE_SIZES = (64, 1024)  # the smallest and largest input sizes, in px
+EMBEDDING_SIZE = 256  # the paper's input size: where MSTB's position embeddings are stored (``ModelConfig``)
+
+
+def check_image_size(size: int, *, multiple: int = 32, power_of_two: bool = False, what: str = "the encoders",
+                     sizes: tuple[int, int] = IMAGE_SIZES) -> int:
+    """``size``, or ConfigError naming the sizes that work: within ``sizes`` (a configuration's:
+    ``IMAGE_SIZES``), a multiple of ``multiple`` and, with ``power_of_two``, a power of two.
+
+    The one image-size check: every part that constrains the size says its rule through it (the
+    encoders' stride 32 here, MSTB's patch grids in ``model.decoder``, the DCGAN-style networks'
+    doublings in ``methods.dcgan``), and ``methods.build_model`` applies a method's before building it.
+    """
+    lo, hi = sizes
+    ok = [s for s in range(lo, hi + 1) if s % multiple == 0 and (not power_of_two or s & (s - 1) == 0)]
+    if isinstance(size, bool) or not isinstance(size, int) or size not in ok:
+        shown = ", ".join(map(str, ok[:6])) + (", ..." if len(ok) > 6 else "")
+        rule = "a power of two" if power_of_two else f"a multiple of {multiple}"
+        raise ConfigError(f"image size {size!r} does not suit {what}: it must be {rule} in [{lo}, {hi}] ({shown})")
+    return size
 
 
 @dataclass(frozen=True)
@@ -56,8 +126,11 @@ class ModelConfig:
     # training normals), "auto" (rms for encoders with signed features, raw for ReLU ones; DESIGN 3.9)
     feature_scale: str = "raw"
     map_distance: str = "cosine"  # per-stage map: "cosine" (Eq. 6) or "cosine+mse" (beyond the paper; anomaly_map)
+    # The input size at which MSTB's position embeddings are stored, and from which they are
+    # interpolated to the grids of image_size (the paper trains at 256 px and says no more).
+    embedding_size: int = EMBEDDING_SIZE
 
-    KEY_SINCE: ClassVar[tuple[str, ...]] = ("feature_scale", "map_distance")
+    KEY_SINCE: ClassVar[tuple[str, ...]] = ("feature_scale", "map_distance", "embedding_size")
     # How a trained model turns features into maps, not how it trains: runs that differ only in
     # these share one training (``trained_as``; ``experiment.run_experiment``).
     SCORING_FIELDS: ClassVar[tuple[str, ...]] = ("map_sigma", "map_distance")
@@ -68,15 +141,15 @@ class ModelConfig:
         return dataclasses.replace(self, **defaults)
 
     def __post_init__(self) -> None:
-        if self.image_size % 32 or not 64 <= self.image_size <= 1024:
-            raise ConfigError(f"image_size must be a multiple of 32 in [64, 1024], got {self.image_size}")
+        check_image_size(self.image_size)
+        check_image_size(self.embedding_size, what="the position embeddings' reference size")
         check_choice("method", self.method, METHOD_NAMES)
         check_choice("encoder", self.encoder, (*ENCODER_NAMES, NO_ENCODER))
         check_choice("decoder", self.decoder, DECODER_NAMES)
-        check_choice("upsample", self.upsample, UPSAMPLES)
-        check_choice("comparison", self.comparison, COMPARISONS)
-        check_choice("feature_scale", self.feature_scale, FEATURE_SCALES)
-        check_choice("map_distance", self.map_distance, MAP_DISTANCES)
+        Upsample.check(self.upsample)
+        Comparison.check(self.comparison)
+        FeatureScale.check(self.feature_scale)
+        MapDistance.check(self.map_distance)
 
 
 @dataclass(frozen=True)
@@ -98,7 +171,7 @@ class TrainConfig:
             raise ConfigError(f"epochs, batch_size and lr must be positive: {self}")
         if self.patience < 0 or self.min_delta < 0:
             raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
-        check_choice("precision", self.precision, PRECISIONS)
+        Precision.check(self.precision)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:

@@ -42,16 +42,21 @@ def blob_image(rng: np.random.Generator, size: int = 72, lesion: bool = False) -
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def write_image_folders(root: Path, n_train: int = 10, n_test: int = 4) -> dict[str, Path]:
+    """root/train/ with ``n_train`` normal images, root/test/normal and root/test/anomalous with ``n_test`` each."""
+    rng = np.random.default_rng(0)
+    for i in range(n_train):
+        write_png(root / "train" / f"n{i}.png", blob_image(rng))
+    for i in range(n_test):
+        write_png(root / "test" / "normal" / f"n{i}.png", blob_image(rng))
+        write_png(root / "test" / "anomalous" / f"a{i}.png", blob_image(rng, lesion=True))
+    return {"train": root / "train", "test": root / "test", "root": root}
+
+
 @pytest.fixture()
 def image_folders(tmp_path: Path) -> dict[str, Path]:
     """train/ with 10 normal images, test/normal and test/anomalous with 4 each."""
-    rng = np.random.default_rng(0)
-    for i in range(10):
-        write_png(tmp_path / "train" / f"n{i}.png", blob_image(rng))
-    for i in range(4):
-        write_png(tmp_path / "test" / "normal" / f"n{i}.png", blob_image(rng))
-        write_png(tmp_path / "test" / "anomalous" / f"a{i}.png", blob_image(rng, lesion=True))
-    return {"train": tmp_path / "train", "test": tmp_path / "test", "root": tmp_path}
+    return write_image_folders(tmp_path)
 
 
 def run_all(*args: str) -> "subprocess.CompletedProcess[str]":

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import blob_image, write_png
+from conftest import write_image_folders
 from ddp_entry import exact
 
 import hetero_ae
@@ -67,12 +67,7 @@ def torchrun(*args: str, hooks: dict[str, str]) -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One run of two processes and one of a single process, on the same data and settings."""
     tmp = tmp_path_factory.mktemp("ddp")
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        write_png(tmp / "train" / f"n{i}.png", blob_image(rng))
-    for i in range(3):
-        write_png(tmp / "test" / "normal" / f"n{i}.png", blob_image(rng))
-        write_png(tmp / "test" / "anomalous" / f"a{i}.png", blob_image(rng, lesion=True))
+    write_image_folders(tmp, n_train=12, n_test=3)
     for d in ("writes", "epochs"):
         (tmp / d).mkdir()
     torchrun("train", "--data", str(tmp / "train"), "--out", str(tmp / "two"), *ARGS,

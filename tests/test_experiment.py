@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from hetero_ae.cli import main
 from hetero_ae.data.synthetic import make_synthetic
 from hetero_ae.errors import UserError
-from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.profiles import load_profile
 from hetero_ae.experiment.runs import run_experiment, run_folder
+from hetero_ae.experiment.specs import run_spec
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,23 @@ def test_unknown_method_or_profile_is_a_clear_error(smoke):
         load_profile("huge")
 
 
+def test_a_profile_is_typed_and_a_bad_setting_is_named_with_its_file(tmp_path, monkeypatch):
+    import yaml
+
+    settings = yaml.safe_load(open("profiles/smoke.yaml"))
+    for change, message in [({"epochs": 3}, "unknown setting"), ({"image_size": "64"}, "image_size must be an int"),
+                            ({"seeds": [0, "one"]}, "seeds must be a list of int"),
+                            ({"method_settings": []}, "method_settings must be a mapping")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**settings, **change}))
+        with pytest.raises(UserError, match=message) as e:
+            load_profile(str(bad))
+        assert str(bad) in str(e.value)
+    monkeypatch.chdir(tmp_path)  # the repository's profiles are found from anywhere
+    p = load_profile("smoke")
+    assert p.image_size == 64 and p.seeds == (0, 1) and p.method_seed_list("rd4ad") == [0]
+
+
 def test_cli_run_prints_one_table_row(data_root, tmp_path, capsys):
     assert main(["run", "--dataset", "synth-covid19", "--method", "hetero-ae", "--profile", "smoke",
                  "--data-root", str(data_root), "--results", str(tmp_path)]) == 0
@@ -103,10 +122,10 @@ def test_run_profile_refuses_a_number_of_jobs_below_one(capsys):
 
 
 def test_a_method_may_run_at_its_own_image_size(smoke):
-    profile = {**smoke, "method_settings": {**smoke["method_settings"],
-                                            "ae": {**smoke["method_settings"]["ae"], "image_size": 96}}}
+    profile = replace(smoke, method_settings={**smoke.method_settings,
+                                              "ae": {**smoke.method_settings["ae"], "image_size": 96}})
     assert run_spec(profile, "synth-oct", "ae", seed=0).model.image_size == 96
-    assert run_spec(profile, "synth-oct", "hetero-ae", seed=0).model.image_size == int(smoke["image_size"])
+    assert run_spec(profile, "synth-oct", "hetero-ae", seed=0).model.image_size == smoke.image_size
 
 
 def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):

@@ -185,7 +185,7 @@ def test_heatmap_columns_score_each_run_at_its_own_size_and_show_its_maps_at_the
 
     seen = []
 
-    def predict(model, images, device="cpu"):
+    def predict(model, images, device="cpu", precision="fp32"):
         seen.append((model, images.shape[1]))
         maps = np.zeros((len(images), images.shape[1], images.shape[2]), np.float32)
         maps[:, :, : images.shape[2] // 2] = 1.0  # the left half lights up, at any size
@@ -194,7 +194,8 @@ def test_heatmap_columns_score_each_run_at_its_own_size_and_show_its_maps_at_the
     monkeypatch.setattr(heatmaps, "load_split", split)
     monkeypatch.setattr(heatmaps, "predict", predict)
     monkeypatch.setattr(heatmaps, "trained_model", lambda r, **kw: r.spec.model.method)
-    runs = [SimpleNamespace(spec=SimpleNamespace(dataset="synth-oct", model=SimpleNamespace(method=m, image_size=s)))
+    runs = [SimpleNamespace(spec=SimpleNamespace(dataset="synth-oct", model=SimpleNamespace(method=m, image_size=s),
+                                                 train=SimpleNamespace(precision="fp32")))
             for m, s in (("ae", 64), ("hetero-ae", 128))]
     (col,) = heatmaps.heatmap_columns(runs, examples=1)
     assert seen == [("ae", 64), ("hetero-ae", 128)]

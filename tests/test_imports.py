@@ -93,3 +93,18 @@ def test_no_module_imports_itself_through_others():
         list(TopologicalSorter(import_graph()).static_order())
     except CycleError as e:
         raise AssertionError(f"import circle: {' -> '.join(e.args[1])}") from None
+
+
+def file_names(module: str) -> set[str]:
+    """The file names a module spells out as whole string constants (messages and docstrings aside)."""
+    names = {"scores.csv", "config.json", "history.json", "metrics.json", "checkpoint.pt"}
+    return {node.value for node in ast.walk(ast.parse(modules()[module].read_text()))
+            if isinstance(node, ast.Constant) and node.value in names}
+
+
+def test_one_module_names_each_file_of_a_run_so_one_place_writes_it():
+    owners = {"scores.csv": "hetero_ae.evaluation.scores", "config.json": "hetero_ae.training.run_folder",
+              "history.json": "hetero_ae.training.run_folder"}
+    for name, owner in owners.items():
+        spelled = sorted(m for m in modules() if name in file_names(m))
+        assert spelled == [owner], f"{name} is named by {spelled}, not by {owner} alone"

@@ -42,19 +42,20 @@ def test_complexity_notebook_writes_every_table_and_the_attention_figure(smoke_r
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_parameters_are_typed_literals_whose_defaults_are_the_default_profile(path):
+def test_parameters_are_typed_literals_and_a_profile_setting_defaults_to_the_profiles(path):
+    """Papermill passes a notebook only the profile's name: a parameter that names a profile
+    setting is None by default, which the notebook's setup reads as the profile's value."""
     import ast
+    import dataclasses
 
-    import yaml
+    from hetero_ae.experiment.profiles import Profile
 
-    source = "".join(json.loads(path.read_text())["cells"][[c["cell_type"] for c in json.loads(path.read_text())["cells"]]
-                                                          .index("code")]["source"])
+    cells = json.loads(path.read_text())["cells"]
+    source = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
     tree = ast.parse(source)
     assert all(isinstance(node, ast.AnnAssign) for node in tree.body), "only `name: type = literal` lines"
     values = {node.target.id: ast.literal_eval(node.value) for node in tree.body}
-    cpu = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
-    cpu["profile"] = "cpu"
-    shared = {k: v for k, v in values.items() if k in cpu}
-    assert shared == {k: cpu[k] for k in shared}, "a notebook's defaults must be the default (cpu) profile's"
-    if "results_dir" in values:
-        assert values["results_dir"] == "results"
+    assert values["profile"] == "cpu" and values.get("results_dir", "results") == "results"
+    settings = {f.name for f in dataclasses.fields(Profile)} - {"profile"}
+    shared = {k: v for k, v in values.items() if k in settings}
+    assert shared and all(v is None for v in shared.values()), shared

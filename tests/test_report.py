@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +82,14 @@ def test_present_datasets_skips_missing_real_data_and_says_where_it_goes(tmp_pat
 
 def test_setup_raises_when_no_dataset_is_there(tmp_path):
     with pytest.raises(DataError, match="none of"):
-        tables.setup("smoke", ["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
+        tables.setup("smoke", datasets=["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
 
 
-def test_method_seeds_gives_hetero_ae_its_own_seeds():
-    assert tables.method_seeds(["hetero-ae", "mkd"], [0, 1, 2], [0]) == {"hetero-ae": [0, 1, 2], "mkd": [0]}
+def test_hetero_ae_gets_its_own_seeds_and_method_seeds_names_exceptions():
+    from hetero_ae.experiment.profiles import Profile
+
+    p = Profile("p", seeds=(0, 1, 2), baseline_seeds=(0,), method_seeds={"rd4ad": (0, 1)})
+    assert [p.method_seed_list(m) for m in ("hetero-ae", "mkd", "rd4ad")] == [[0, 1, 2], [0], [0, 1]]
 
 
 def test_manifest_records_wall_time_and_cache_hits_and_the_index_links_in_paper_order(tmp_path):
@@ -134,12 +138,13 @@ def test_save_table_writes_csv_and_markdown(tmp_path: Path):
 def test_trained_model_retrains_a_run_whose_checkpoint_is_not_committed_into_the_same_model(tmp_path):
     from hetero_ae.data.overview import ensure_synthetic
     from hetero_ae.evaluation.predict import predict
-    from hetero_ae.experiment.profiles import load_profile, run_spec
+    from hetero_ae.experiment.profiles import load_profile
     from hetero_ae.experiment.runs import run_experiment, trained_model
+    from hetero_ae.experiment.specs import run_spec
 
     root = tmp_path / "data"
     ensure_synthetic(root, 64, 0, "smoke")
-    spec = run_spec({**load_profile("smoke"), "image_size": 64}, "synth-oct", "ae", 0)
+    spec = run_spec(replace(load_profile("smoke"), image_size=64), "synth-oct", "ae", 0)
     result = run_experiment(spec, results=tmp_path / "results", root=root, progress=False)
     images = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
     before = predict(trained_model(result, root=root), images)[0]
@@ -208,7 +213,9 @@ def test_the_data_root_is_the_argument_then_the_environment_then_the_profile(mon
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     assert data_root(None, "data/design") == tmp_path and data_root("mine", "data/design") == Path("mine")
     with pytest.raises(DataError, match=f"under {tmp_path}"):  # a notebook's setup follows the variable too
-        tables.setup("smoke", ["oct"], image_size=64, device="cpu", data_root="data")
+        tables.setup("smoke", datasets=["oct"], image_size=64)
+    with pytest.raises(DataError, match="under elsewhere"):  # ... unless the notebook names a data root
+        tables.setup("smoke", datasets=["oct"], image_size=64, data_root="elsewhere")
 
 
 def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):

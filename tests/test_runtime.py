@@ -22,7 +22,7 @@ from hetero_ae.data.batches import ArrayImages, batch_loader
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.errors import ConfigError
 from hetero_ae.evaluation.predict import predict
-from hetero_ae.experiment.runs import RunSpec
+from hetero_ae.experiment.specs import RunSpec
 from hetero_ae.methods import build_model
 from hetero_ae.model.precision import running_in
 from hetero_ae.training import runtime

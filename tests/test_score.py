@@ -13,8 +13,8 @@ from conftest import blob_image, write_png
 
 import hetero_ae.data.images
 import hetero_ae.evaluation.scoring as scoring
-from hetero_ae.data import batches
 from hetero_ae.cli import main
+from hetero_ae.data import batches
 
 N_IMAGES, BATCH = 14, 4
 TINY = ["--method", "ae", "--param", "latent_dim=8", "--param", "base_channels=8", "--image-size", "64",

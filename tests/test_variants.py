@@ -16,8 +16,9 @@ from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.data.synthetic import make_synthetic
 from hetero_ae.errors import ConfigError
 from hetero_ae.evaluation.predict import predict_all
-from hetero_ae.experiment.profiles import load_profile, run_spec
+from hetero_ae.experiment.profiles import load_profile
 from hetero_ae.experiment.runs import run_experiment
+from hetero_ae.experiment.specs import run_spec
 from hetero_ae.experiment.variants import TABLE_II, TABLE_III, TABLE_IV, TABLES, distinct_variants, variant
 from hetero_ae.model.encoder import build_encoder
 from hetero_ae.training.checkpoint import load_model

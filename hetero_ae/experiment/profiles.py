@@ -5,8 +5,10 @@
 - ``paper``: the paper's protocol (256 px, batch 200, Adam 1e-4, 200 epochs, alpha 0.7,
   5 seeds) on the real datasets, on GPUs.
 
-The same file is a papermill parameter file for the notebooks and what ``hetero-ae run``
-and ``hetero-ae compare`` read. Per-method settings live under ``method_settings``:
+A profile is read once, into a typed, checked ``Profile``: by ``hetero-ae run``, ``compare`` and
+``run-profile``, and by each notebook's first cell (``report.tables.setup``; papermill passes the
+notebooks only the profile's name). An unknown setting, or a value of the wrong type, is an
+error naming the file and the setting. Per-method settings live under ``method_settings``:
 ``epochs``, ``batch_size``, ``lr``, ``encoder`` ("auto" = the method's paper backbone when
 its ImageNet weights are available, else the offline EfficientNet-Lite0), ``params`` (the
 method's own hyper-parameters), ``precision`` (over the profile's) and any other
@@ -28,14 +30,9 @@ from typing import Any
 
 import yaml
 
-from ..config import ModelConfig, TrainConfig
 from ..errors import UserError
-from ..methods import method_class
-from ..methods.hetero_ae import resolve_feature_scale
-from ..model.encoder import resolve_backbone
-from .runs import RunSpec
 
-PROFILE_DIRS = (Path("profiles"), Path(__file__).resolve().parents[1] / "profiles")
+PROFILE_DIRS = (Path("profiles"), Path(__file__).resolve().parents[2] / "profiles")  # the repository's
 
 
 def profile_path(name: str) -> Path:
@@ -47,41 +44,125 @@ def profile_path(name: str) -> Path:
     raise UserError(f"no profile {name!r} (looked for {name}.yaml in {', '.join(map(str, PROFILE_DIRS))})")
 
 
-def load_profile(name: str) -> dict[str, Any]:
-    return yaml.safe_load(profile_path(name).read_text())
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """The settings of one profile (module docstring), each typed; ``path`` is the file they came from."""
+
+    profile: str
+    path: str = ""
+    device: str = "cpu"
+    image_size: int = 128
+    data_root: str = "data"
+    synthetic_preset: str = "default"
+    synthetic_seed: int = 0
+    datasets: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)  # Hetero-AE's (the paper: 5)
+    baseline_seeds: tuple[int, ...] = (0,)
+    method_seeds: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # over the two above
+    ablation_datasets: tuple[str, ...] = ()
+    ablation_seeds: tuple[int, ...] = (0,)
+    ablation_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # over Hetero-AE's, for ablations
+    val_fraction: float = 0.1
+    patience: int = 0
+    min_delta: float = 0.0
+    precision: str = "fp32"
+    torch_compile: bool | str = False
+    train_jobs: int = 1
+    train_jobs_methods: tuple[str, ...] | None = None  # None: every method trains side by side
+    method_settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    complexity_size: int = 256
+
+    def method_seed_list(self, method: str) -> list[int]:
+        """The seeds ``method`` runs over: ``method_seeds`` where it names the method, else Hetero-AE's
+        ``seeds`` or the baselines' ``baseline_seeds``."""
+        default = self.seeds if method == "hetero-ae" else self.baseline_seeds
+        return list(self.method_seeds.get(method, default))
 
 
-def backbone(method: str, setting: str = "auto") -> str:
-    """The encoder a method runs with: the named one, or for "auto" its paper backbone if available."""
-    if setting != "auto":
-        return setting
-    paper = method_class(method).paper_backbone
-    return resolve_backbone(paper) if paper else "none"
+_SEQUENCES = {"datasets": str, "methods": str, "seeds": int, "baseline_seeds": int, "ablation_datasets": str,
+              "ablation_seeds": int, "train_jobs_methods": str}
+_SCALARS = {"profile": str, "device": str, "image_size": int, "data_root": str, "synthetic_preset": str,
+            "synthetic_seed": int, "val_fraction": float, "patience": int, "min_delta": float, "precision": str,
+            "train_jobs": int, "complexity_size": int}
 
 
-def run_spec(profile: dict[str, Any], dataset: str, method: str, seed: int, **model_overrides: Any) -> RunSpec:
-    """The run a profile asks for: ``method`` on ``dataset`` with ``seed``.
+def _typed(key: str, value: Any, where: str) -> Any:
+    """``value`` as ``Profile.<key>`` holds it; UserError naming the file and the setting otherwise."""
+    def bad(expected: str) -> UserError:
+        return UserError(f"{where}: {key} must be {expected}, got {value!r}")
 
-    ``model_overrides`` set ``ModelConfig`` fields over the profile's, the encoder included
-    (e.g. a named ablation variant's ``overrides()``, ``hetero_ae.experiment.variants``).
-    """
-    method_class(method)  # ConfigError naming the methods for an unknown one
-    s = dict(profile.get("method_settings", {}).get(method, {}))
-    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"method", "encoder", "image_size", "params"}
-    model_fields = {k: s.pop(k) for k in list(s) if k in fields}
-    overrides = dict(model_overrides)
-    encoder = overrides.pop("encoder", s.pop("encoder", "auto"))  # a variant's encoder wins over the profile's
-    s.pop("encoder", None)
-    fields_ = {**model_fields, **overrides}
-    encoder = backbone(method, encoder)
-    if method == "hetero-ae" and fields_.get("feature_scale") == "auto":  # resolved before it is keyed
-        fields_["feature_scale"] = resolve_feature_scale("auto", encoder)
-    model = ModelConfig(method=method, encoder=encoder, image_size=int(s.pop("image_size", profile["image_size"])),
-                        params=dict(s.pop("params", {})), **fields_)
-    train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
-                        seed=seed, precision=str(s.pop("precision", profile.get("precision", "fp32"))),
-                        patience=int(s.pop("patience", profile.get("patience", 0))),
-                        min_delta=float(s.pop("min_delta", profile.get("min_delta", 0.0))))
-    if s:
-        raise UserError(f"profile {profile.get('profile')}: unknown settings for {method}: {sorted(s)}")
-    return RunSpec(dataset, model, train, val_fraction=float(profile.get("val_fraction", 0.1)))
+    if key in _SCALARS:
+        kind = _SCALARS[key]
+        if isinstance(value, bool) or not isinstance(value, (kind, int) if kind is float else kind):
+            raise bad(f"a{'n' if kind is int else ''} {kind.__name__}")
+        return kind(value)
+    if key in _SEQUENCES:
+        if value is None and key == "train_jobs_methods":
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, _SEQUENCES[key]) and not isinstance(v, bool)
+                                                  for v in value):
+            raise bad(f"a list of {_SEQUENCES[key].__name__}")
+        return tuple(value)
+    if key == "torch_compile":
+        if not isinstance(value, (bool, str)):
+            raise bad("true, false or a torch.compile backend")
+        return value
+    if key == "method_seeds":
+        if not isinstance(value, dict) or not all(isinstance(s, list) for s in value.values()):
+            raise bad("a mapping of method to a list of seeds")
+        return {m: tuple(int(x) for x in s) for m, s in value.items()}
+    if not isinstance(value, dict):  # ablation_settings, method_settings
+        raise bad("a mapping")
+    return dict(value)
+
+
+def profile_from(settings: dict[str, Any], where: str = "profile") -> Profile:
+    """A ``Profile`` from its settings (a YAML file's mapping); UserError naming ``where`` for an
+    unknown setting or a value of the wrong type."""
+    known = {f.name for f in dataclasses.fields(Profile)} - {"path"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    if "profile" not in settings:
+        raise UserError(f"{where}: no 'profile' (its name)")
+    return Profile(path=where, **{k: _typed(k, v, where) for k, v in settings.items()})
+
+
+def load_profile(name: str) -> Profile:
+    """The profile ``name`` (``profiles/<name>.yaml``) or a YAML file, read and checked."""
+    path = profile_path(name)
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"{path}: a profile is a mapping of settings")
+    return profile_from(settings, str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hetero_ae.experiment.profiles PROFILE SETTING...``: the settings' values, one per line
+    (what ``run_all.sh`` asks of a profile); a bad profile is one line on stderr and status 2."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m hetero_ae.experiment.profiles", description=main.__doc__)
+    parser.add_argument("profile")
+    parser.add_argument("settings", nargs="+")
+    a = parser.parse_args(argv)
+    try:
+        p = load_profile(a.profile)
+        unknown = [s for s in a.settings if not hasattr(p, s)]
+        if unknown:
+            raise UserError(f"no setting(s) {unknown} in a profile")
+    except UserError as e:
+        print(f"hetero-ae: error: {e}", file=sys.stderr)
+        return 2
+    for name in a.settings:
+        print(getattr(p, name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

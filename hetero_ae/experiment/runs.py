@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig, TrainConfig, key_dict, to_dict
+from ..config import ModelConfig
 from ..data.datasets import FolderDataset, data_root, find_npz, get_dataset, load_split
 from ..data.images import ImageSet
 from ..evaluation.predict import evaluate, save_evaluation
@@ -42,24 +42,9 @@ from ..methods.registry import AnomalyModel
 from ..training import distributed
 from ..training.checkpoint import load_model
 from ..training.loop import CHECKPOINT, finished, hold_out, train
-from ..training.run_folder import HISTORY, held_out_description, read_run_config, write_history, write_run_config
+from ..training.run_folder import held_out_description, read_history, read_run_config, write_history, write_run_config
 from ..training.runtime import compiled
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    dataset: str
-    model: ModelConfig
-    train: TrainConfig
-    val_fraction: float = 0.1  # only used when the dataset has no val split
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "model": to_dict(self.model), "train": to_dict(self.train),
-                "val_fraction": self.val_fraction}
-
-    def key_dict(self) -> dict[str, Any]:
-        """What the cache key hashes (``config.key_dict``: new fields only when set)."""
-        return {**self.as_dict(), "model": key_dict(self.model), "train": key_dict(self.train)}
+from .specs import RunSpec
 
 
 @dataclass
@@ -136,7 +121,7 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         write_run_config(folder, **{k: record[k] for k in _RECORDED}, dataset=spec.dataset, model=spec.model,
                          train=spec.train, val_fraction=spec.val_fraction, device=device, compile=compile,
                          weights_from=trained.folder.name)
-        write_history(folder, json.loads((trained.folder / HISTORY).read_text()))
+        write_history(folder, read_history(trained.folder))
         kept = {k: trained.metrics[k] for k in ("held_out_normals", "train_seconds", "n_train")}
         training = {**trained.metrics["training"], "weights_from": trained.folder.name}
         return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,

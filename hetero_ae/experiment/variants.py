@@ -1,6 +1,6 @@
 """The named ablation variants of paper Sec. IV-E as data: Tables II, III and IV.
 
-Every row is one configuration of the single ``HeteroAE`` class (``model/autoencoder.py``):
+Every row is one configuration of the single ``HeteroAE`` class (``methods/hetero_ae.py``):
 an encoder and a decoder by registry name, the encoder's weights, and what the decoder is
 compared with. Beside it are the numbers the paper printed for that row (in %, and Param in
 10^6, FLOPs in 10^9), transcribed from the paper; the tables put ours next to them.

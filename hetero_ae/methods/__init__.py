@@ -9,7 +9,7 @@ importing torch.
 
 from __future__ import annotations
 
-from ..config import METHOD_NAMES, ModelConfig, check_choice
+from ..config import METHOD_NAMES, ModelConfig, check_choice, check_image_size
 from . import ae, fanogan, ganomaly, hetero_ae, mkd, rd4ad, salad, stfpm, vae  # noqa: F401  (registers them)
 from .registry import METHODS, AnomalyModel
 
@@ -26,5 +26,12 @@ def method_class(name: str) -> type[AnomalyModel]:
 
 
 def build_model(cfg: ModelConfig) -> AnomalyModel:
-    """A freshly initialised model of ``cfg.method`` (``hetero_ae.training.seed.build_seeded`` seeds first)."""
-    return method_class(cfg.method).from_config(cfg)
+    """A freshly initialised model of ``cfg.method`` (``hetero_ae.training.seed.build_seeded`` seeds first).
+
+    ConfigError when ``cfg.image_size`` does not suit the model (``config.check_image_size`` with its
+    ``size_multiple``), naming the sizes that do.
+    """
+    model = method_class(cfg.method).from_config(cfg)
+    check_image_size(cfg.image_size, multiple=model.size_multiple, what=f"{cfg.method} with {cfg.decoder} decoder"
+                     if cfg.method == "hetero-ae" else cfg.method)
+    return model

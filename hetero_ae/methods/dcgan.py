@@ -13,13 +13,14 @@ import math
 
 from torch import Tensor, nn
 
+from ..config import IMAGE_SIZES, check_image_size
 from ..model.precision import as_float32
 
 
 def _levels(size: int) -> int:
+    check_image_size(size, power_of_two=True, multiple=8, sizes=(8, IMAGE_SIZES[1]),
+                     what="the DCGAN-style networks (AE, VAE, GANomaly, f-AnoGAN, SALAD)")
     n = math.log2(size / 4)
-    if size < 8 or n != int(n):
-        raise ValueError(f"DCGAN-style networks need a power-of-two image size >= 8, got {size}")
     return int(n)
 
 

@@ -42,6 +42,7 @@ no features and return None.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,9 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig, check_choice
+from ..config import Comparison, FeatureScale, MapDistance, ModelConfig
 from ..errors import ConfigError
-from ..model.anomaly_map import DISTANCES, anomaly_map, image_score, pixel_error_map, smooth
+from ..model.anomaly_map import anomaly_map, image_score, pixel_error_map, smooth
 from ..model.decoder import build_decoder, conv_bn_relu
 from ..model.encoder import Encoder, build_encoder
 from ..model.loss import feature_comparison_terms, pixel_loss
@@ -89,13 +90,13 @@ class HeteroAE(AnomalyModel):
                  encoder_lr_scale: float = 0.1, comparison: str = "feature", feature_scale: str = "raw",
                  map_distance: str = "cosine") -> None:
         super().__init__()
-        check_choice("comparison", comparison, tuple(COMPARISONS))
-        if feature_scale not in ("raw", "rms"):
+        Comparison.check(comparison)
+        if FeatureScale.check(feature_scale) == FeatureScale.AUTO:
             raise ConfigError(f"feature_scale must be 'raw' or 'rms' (resolve 'auto' first), got {feature_scale!r}")
         self.encoder, self.decoder = encoder, decoder
+        self.size_multiple = math.lcm(encoder.size_multiple, getattr(decoder, "size_multiple", 32))
         self.alpha, self.map_sigma, self.encoder_lr_scale = alpha, map_sigma, encoder_lr_scale
-        if map_distance not in DISTANCES:
-            raise ConfigError(f"map_distance must be one of {DISTANCES}, got {map_distance!r}")
+        MapDistance.check(map_distance)
         self.comparison, self.map_distance = comparison, map_distance
         rule = COMPARISONS[comparison]
         self.head = None if rule.head is None else rule.head(encoder.channels[0])
@@ -105,9 +106,10 @@ class HeteroAE(AnomalyModel):
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "HeteroAE":
         merge_params(cfg.method, {}, cfg.params)  # every Hetero-AE setting is a named ModelConfig field
-        enc = build_encoder(cfg.encoder, weights=cfg.encoder_weights, finetune=cfg.finetune_encoder)
+        enc = build_encoder(cfg.encoder, weights=cfg.encoder_weights, finetune=cfg.finetune_encoder,
+                            embedding_size=cfg.embedding_size)
         dec = build_decoder(cfg.decoder, enc.channels, strides=enc.strides, upsample=cfg.upsample,
-                            relu_out=ends_in_relu(cfg.encoder))
+                            relu_out=ends_in_relu(cfg.encoder), embedding_size=cfg.embedding_size)
         return cls(enc, dec, alpha=cfg.alpha, map_sigma=cfg.map_sigma, encoder_lr_scale=cfg.encoder_lr_scale,
                    comparison=cfg.comparison, feature_scale=resolve_feature_scale(cfg.feature_scale, cfg.encoder),
                    map_distance=cfg.map_distance)
@@ -199,7 +201,7 @@ class HeteroAE(AnomalyModel):
 
 
 @dataclass(frozen=True)
-class Comparison:
+class ComparisonRule:
     """What the decoder's output is compared with (Table IV): loss, raw map, and the head it adds on F_D^1."""
 
     loss: Callable[[HeteroAE, Tensor, list[Tensor] | None], dict[str, Tensor]]  # loss terms, "loss" among them
@@ -233,7 +235,7 @@ def _pixel_map(model: HeteroAE, x: Tensor) -> Tensor:
     return pixel_error_map(model.reconstruct(x), x)
 
 
-COMPARISONS: dict[str, Comparison] = {
-    "feature": Comparison(loss=_feature_loss, raw_map=_feature_map, head=None, compares_features=True),
-    "pixel": Comparison(loss=_pixel_loss, raw_map=_pixel_map, head=ImageHead, compares_features=False),
+COMPARISONS: dict[str, ComparisonRule] = {
+    "feature": ComparisonRule(loss=_feature_loss, raw_map=_feature_map, head=None, compares_features=True),
+    "pixel": ComparisonRule(loss=_pixel_loss, raw_map=_pixel_map, head=ImageHead, compares_features=False),
 }

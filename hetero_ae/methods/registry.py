@@ -60,6 +60,7 @@ class AnomalyModel(nn.Module):
     # The attribute holding a frozen pretrained network (encoder, teacher) whose features depend on
     # the image alone: training may compute them once per run (``hetero_ae.training.feature_cache``).
     frozen_network: str | None = None
+    size_multiple: int = 32  # input sizes it takes are multiples of this (``config.check_image_size``)
     stops_early: bool = True  # False where the training schedule needs every epoch (phases tied to the cap)
 
     @classmethod

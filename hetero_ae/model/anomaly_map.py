@@ -27,15 +27,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
-DISTANCES = ("cosine", "cosine+mse")
+from ..config import MAP_DISTANCES, MapDistance
+
+DISTANCES = MAP_DISTANCES  # "cosine" (Eq. 6), "cosine+mse"
 
 
 def stage_maps(enc: Sequence[Tensor], dec: Sequence[Tensor], distance: str = "cosine",
                alpha: float = 0.7) -> list[Tensor]:
     """One (B, H_k, W_k) map per stage: M_k = 1 - cos over channels (Eq. 6), or for ``"cosine+mse"``
     alpha (1 - cos) + (1 - alpha) * mean over channels of (F_E^k - F_D^k)^2 (Eq. 4 per pixel, shifted by alpha)."""
-    if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    MapDistance.check(distance)
     maps = []
     for fe, fd in zip(enc, dec):
         m = 1.0 - F.cosine_similarity(fe, fd, dim=1)

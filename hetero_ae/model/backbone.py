@@ -42,6 +42,8 @@ class Encoder(nn.Module):
 
     channels: tuple[int, int, int, int]
     strides: tuple[int, int, int, int] = (4, 8, 16, 32)
+    size_multiple: int = 32  # the input sizes it takes are multiples of this (its total stride)
+    takes_embedding_size: bool = False  # whether its constructor takes ``embedding_size`` (MSTB-based encoders)
     MODES = ("frozen", "finetune", "scratch")
 
     def __init__(self, *, mode: str = "frozen") -> None:

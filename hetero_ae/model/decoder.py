@@ -26,18 +26,17 @@ as the paper's text orders it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import UPSAMPLES, check_choice
+from ..config import EMBEDDING_SIZE, Upsample, check_choice
 from .attention import MSTB
 from .blocks import cmt_branch, mbconv_branch, pvt_branch, swin_branch
 from .reverse_resnet import ReverseResNetDecoder
-
-REFERENCE_SIZE = 256  # input size at which the position embeddings are stored
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
@@ -109,7 +108,7 @@ class HybridStage(HybridBlock):
         self, cin: int, dim: int, *, heads: int, p2: int, grid: int, branches: tuple[BranchFactory, BranchFactory],
         upsample: str = "last",
     ) -> None:
-        check_choice("upsample", upsample, UPSAMPLES)
+        Upsample.check(upsample)
         super().__init__(cin, dim, heads=heads, p2=p2, grid=grid, branches=branches)
         self.upsample_first = upsample == "first"
 
@@ -132,6 +131,9 @@ class HybridDecoder(nn.Module):
         heads: heads per stage for F_D^1..F_D^3 (paper: 2, 4, 8).
         p2: larger patch size per stage for F_D^1..F_D^3 (paper: 8, 4, 2).
         strides: the encoder's strides, for the reference grids of the embeddings.
+        embedding_size: the input size at which position embeddings are stored (``ModelConfig.embedding_size``).
+
+    ``size_multiple``: the input sizes it takes are multiples of it (``size_multiple``).
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class HybridDecoder(nn.Module):
         p2: Sequence[int] = (8, 4, 2),
         strides: Sequence[int] = (4, 8, 16, 32),
         upsample: str = "last",
+        embedding_size: int = EMBEDDING_SIZE,
     ) -> None:
         super().__init__()
         check_choice("decoder kind", kind, tuple(sorted(DECODER_KINDS)))
@@ -150,12 +153,13 @@ class HybridDecoder(nn.Module):
         self.kind = kind
         stages = []
         for k in (2, 1, 0):  # produce F_D^3, then F_D^2, then F_D^1
-            grid = REFERENCE_SIZE // strides[k if upsample == "first" else k + 1]  # the grid the branches see
+            grid = embedding_size // strides[k if upsample == "first" else k + 1]  # the grid the branches see
             stages.append(
                 HybridStage(channels[k + 1], channels[k], heads=heads[k], p2=p2[k], grid=grid,
                             branches=DECODER_KINDS[kind], upsample=upsample)
             )
         self.stages = nn.ModuleList(stages)
+        self.size_multiple = size_multiple(kind, strides, p2, upsample)
 
     def forward(self, f4: Tensor) -> list[Tensor]:
         outs = []
@@ -166,18 +170,30 @@ class HybridDecoder(nn.Module):
         return outs[::-1]
 
 
-DecoderFactory = Callable[..., nn.Module]  # (channels, *, strides, upsample, relu_out) -> decoder
+def size_multiple(kind: str, strides: Sequence[int], p2: Sequence[int], upsample: str) -> int:
+    """Input sizes a hybrid skeleton of ``kind`` takes are multiples of this: the encoder's stride
+    (32), and where a stage holds an MSTB, its grid split into p2 x p2 patches (with the paper's
+    p2 = 8, 4, 2 at strides 8, 16, 32: 64)."""
+    if _mstb_branch not in DECODER_KINDS[kind]:
+        return 32
+    seen = [strides[k if upsample == "first" else k + 1] for k in range(3)]
+    return math.lcm(32, *(s * p for s, p in zip(seen, p2)))
+
+
+DecoderFactory = Callable[..., nn.Module]  # (channels, *, strides, upsample, relu_out, embedding_size) -> decoder
 
 
 def _hybrid(kind: str) -> DecoderFactory:
-    def make(channels: Sequence[int], *, strides: Sequence[int], upsample: str, relu_out: bool) -> nn.Module:
+    def make(channels: Sequence[int], *, strides: Sequence[int], upsample: str, relu_out: bool,
+             embedding_size: int) -> nn.Module:
         # relu_out is not needed: the linear fusing 1x1 convolution matches features of either sign.
-        return HybridDecoder(channels, kind=kind, strides=strides, upsample=upsample)
+        return HybridDecoder(channels, kind=kind, strides=strides, upsample=upsample, embedding_size=embedding_size)
 
     return make
 
 
-def _reverse_resnet(channels: Sequence[int], *, strides: Sequence[int], upsample: str, relu_out: bool) -> nn.Module:
+def _reverse_resnet(channels: Sequence[int], *, strides: Sequence[int], upsample: str, relu_out: bool,
+                    embedding_size: int) -> nn.Module:
     """Table II's homogeneous "ResNet / ResNet (CNN)" decoder: a mirrored ResNet-18 as in RD4AD.
 
     Two basic blocks per stage (ResNet-18's layer counts, RD4AD's ``de_resnet18``); each stage
@@ -197,8 +213,10 @@ def decoders() -> dict[str, DecoderFactory]:
 
 
 def build_decoder(name: str, channels: Sequence[int], *, strides: Sequence[int] = (4, 8, 16, 32),
-                  upsample: str = "last", relu_out: bool = False) -> nn.Module:
-    """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative)."""
+                  upsample: str = "last", relu_out: bool = False, embedding_size: int = EMBEDDING_SIZE) -> nn.Module:
+    """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative);
+    ``embedding_size``: where position embeddings are stored (``ModelConfig.embedding_size``).
+    The decoder's ``size_multiple`` (32 where it sets none) says which input sizes it takes."""
     table = decoders()
     check_choice("decoder", name, tuple(sorted(table)))
-    return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out)
+    return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out, embedding_size=embedding_size)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..config import check_choice
+from ..config import EMBEDDING_SIZE, check_choice
 from ..data.images import IMAGENET_MEAN, IMAGENET_STD
 from .backbone import Encoder, WeightsNotFoundError, existing_file, load_state, state_digest
 from .hybrid_encoder import HybridEncoder, TransformerEncoder  # the ablation encoders (Tables II, IV), no weights
@@ -182,10 +182,14 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
 OFFLINE_ENCODER = "efficientnet-lite0"
 
 
-def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False, mode: str | None = None) -> Encoder:
-    """Build a registered encoder. ``weights``: "imagenet", "none", or a file path."""
+def build_encoder(name: str, *, weights: str = "imagenet", finetune: bool = False, mode: str | None = None,
+                  embedding_size: int = EMBEDDING_SIZE) -> Encoder:
+    """Build a registered encoder. ``weights``: "imagenet", "none", or a file path; ``embedding_size``:
+    where an MSTB-based encoder stores its position embeddings (``ModelConfig.embedding_size``)."""
     check_choice("encoder", name, tuple(sorted(ENCODERS)))
-    return ENCODERS[name](weights=weights, mode=mode or ("finetune" if finetune else "frozen"))
+    cls = ENCODERS[name]
+    extra = {"embedding_size": embedding_size} if cls.takes_embedding_size else {}
+    return cls(weights=weights, mode=mode or ("finetune" if finetune else "frozen"), **extra)
 
 
 def resolve_backbone(name: str) -> str:

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..config import EMBEDDING_SIZE
 from ..errors import ConfigError
 from .backbone import Encoder, existing_file, load_state
-from .decoder import DECODER_KINDS, REFERENCE_SIZE, BranchFactory, HybridBlock
+from .decoder import DECODER_KINDS, BranchFactory, HybridBlock
 
 HEADS = (2, 4, 8, 16)
 P2 = (8, 4, 2, 2)
@@ -56,8 +57,10 @@ class HybridBranchEncoder(Encoder):
     channels = (64, 128, 256, 512)
     name: str  # the encoder's name in ENCODERS
     kind: str  # its branches, a key of DECODER_KINDS
+    size_multiple = 64  # MSTB's p2 x p2 patches of each stage's grid: 8 at stride 4 ... 2 at stride 32
+    takes_embedding_size = True  # its MSTBs store position embeddings (``build_encoder``)
 
-    def __init__(self, *, weights: str = "none", mode: str = "frozen") -> None:
+    def __init__(self, *, weights: str = "none", mode: str = "frozen", embedding_size: int = EMBEDDING_SIZE) -> None:
         super().__init__(mode=mode)
         if weights == "imagenet":
             raise ConfigError(
@@ -69,7 +72,7 @@ class HybridBranchEncoder(Encoder):
         self.stem = nn.Sequential(_strided(3, c[0] // 2), _strided(c[0] // 2, c[0]))
         self.down = nn.ModuleList([nn.Identity(), *(Downsample(a, b) for a, b in zip(c[:-1], c[1:]))])
         self.blocks = nn.ModuleList(
-            ResidualHybridBlock(dim, dim, heads=h, p2=p2, grid=REFERENCE_SIZE // s, branches=branches)
+            ResidualHybridBlock(dim, dim, heads=h, p2=p2, grid=embedding_size // s, branches=branches)
             for dim, h, p2, s in zip(c, HEADS, P2, self.strides)
         )
         if weights != "none":

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 import torch
 from torch import nn
 
-from ..config import PRECISIONS, check_choice
+from ..config import Precision
 from ..errors import ConfigError
 
 Forward = Callable[[], AbstractContextManager]  # a fresh context for one forward pass
@@ -32,7 +32,7 @@ Forward = Callable[[], AbstractContextManager]  # a fresh context for one forwar
 def autocast(device_type: str, precision: str) -> AbstractContextManager:
     """``torch.autocast`` to bfloat16 for ``bf16``, nothing for ``fp32``; ConfigError for another name,
     or for bf16 on a GPU without bfloat16."""
-    if check_choice("precision", precision, PRECISIONS) == "fp32":
+    if Precision.check(precision) == Precision.FP32:
         return nullcontext()
     if device_type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ConfigError("precision bf16 needs a GPU with bfloat16 support (Ampere or newer); use fp32")
@@ -67,9 +67,9 @@ def running_in(model: nn.Module, precision: str) -> Iterator[Forward]:
     The device is the model's (its first parameter's); move the model first. The hooks are
     removed on the way out, so the model leaves as it came.
     """
-    check_choice("precision", precision, PRECISIONS)
+    Precision.check(precision)
     device_type = next(model.parameters(), torch.empty(0)).device.type
-    hooks = [] if precision == "fp32" else [c.register_forward_hook(float32_outputs) for c in model.children()]
+    hooks = [] if precision == Precision.FP32 else [c.register_forward_hook(float32_outputs) for c in model.children()]
     try:
         yield lambda: autocast(device_type, precision)
     finally:

@@ -5,7 +5,7 @@ on normal and abnormal images, for the decoders of Table III: E(CNN)-D(CNN),
 E(CNN)-D(Transformer) and E(CNN)-D(CNN+Transformer). The paper names the distance "the
 multi-stage feature distance between the encoder and decoder" without a formula, so both
 per-image reductions of the Eq. 7 map (the summed per-stage 1 - cosine maps) are shown:
-``feature_distance``, its mean over pixels (``scores.csv``, ``model/autoencoder.py``), and
+``feature_distance``, its mean over pixels (``scores.csv``, ``methods/hetero_ae.py``), and
 ``score``, its maximum, which is Eq. 8's image score. The summary table gives the separation
 the figure shows as medians, their ratio and an AUC, per distance.
 """

@@ -12,12 +12,12 @@ stop reason ``unknown``. A table cell computed from a run that did not converge 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..training.run_folder import read_history
 from .tables import METHOD_NAMES, UNCONVERGED_MARK, UNCONVERGED_NOTE, mark_unconverged  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def run_label(result: RunResult) -> str:
 
 
 def _history(result: RunResult) -> list[dict[str, Any]]:
-    return json.loads((result.folder / "history.json").read_text())
+    return read_history(result.folder)
 
 
 def load_history(result: RunResult, label: str | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import json
 import math
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from ..data.datasets import DATASETS, FolderDataset
 from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
 from ..data.overview import ensure_synthetic
 from ..errors import DataError
-from ..experiment.profiles import load_profile, run_spec
-from ..experiment.runs import RunResult, RunSpec, run_experiment, summary
+from ..experiment.profiles import Profile, load_profile
+from ..experiment.runs import RunResult, run_experiment, summary
+from ..experiment.specs import RunSpec, run_spec
 from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant, variant
 from ..io import atomic_write, write_text
 from ..model.encoder import resolve_backbone
@@ -74,55 +76,50 @@ def present_datasets(names: Iterable[str], root: str | Path | None = None, *, ve
     return present
 
 
-def setup(profile: str, datasets: Iterable[str], *, image_size: int, device: str, data_root: str,
-          **settings: Any) -> tuple[dict[str, Any], list[str]]:
-    """A notebook's start: the profile's settings with the notebook's parameters over them, and its datasets.
+def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Profile, list[str]]:
+    """A notebook's start: its profile, read once, and the datasets of it that are on disk.
 
-    ``data_root`` is the notebook's parameter, the profile's: ``$HETERO_AE_DATA`` goes over it
-    (``data.datasets.data_root``), and ``cfg["data_root"]`` is the one to use. Synthetic datasets
-    are generated first if absent (``data.overview.ensure_synthetic``); real ones that are
-    missing are skipped with a message saying where they go.
+    ``profile``: a profile's name or YAML file (``experiment.profiles.load_profile``);
+    ``overrides``: the notebook's parameters, each over the profile's setting of that name
+    unless None (so that a notebook opened in JupyterLab runs with its profile as it is).
+    ``which``: the profile's list of datasets the notebook reports on (``datasets``, or
+    ``ablation_datasets`` for Tables II-IV and Fig. 6). ``data_root`` is resolved once
+    (``data.datasets.data_root``: a ``data_root`` override, else ``$HETERO_AE_DATA``, else the
+    profile's); synthetic datasets are generated first if absent (``data.overview.ensure_synthetic``);
+    real ones that are missing are skipped with a message saying where they go.
     """
-    data_root = str(resolve_data_root(None, data_root))
-    cfg = {**load_profile(profile), "image_size": int(image_size), "device": device, "data_root": data_root, **settings}
-    datasets = list(datasets)
+    cfg = load_profile(profile)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    root = str(resolve_data_root(given.pop("data_root", None), cfg.data_root))
+    cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}, data_root=root)
+    datasets = list(getattr(cfg, which))
     if any(isinstance(DATASETS.get(d), FolderDataset) and DATASETS[d].folder.startswith("synthetic/") for d in datasets):
-        ensure_synthetic(data_root, int(image_size), int(cfg["synthetic_seed"]), cfg["synthetic_preset"])
-    present = present_datasets(datasets, data_root)
+        ensure_synthetic(root, cfg.image_size, cfg.synthetic_seed, cfg.synthetic_preset)
+    present = present_datasets(datasets, root)
     if not present:
-        raise DataError(f"none of {datasets} is under {data_root}; data/README.md says where each dataset goes")
+        raise DataError(f"none of {datasets} is under {root}; data/README.md says where each dataset goes")
     return cfg, present
 
 
-def method_seeds(methods: Iterable[str], seeds: list[int], baseline_seeds: list[int],
-                 overrides: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
-    """Hetero-AE runs over ``seeds`` (the paper: 5), every baseline over ``baseline_seeds``, except the
-    methods a profile's ``method_seeds`` names (e.g. MKD over two seeds for the paper's t-test)."""
-    out = {m: list(seeds) if m == "hetero-ae" else list(baseline_seeds) for m in methods}
-    return {m: list((overrides or {}).get(m, s)) for m, s in out.items()}
-
-
-def table1_specs(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str],
-                 seeds: dict[str, list[int]]) -> list[RunSpec]:
-    """The run of every (dataset, method, seed) of Table I; ``seeds`` maps a method to its seeds."""
+def table1_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[str]) -> list[RunSpec]:
+    """The run of every (dataset, method, seed) of Table I, each method over its seeds
+    (``Profile.method_seed_list``)."""
     methods = list(methods)
     return [run_spec(profile, dataset, method, seed) for dataset in datasets for method in methods
-            for seed in seeds[method]]
+            for seed in profile.method_seed_list(method)]
 
 
-def run_specs(profile: dict[str, Any], specs: Iterable[RunSpec], *, results: str | Path = "results",
-              root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
-    """The cached result of each spec, run on ``device`` with the profile's ``torch_compile`` setting."""
-    backend = compile_backend(profile.get("torch_compile"))
-    return [run_experiment(spec, results=results, root=root, device=device, progress=False, compile=backend)
-            for spec in specs]
+def run_specs(profile: Profile, specs: Iterable[RunSpec], *, results: str | Path = "results") -> list[RunResult]:
+    """The cached result of each spec, run on the profile's device with its ``torch_compile`` setting."""
+    backend = compile_backend(profile.torch_compile)
+    return [run_experiment(spec, results=results, root=profile.data_root, device=profile.device, progress=False,
+                           compile=backend) for spec in specs]
 
 
-def run_all(profile: dict[str, Any], datasets: Iterable[str], methods: Iterable[str], seeds: dict[str, list[int]],
-            *, results: str | Path = "results", root: str | Path | None = None, device: str = "cpu") -> list[RunResult]:
-    """The cached result of every (dataset, method, seed); ``seeds`` maps a method to its seeds."""
-    return run_specs(profile, table1_specs(profile, datasets, methods, seeds), results=results, root=root,
-                     device=device)
+def run_all(profile: Profile, datasets: Iterable[str], methods: Iterable[str], *,
+            results: str | Path = "results") -> list[RunResult]:
+    """The cached result of every (dataset, method, seed) of ``methods`` (``table1_specs``)."""
+    return run_specs(profile, table1_specs(profile, datasets, methods), results=results)
 
 
 def variant_overrides(v: Variant) -> tuple[dict[str, str], str]:
@@ -137,7 +134,7 @@ def variant_overrides(v: Variant) -> tuple[dict[str, str], str]:
     return o, o["encoder"]
 
 
-def variant_specs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str],
+def variant_specs(cfg: Profile, variants: Iterable[Variant], datasets: Iterable[str],
                   seeds: Iterable[int]) -> list[tuple[Variant, RunSpec]]:
     """The runs of ablation rows (Tables II-IV, Fig. 6): Hetero-AE with each variant's parts.
 
@@ -145,25 +142,23 @@ def variant_specs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: It
     back to EfficientNet-Lite0) share one run through the cache. A profile's
     ``ablation_settings`` (e.g. fewer epochs on a CPU) go over its Hetero-AE settings here.
     """
-    extra = cfg.get("ablation_settings") or {}
-    if extra:
-        settings = cfg["method_settings"]
-        cfg = {**cfg, "method_settings": {**settings, "hetero-ae": {**settings["hetero-ae"], **extra}}}
+    if cfg.ablation_settings:
+        settings = cfg.method_settings
+        cfg = replace(cfg, method_settings={**settings, "hetero-ae": {**settings["hetero-ae"], **cfg.ablation_settings}})
     variants, seeds = list(variants), list(seeds)
     return [(v, run_spec(cfg, dataset, "hetero-ae", seed, **variant_overrides(v)[0]))
             for dataset in datasets for v in variants for seed in seeds]
 
 
-def variant_runs(cfg: dict[str, Any], variants: Iterable[Variant], datasets: Iterable[str], seeds: Iterable[int], *,
-                 results: str | Path = "results", root: str | Path | None = None,
-                 device: str = "cpu") -> list[tuple[Variant, RunResult]]:
-    """The cached runs of ablation rows (``variant_specs``), each with its variant."""
-    pairs = variant_specs(cfg, variants, datasets, seeds)
-    runs = run_specs(cfg, [spec for _, spec in pairs], results=results, root=root, device=device)
+def variant_runs(cfg: Profile, variants: Iterable[Variant], datasets: Iterable[str], *,
+                 results: str | Path = "results") -> list[tuple[Variant, RunResult]]:
+    """The cached runs of ablation rows (``variant_specs``, over the profile's ``ablation_seeds``), each with its variant."""
+    pairs = variant_specs(cfg, variants, datasets, cfg.ablation_seeds)
+    runs = run_specs(cfg, [spec for _, spec in pairs], results=results)
     return [(v, r) for (v, _), r in zip(pairs, runs, strict=True)]
 
 
-def notebook_specs(profile: dict[str, Any], notebooks: Iterable[str] | None = None,
+def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
                    root: str | Path | None = None, *, verbose: bool = True) -> list[RunSpec]:
     """Every run the table notebooks (``TABLE_NOTEBOOKS``) of a profile ask for, or those of ``notebooks``, once each.
 
@@ -174,15 +169,13 @@ def notebook_specs(profile: dict[str, Any], notebooks: Iterable[str] | None = No
     wanted = set(TABLE_NOTEBOOKS if notebooks is None else notebooks)  # other notebooks: no runs of their own
     specs: list[RunSpec] = []
     if "table1_comparison" in wanted:
-        methods = [m for m in PAPER_ORDER if m in profile["methods"]]
-        specs += table1_specs(profile, present_datasets(profile["datasets"], root, verbose=verbose), methods,
-                              method_seeds(methods, profile["seeds"], profile["baseline_seeds"],
-                                           profile.get("method_seeds")))
+        methods = [m for m in PAPER_ORDER if m in profile.methods]
+        specs += table1_specs(profile, present_datasets(profile.datasets, root, verbose=verbose), methods)
     ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
     if ablations:
-        datasets = present_datasets(profile["ablation_datasets"], root, verbose=verbose)
+        datasets = present_datasets(profile.ablation_datasets, root, verbose=verbose)
         for variants_ in ablations:
-            specs += [spec for _, spec in variant_specs(profile, variants_, datasets, profile["ablation_seeds"])]
+            specs += [spec for _, spec in variant_specs(profile, variants_, datasets, profile.ablation_seeds)]
     unique: dict[str, RunSpec] = {}  # runs shared by several tables once, in first-asked order
     for spec in specs:
         unique.setdefault(json.dumps(spec.key_dict(), sort_keys=True), spec)

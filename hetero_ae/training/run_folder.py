@@ -47,6 +47,10 @@ def read_run_config(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / CONFIG).read_text())
 
 
+def read_history(folder: str | Path) -> list[dict[str, float]]:
+    return json.loads((Path(folder) / HISTORY).read_text())
+
+
 def write_history(folder: str | Path, history: list[dict[str, float]]) -> Path:
     """``folder/history.json``: one entry per epoch (loss terms, held-out ``val_`` terms, seconds)."""
     return write_json(Path(folder) / HISTORY, list(history))

@@ -1,0 +1,68 @@
+"""What one run is (``RunSpec``: dataset, model configuration, training configuration) and the
+run a profile asks for (``run_spec``), whose key names its folder in the cache (``experiment.runs``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ModelConfig, TrainConfig, key_dict, to_dict
+from ..errors import UserError
+from ..methods import method_class
+from ..methods.hetero_ae import resolve_feature_scale
+from ..model.encoder import resolve_backbone
+from .profiles import Profile
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    model: ModelConfig
+    train: TrainConfig
+    val_fraction: float = 0.1  # only used when the dataset has no val split
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "model": to_dict(self.model), "train": to_dict(self.train),
+                "val_fraction": self.val_fraction}
+
+    def key_dict(self) -> dict[str, Any]:
+        """What the cache key hashes (``config.key_dict``: new fields only when set)."""
+        return {**self.as_dict(), "model": key_dict(self.model), "train": key_dict(self.train)}
+
+
+
+def backbone(method: str, setting: str = "auto") -> str:
+    """The encoder a method runs with: the named one, or for "auto" its paper backbone if available."""
+    if setting != "auto":
+        return setting
+    paper = method_class(method).paper_backbone
+    return resolve_backbone(paper) if paper else "none"
+
+
+def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_overrides: Any) -> RunSpec:
+    """The run a profile asks for: ``method`` on ``dataset`` with ``seed``.
+
+    ``model_overrides`` set ``ModelConfig`` fields over the profile's, the encoder included
+    (e.g. a named ablation variant's ``overrides()``, ``hetero_ae.experiment.variants``).
+    """
+    method_class(method)  # ConfigError naming the methods for an unknown one
+    s = dict(profile.method_settings.get(method, {}))
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"method", "encoder", "image_size", "params"}
+    model_fields = {k: s.pop(k) for k in list(s) if k in fields}
+    overrides = dict(model_overrides)
+    encoder = overrides.pop("encoder", s.pop("encoder", "auto"))  # a variant's encoder wins over the profile's
+    s.pop("encoder", None)
+    fields_ = {**model_fields, **overrides}
+    encoder = backbone(method, encoder)
+    if method == "hetero-ae" and fields_.get("feature_scale") == "auto":  # resolved before it is keyed
+        fields_["feature_scale"] = resolve_feature_scale("auto", encoder)
+    model = ModelConfig(method=method, encoder=encoder, image_size=int(s.pop("image_size", profile.image_size)),
+                        params=dict(s.pop("params", {})), **fields_)
+    train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
+                        seed=seed, precision=str(s.pop("precision", profile.precision)),
+                        patience=int(s.pop("patience", profile.patience)),
+                        min_delta=float(s.pop("min_delta", profile.min_delta)))
+    if s:
+        raise UserError(f"profile {profile.profile}: unknown settings for {method}: {sorted(s)}")
+    return RunSpec(dataset, model, train, val_fraction=profile.val_fraction)
