@@ -1,9 +1,12 @@
 """Command line: ``python -m hetero_ae`` or ``hetero-ae`` (train, evaluate, score).
 
-Errors a user can fix (missing or empty folders, unreadable images, a checkpoint of another
-model, missing weights) print one line and exit with status 2; every file is written
-atomically, so nothing is left half-written, except ``score``'s CSV, appended batch by batch
-(a killed run may leave a torn last line, which ``score --resume`` drops).
+Errors a user can fix (an option out of range, a device the machine lacks, an image size the
+model cannot take, missing or empty folders, unreadable images, a checkpoint of another model,
+missing weights) print one line and exit with status 2; options are checked before any work
+starts. Every file is written atomically, and a command that fails leaves nothing that blocks
+the next, except ``score``'s CSV after a kill: appended batch by batch, it may end in a torn
+last line, which ``score --resume`` drops. One process writes an output folder at a time
+(``io.exclusive``).
 
 ``train`` and ``run`` also run under ``torchrun --nproc-per-node N -m hetero_ae ...``
 (DistributedDataParallel, ``hetero_ae.training.distributed``): rank 0 alone prints and writes files.
@@ -12,7 +15,9 @@ atomically, so nothing is left half-written, except ``score``'s CSV, appended ba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +35,7 @@ from .config import (
     ModelConfig,
     TrainConfig,
 )
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .io import write_json
 
 VAL_SCORES = "val_scores.json"
@@ -106,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and scores.csv (AUC, AP, and F1/ACC/SEN/SPE at the best-F1 threshold, and at the "
                                    "95th percentile of held-out normal scores when the run has them).")
     e.add_argument("--checkpoint", required=True, type=Path)
-    e.add_argument("--data", required=True, type=Path, help="folder with normal/ and anomalous/ sub-folders")
+    e.add_argument("--data", required=True, type=Path,
+                   help="folder with one sub-folder of images per class: normal/ and anomalous/, a known "
+                        "dataset's classes (e.g. the Kaggle brain MRI Testing/), or any, with --normal-class")
+    e.add_argument("--normal-class", default=None, metavar="NAME",
+                   help="the sub-folder of normal images; every other sub-folder is anomalous")
+    e.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
     e.add_argument("--out", type=Path, help="output folder (default: the checkpoint's folder)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", default="cpu")
@@ -114,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score images with a checkpoint (streamed, resumable)",
                        description="Write scores.csv (path, class, label, score; class and label when a parent "
-                                   "folder is named normal, anomalous or abnormal) and, with --heatmaps, a heatmap overlay PNG per image "
+                                   "folder is named normal, anomalous or abnormal; a decision, normal or anomalous, "
+                                   "at the threshold the run fixed on its held-out normal images, also in "
+                                   "score.json) and, with --heatmaps, a heatmap overlay PNG per image "
                                    "(colours scaled per image). Images are decoded and scored one batch at a time "
                                    "(any folder size, bounded memory), and each batch's rows are appended to "
                                    "scores.csv and flushed, so a killed run keeps what it wrote and --resume "
@@ -235,7 +247,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     if jobs > 1 and distributed.launched():
         raise UserError("--jobs runs several runs at once in one launch; under torchrun use --jobs 1 (DDP)")
     results = []
-    with distributed.process_group(a.device or profile.device) as device:
+    with distributed.process_group(_device(a.device or profile.device)) as device:
         main = distributed.is_main()
         if any(d.startswith("synth-") for d in datasets) and main:
             ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset)
@@ -343,36 +355,70 @@ def _params(pairs: list[str]) -> dict:
 def cmd_train(a: argparse.Namespace) -> None:
     from .training import distributed
 
-    with distributed.process_group(a.device) as device:
-        _train(a, device)
+    model_cfg, train_cfg = _train_configs(a)  # every option is checked before any work starts
+    with distributed.process_group(_device(a.device)) as device:
+        _train(a, model_cfg, train_cfg, device)
 
 
-def _train(a: argparse.Namespace, device: str) -> None:
-    from .data.images import read_folder
-    from .evaluation.predict import predict
+def _as_option(message: str) -> str:
+    """A configuration's error in the command line's words: its leading field name as the option."""
+    fields = {f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)} | {"image size", "device"}
+    head = re.match(r"(unknown )?(" + "|".join(map(re.escape, sorted(fields, key=len, reverse=True))) + r")\b", message)
+    if head is None:
+        return message
+    option = "--" + head.group(2).replace("_", "-").replace(" ", "-")
+    return message[: head.start(2)] + option + message[head.end(2):]
+
+
+def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The run's configurations from the options; ConfigError naming the option that is wrong."""
+    from .methods import check_model_config
     from .methods.hetero_ae import resolve_feature_scale
-    from .training.distributed import is_main
-    from .training.loop import check_run_folder, hold_out, train
-    from .training.run_folder import held_out_description, write_history, write_run_config
-    from .training.runtime import compile_backend
 
-    model_cfg = ModelConfig(method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
-                            image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
-                            map_sigma=a.map_sigma, comparison=a.comparison,
-                            feature_scale=resolve_feature_scale(a.feature_scale, a.encoder),
-                            map_distance=a.map_distance, params=_params(a.param))
-    train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, num_threads=a.threads,
-                            precision=a.precision, patience=a.patience, min_delta=a.min_delta)
-    backend = compile_backend(a.compile)
+    try:
+        model_cfg = check_model_config(ModelConfig(
+            method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
+            image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder, map_sigma=a.map_sigma,
+            comparison=a.comparison, feature_scale=resolve_feature_scale(a.feature_scale, a.encoder),
+            map_distance=a.map_distance, params=_params(a.param)))
+        train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                                num_threads=a.threads, precision=a.precision, patience=a.patience,
+                                min_delta=a.min_delta)
+    except ConfigError as e:
+        raise ConfigError(_as_option(str(e))) from None
     if not 0 <= a.val_fraction < 1:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
+    if a.workers is not None and a.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {a.workers}")
+    return model_cfg, train_cfg
+
+
+def _train(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: TrainConfig, device: str) -> None:
+    from contextlib import nullcontext
+
+    from .data.images import read_normal_folder
+    from .io import exclusive
+    from .training.distributed import is_main
+    from .training.loop import check_run_folder, hold_out, train
+    from .training.runtime import compile_backend
+
+    backend = compile_backend(a.compile)
     check_run_folder(a.out, a.resume)
-    data = read_folder(a.data, model_cfg.image_size, strict=a.strict)
+    data = read_normal_folder(a.data, model_cfg.image_size, strict=a.strict)
     train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
-    model, history = train(model_cfg, train_cfg, train_set, a.out, val=val_set, resume=a.resume, device=device,
-                           compile=backend, workers=a.workers, cache_features=not a.no_feature_cache)
-    if not is_main():
-        return
+    with exclusive(a.out) if is_main() else nullcontext():  # one process writes a run folder
+        model, history = train(model_cfg, train_cfg, train_set, a.out, val=val_set, resume=a.resume, device=device,
+                               compile=backend, workers=a.workers, cache_features=not a.no_feature_cache)
+        if is_main():
+            _record_training(a, model_cfg, train_cfg, model, history, data, train_set, val_set, device, backend)
+
+
+def _record_training(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: TrainConfig, model, history, data,
+                     train_set, val_set, device: str, backend: str | None) -> None:
+    """config.json, history.json and the held-out normals' raw scores of a trained folder; one line on stdout."""
+    from .evaluation.predict import predict
+    from .training.run_folder import held_out_description, write_history, write_run_config
+
     n_val = 0 if val_set is None else len(val_set)
     write_run_config(a.out, dataset=str(a.data), model=model_cfg, train=train_cfg, val_fraction=a.val_fraction,
                      held_out_normals=held_out_description(a.val_fraction, n_val), train_images=len(train_set),
@@ -395,36 +441,71 @@ def _val_scores(checkpoint: Path) -> np.ndarray | None:
     return np.asarray(json.loads(f.read_text())["scores"]) if f.is_file() else None
 
 
+def _device(device: str) -> str:
+    """``device`` when this machine has it; else ConfigError naming ``--device``."""
+    from .training.runtime import check_device
+
+    try:
+        return check_device(device)
+    except ConfigError as e:
+        raise ConfigError(_as_option(str(e))) from None
+
+
+def _scoring_options(a: argparse.Namespace) -> None:
+    """``evaluate`` and ``score``'s options, checked before the checkpoint or any image is read."""
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {a.batch_size}")
+    if getattr(a, "workers", None) is not None and a.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {a.workers}")
+    _device(a.device)
+
+
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from .data.images import read_labelled_folder
+    from .data.layouts import read_labelled_folder
     from .evaluation.predict import evaluate, save_evaluation
 
+    _scoring_options(a)
     model, ckpt, precision = _loaded(a.checkpoint, a.precision)
-    data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"])
+    data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"], normal_class=a.normal_class,
+                                strict=a.strict)
     ev = evaluate(model, data, held_out=_val_scores(a.checkpoint), precision=precision, device=a.device,
                   batch_size=a.batch_size, progress=True)
     out = a.out or a.checkpoint.parent
     save_evaluation(out, data, ev, n_normal=int((data.labels == 0).sum()), n_anomalous=int((data.labels == 1).sum()),
                     skipped=data.skipped)
-    best = ev.metrics["best_f1"]
-    print("  ".join(f"{k.upper()} {100 * best[k]:.2f}" for k in ("auc", "f1", "acc", "sen", "spe")),
-          f"(best-F1 threshold {best['threshold']:.4f}); written to {out}")
+    rules = {"normal_q95": "the 95% quantile of held-out normal scores, no test label",
+             "best_f1": "the best F1 on these test labels, the paper's: optimistic"}
+    for key, rule in rules.items():
+        if key in ev.metrics:
+            m = ev.metrics[key]
+            print(f"at {m['threshold']:.4g} ({rule}): " + "  ".join(
+                f"{k.upper()} {100 * m[k]:.2f}" for k in ("auc", "f1", "acc", "sen", "spe")))
+    if "normal_q95" not in ev.metrics:
+        print("no threshold without test labels: the run held out no normal images (train with --val-fraction > 0)")
+    print(f"written to {out}")
 
 
 def cmd_score(a: argparse.Namespace) -> None:
+    from .evaluation.predict import Threshold
     from .evaluation.scores import SCORES
     from .evaluation.scoring import score_images
     from .training.runtime import compile_backend, compiled, helper_processes
 
+    _scoring_options(a)
     model, ckpt, precision = _loaded(a.checkpoint, a.precision)
+    normals = _val_scores(a.checkpoint)
+    threshold = None if normals is None or not len(normals) else Threshold.from_normals(normals)
     with compiled(model, compile_backend(a.compile)):
         new, before, skipped = score_images(
             model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, precision=precision,
-            batch_size=a.batch_size, workers=helper_processes() if a.workers is None else a.workers, device=a.device,
-            heatmaps=a.heatmaps, resume=a.resume, strict=a.strict)
+            threshold=threshold, batch_size=a.batch_size,
+            workers=helper_processes() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
+            resume=a.resume, strict=a.strict)
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
-    print(f"scored {new} image(s){resumed}{unread} -> {a.out / SCORES}")
+    decided = (f"; decision at {threshold.value:.4g}, {threshold.as_dict()['rule']}" if threshold
+               else "; no decision: the run held out no normal images to fix a threshold")
+    print(f"scored {new} image(s){resumed}{unread}{decided} -> {a.out / SCORES}")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data,

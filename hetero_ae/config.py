@@ -150,6 +150,11 @@ class ModelConfig:
         Comparison.check(self.comparison)
         FeatureScale.check(self.feature_scale)
         MapDistance.check(self.map_distance)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha (Eq. 4's weight of the cosine term) must lie in [0, 1], got {self.alpha}")
+        if self.map_sigma < 0 or self.encoder_lr_scale <= 0:
+            raise ConfigError(f"map_sigma must be 0 or more and encoder_lr_scale above 0, got {self.map_sigma} and "
+                              f"{self.encoder_lr_scale}")
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,11 @@ class TrainConfig:
     KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision", "patience", "min_delta")
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(f"epochs, batch_size and lr must be positive: {self}")
+        for name in ("epochs", "batch_size"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be above 0, got {self.lr}")
         if self.patience < 0 or self.min_delta < 0:
             raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
         Precision.check(self.precision)

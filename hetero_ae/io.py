@@ -1,16 +1,25 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic file writes, and one writer per output folder.
 
-A killed process therefore leaves either the previous file or the new one, never half of it.
+- ``atomic_write``: write to a temporary file beside the target, then rename, so that a killed
+  process leaves either the previous file or the new one, never half of it.
+- ``exclusive``: an exclusive lock on an output folder (``flock`` on the folder itself, so no
+  lock file is left behind) for as long as a command writes into it; a second process that
+  wants to write there is refused with a message instead of interleaving its output. The
+  kernel drops the lock when the process ends, however it ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -38,3 +47,31 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def exclusive(folder: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (made if missing) for the duration; yields it.
+
+    Raises UserError, naming the folder, when another process holds it. A folder this call made
+    is removed again when the block fails and leaves it empty, so a failed command leaves nothing
+    behind.
+    """
+    folder = Path(folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{folder} is being written by another hetero-ae process; wait for it to finish, "
+                            "or choose another output folder") from None
+        try:
+            yield folder
+        except BaseException:
+            if made and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+            raise
+    finally:
+        os.close(fd)

@@ -42,7 +42,7 @@ def test_train_evaluate_score_end_to_end(run, image_folders, tmp_path):
     assert len(list((out / "heatmaps").glob("*.png"))) == 8
     # one scoring path and one layout: evaluate and score write the same rows for the same images
     evaluated = list(csv.DictReader((run / "scores.csv").open()))
-    assert list(evaluated[0]) == list(rows[0]) == ["path", "class", "label", "score", "feature_distance"]
+    assert list(evaluated[0]) == list(rows[0]) == ["path", "class", "label", "score", "feature_distance", "decision"]
     assert sorted(tuple(r.values()) for r in evaluated) == sorted(tuple(r.values()) for r in rows)
 
 
@@ -83,8 +83,10 @@ def test_unreadable_image_is_skipped_and_named_or_fails_with_strict(image_folder
     good = write_png(tmp_path / "ok.png", blob_image(np.random.default_rng(0)))
     bad = image_folders["train"] / "broken.png"
     bad.write_bytes(good.read_bytes()[:200])  # a truncated PNG
-    with pytest.warns(UserWarning, match="broken.png"):
-        assert main(["train", "--data", str(image_folders["train"]), "--out", str(tmp_path / "a"), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(image_folders["train"]), "--out", str(tmp_path / "a"), *FAST]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "broken.png" in line]
+    assert len(notes) == 1 and notes[0].startswith(f"hetero-ae: skipped unreadable image {bad}: ")  # one line
     assert json.loads((tmp_path / "a" / "config.json").read_text())["skipped"] == [str(bad)]
     capsys.readouterr()
     assert main(["train", "--data", str(image_folders["train"]), "--out", str(tmp_path / "b"), "--strict", *FAST]) == 2

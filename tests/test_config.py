@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from hetero_ae.cli import main
 from hetero_ae.config import (
@@ -84,10 +85,23 @@ def test_a_model_refuses_an_image_size_its_attention_cannot_split_into_patches(s
 
     cfg = ModelConfig(encoder="resnet18", encoder_weights="none", decoder=decoder, image_size=size)
     if ok:
-        assert build_model(cfg).size_multiple in (32, 64)
+        assert build_model(cfg).decoder(torch.randn(1, 512, size // 32, size // 32))[0].shape[-1] == size // 4
     else:
-        with pytest.raises(ConfigError, match=f"image size {size} does not suit hetero-ae with {decoder} decoder"):
+        with pytest.raises(ConfigError, match=f"image size {size} does not suit hetero-ae with the {decoder} decoder"):
             build_model(cfg)
+
+
+@pytest.mark.parametrize("method, size, ok", [("ae", 64, True), ("ae", 96, False), ("salad", 128, True),
+                                              ("stfpm", 96, True), ("ganomaly", 192, False)])
+def test_each_method_says_its_size_rule_before_it_is_built(method, size, ok):
+    from hetero_ae.methods import check_model_config
+
+    cfg = ModelConfig(method=method, encoder="resnet18" if method == "stfpm" else "none", image_size=size)
+    if ok:
+        assert check_model_config(cfg) is cfg
+    else:
+        with pytest.raises(ConfigError, match=f"image size {size} does not suit {method}: it must be a power of two"):
+            check_model_config(cfg)
 
 
 def test_the_embeddings_reference_size_is_a_field_keyed_only_when_set():

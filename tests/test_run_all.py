@@ -133,7 +133,7 @@ def test_run_profile_lists_exactly_the_runs_the_table_notebooks_used(smoke):
     from hetero_ae.report.tables import TABLE_NOTEBOOKS, notebook_specs
 
     profile = load_profile("smoke")
-    root = ROOT / profile["data_root"]
+    root = ROOT / profile.data_root
     listed = {run_folder(s, smoke, root).relative_to(smoke).as_posix() for s in notebook_specs(profile, root=root)}
     used = pd.concat([pd.read_csv(smoke / "logs" / f"{name}.runs.csv") for name in TABLE_NOTEBOOKS])
     assert listed == {Path(f).relative_to(smoke).as_posix() for f in used["folder"]}

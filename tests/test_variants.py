@@ -142,7 +142,7 @@ def test_feature_distance_is_a_column_of_scores_csv(data_root, tmp_path):
     spec = run_spec(load_profile("smoke"), "synth-brain-mri", "hetero-ae", seed=0, decoder="cnn")
     res = run_experiment(spec, results=tmp_path, root=data_root, progress=False)
     rows = list(csv.DictReader((res.folder / "scores.csv").open()))
-    assert list(rows[0]) == ["path", "class", "label", "score", "feature_distance"]
+    assert list(rows[0]) == ["path", "class", "label", "score", "feature_distance", "decision"]
     distances = np.array([float(r["feature_distance"]) for r in rows])
     assert len(rows) == res.metrics["n_test"] and np.isfinite(distances).all() and (distances >= 0).all()
 

@@ -5,7 +5,8 @@
 whole test split (``"test"``, with each image's sub-class and, where present, its mask).
 
 Decoded, resized images are cached once per (dataset, split, size) as uint8 ``.npy``
-arrays read back memory-mapped, so an epoch never decodes a file twice. The cache key
+arrays read back memory-mapped (in ``cache_root``: the data root's ``.cache`` when it is
+writable), so an epoch never decodes a file twice. The cache key
 hashes the file list with sizes and modification times, so a changed dataset is decoded
 again; cache files are written atomically.
 
@@ -31,12 +32,25 @@ from .images import ImageSet, read_images
 from .layouts import Entry, get_layout, list_split
 
 DATA_ENV = "HETERO_AE_DATA"
+CACHE_ENV = "HETERO_AE_CACHE"
 CACHE_VERSION = 1
 
 
 def data_root(root: str | Path | None = None, profile_root: str | Path | None = None) -> Path:
     """The one rule: ``root`` when given, else ``$HETERO_AE_DATA``, else a profile's ``data_root``, else data/."""
     return Path(root or os.environ.get(DATA_ENV) or profile_root or "data")
+
+
+def cache_root(root: Path) -> Path:
+    """Where decoded images of datasets under ``root`` are cached: ``$HETERO_AE_CACHE``, else
+    ``root/.cache`` where ``root`` is writable, else the user's cache folder (``$XDG_CACHE_HOME``
+    or ``~/.cache``, under ``hetero-ae/``), so that a read-only dataset mount can be read."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    if os.access(root, os.W_OK):
+        return root / ".cache"
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return user / "hetero-ae" / hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,7 @@ def _cache_key(entries: list[Entry], size: int, strict: bool) -> str:
         for p in (e.path, e.mask):
             if p is not None:
                 st = p.stat()
-                h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{e.label}|{e.cls}\n".encode())
+                h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{e.label}|{e.cls}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
@@ -143,7 +157,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _cached(name: str, split: str, size: int, entries: list[Entry], root: Path, strict: bool) -> ImageSet:
-    base = root / ".cache" / name / f"{split}-{size}-{_cache_key(entries, size, strict)}"
+    base = cache_root(root) / name / f"{split}-{size}-{_cache_key(entries, size, strict)}"
     meta_file = base.with_suffix(".json")
     if not meta_file.is_file():
         data = _decode(entries, size, strict)

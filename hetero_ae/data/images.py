@@ -1,21 +1,25 @@
 """Reading images of any common format into a uint8 array at the run's size.
 
-Grayscale, RGB, RGBA, palette and 16-bit PNG/JPEG/TIFF/BMP files all load: images are
-converted to 8-bit RGB (grayscale repeated to three channels; more than 8 bits per pixel
-min-max scaled per image; alpha dropped) and resized to size x size with PIL's
-antialiased bilinear filter. Unreadable files are reported by path and skipped and
-counted, or fail the run with ``strict=True``.
+Grayscale, RGB, RGBA, palette and 16-bit (grayscale or colour) PNG/JPEG/TIFF/BMP files all
+load: images are converted to 8-bit RGB (grayscale repeated to three channels; more than 8 bits
+per pixel min-max stretched per image, the same for grayscale and colour; alpha composited on
+black) and resized to size x size with PIL's antialiased bilinear filter, which stretches a
+non-square image to the square rather than cropping or padding it. A file that cannot be decoded,
+or whose values are NaN or infinite, is reported by path on one line and skipped and counted,
+or fails the run with ``strict=True``.
 """
 
 from __future__ import annotations
 
-import warnings
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from tqdm import tqdm  # its write keeps a line apart from a progress bar
 
 from ..errors import DataError
 
@@ -30,13 +34,37 @@ class UnreadableImage(DataError):
     pass
 
 
+def stretch_to_uint8(a: np.ndarray) -> np.ndarray:
+    """Values of more than 8 bits, min-max stretched per image to 0..255 (a viewer's auto window);
+    ValueError for NaN or infinite values, which no viewer can show."""
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{int((~np.isfinite(a)).sum())} pixel(s) are NaN or infinite")
+    lo, hi = float(a.min()), float(a.max())
+    a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+    return np.round(a).astype(np.uint8)
+
+
+def _png_16bit_colour(path: str | Path) -> np.ndarray:
+    """A 16-bit-per-channel colour PNG as (H, W, 3) float values, alpha composited on black.
+
+    Pillow keeps only the high byte of each such channel, which shows 12-bit data stored in 16
+    bits as black; pypng reads every bit.
+    """
+    import png
+
+    width, height, rows, info = png.Reader(filename=os.fspath(path)).asDirect()
+    a = np.vstack([np.asarray(r, dtype=np.float64) for r in rows]).reshape(height, width, info["planes"])
+    if info["alpha"]:
+        a = a[..., :-1] * (a[..., -1:] / (2 ** info["bitdepth"] - 1))
+    return a
+
+
 def to_rgb8(img: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB."""
+    """Any PIL image as 8-bit RGB: more than 8 bits per pixel stretched (``stretch_to_uint8``),
+    grayscale repeated to three channels, alpha composited on black."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        img = Image.fromarray(np.round(a).astype(np.uint8), mode="L")
+        img = Image.fromarray(stretch_to_uint8(np.asarray(img)), mode="L")
     if img.mode == "RGBA" or img.mode == "LA" or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
@@ -44,14 +72,23 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def path_text(path: str | Path) -> str:
+    """A path as text that any UTF-8 file or terminal can hold: the bytes of a name that is not
+    valid UTF-8 (an old Windows zip's ``caf\xe9.png``) appear as ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def load_image(path: str | Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 array; raises UnreadableImage naming the file."""
+    """(size, size, 3) uint8 array; raises UnreadableImage naming the file, whatever the decoder raised."""
     try:
         with Image.open(path) as img:
-            img.load()
-            rgb = to_rgb8(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise UnreadableImage(f"cannot read image {path}: {e}") from e
+            if img.format == "PNG" and img.mode in ("RGB", "RGBA") and str(img.tile[0][3]).endswith(";16B"):
+                rgb = Image.fromarray(stretch_to_uint8(_png_16bit_colour(path)), mode="RGB")
+            else:
+                img.load()
+                rgb = to_rgb8(img)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this file's: named, then skipped or fatal
+        raise UnreadableImage(f"cannot read image {path_text(path)}: {e}") from e
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)
@@ -102,8 +139,14 @@ class ImageSet:
         )
 
 
+def note_skipped(path: str | Path, reason: str) -> None:
+    """One line on stderr naming an image the run goes on without, and why (above any progress bar)."""
+    tqdm.write(f"hetero-ae: skipped unreadable image {path_text(path)}: {reason}", file=sys.stderr)
+
+
 def read_images(paths: list[Path], size: int, labels: list[int] | None = None, *, strict: bool = False) -> ImageSet:
-    """Decode ``paths``; unreadable files are skipped with a warning naming each (or raise if strict)."""
+    """Decode ``paths``; an unreadable file is skipped, named on one line (``note_skipped``) and
+    counted in ``ImageSet.skipped``, or, with ``strict``, raises UnreadableImage."""
     arrays, kept, kept_labels, skipped = [], [], [], []
     labels = labels if labels is not None else [-1] * len(paths)
     for path, label in zip(paths, labels):
@@ -112,16 +155,30 @@ def read_images(paths: list[Path], size: int, labels: list[int] | None = None, *
         except UnreadableImage as e:
             if strict:
                 raise
-            warnings.warn(f"skipping unreadable image {path}: {e.__cause__}", stacklevel=2)
-            skipped.append(str(path))
+            note_skipped(path, str(e.__cause__))
+            skipped.append(path_text(path))
             continue
         kept.append(str(path))
         kept_labels.append(label)
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(paths)}", stacklevel=2)
     if not arrays:
         raise DataError(f"none of the {len(paths)} image(s) could be read")
     return ImageSet(np.stack(arrays), kept, np.asarray(kept_labels, dtype=np.int64), skipped)
+
+
+NORMAL_DIRS = ("normal",)
+ANOMALOUS_DIRS = ("anomalous", "abnormal")
+
+
+def label_of(path: str | Path) -> tuple[str, int | None]:
+    """(class, label) of an image from its parent folders, as ``read_labelled_folder`` gives them:
+    ('normal', 0) under a folder named normal, ('anomalous', 1) under anomalous or abnormal,
+    else ('', None)."""
+    parts = {p.lower() for p in Path(path).parts[:-1]}
+    if parts & set(NORMAL_DIRS):
+        return "normal", 0
+    if parts & set(ANOMALOUS_DIRS):
+        return "anomalous", 1
+    return "", None
 
 
 def read_folder(folder: str | Path, size: int, *, strict: bool = False) -> ImageSet:
@@ -129,26 +186,16 @@ def read_folder(folder: str | Path, size: int, *, strict: bool = False) -> Image
     return read_images(list_images(folder), size, strict=strict)
 
 
-NORMAL_DIRS = ("normal",)
-ANOMALOUS_DIRS = ("anomalous", "abnormal")
-
-
-def read_labelled_folder(folder: str | Path, size: int, *, strict: bool = False) -> ImageSet:
-    """A test folder with ``normal/`` and ``anomalous/`` (or ``abnormal/``) sub-folders."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"test folder not found: {folder}")
-    subdirs = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-    normal = [subdirs[n] for n in NORMAL_DIRS if n in subdirs]
-    anomalous = [subdirs[n] for n in ANOMALOUS_DIRS if n in subdirs]
-    if not normal or not anomalous:
-        raise DataError(
-            f"{folder} must hold a 'normal/' and an 'anomalous/' sub-folder of images "
-            f"(found: {sorted(subdirs) or 'no sub-folders'})"
-        )
-    normal_paths, anomalous_paths = list_images(normal[0]), list_images(anomalous[0])
-    labels = [0] * len(normal_paths) + [1] * len(anomalous_paths)
-    return read_images(normal_paths + anomalous_paths, size, labels, strict=strict)
+def read_normal_folder(folder: str | Path, size: int, *, strict: bool = False) -> ImageSet:
+    """The normal training images under ``folder``; DataError when some lie under a folder whose
+    name says they are anomalous (``anomalous/``, ``abnormal/``), as ``evaluate`` and ``score`` read them."""
+    paths = list_images(folder)
+    anomalous = [p for p in paths if label_of(p.relative_to(folder))[1] == 1]
+    if anomalous:
+        raise DataError(f"{path_text(folder)} holds {len(anomalous)} image(s) under a folder named anomalous or "
+                        f"abnormal (e.g. {path_text(anomalous[0])}): train on normal images only, for example "
+                        f"--data {path_text(Path(folder) / 'normal')}")
+    return read_images(paths, size, strict=strict)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0

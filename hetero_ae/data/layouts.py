@@ -3,7 +3,8 @@
 | key          | layout read                                                    | normal   |
 |--------------|----------------------------------------------------------------|----------|
 | oct          | CellData/OCT/{train,test}/{CNV,DME,DRUSEN,NORMAL} (Mendeley v3) | NORMAL   |
-|              | or "OCT2017 /{train,val,test}/..." (Kaggle; the trailing space is real) |  |
+|              | or "OCT2017 /{train,val,test}/..." (Kaggle; the trailing space is real, |  |
+|              | and Windows drops it: "OCT2017/" is read too)                   |          |
 | chest-xray   | chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}                  | NORMAL   |
 | brain-mri    | Training/ and Testing/ with glioma, meningioma, notumor, pituitary | notumor |
 | covid19      | Covid19-dataset/{train,test}/{Covid,Normal,Viral Pneumonia}     | Normal   |
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from ..config import check_choice
 from ..errors import DataError
-from .images import IMAGE_SUFFIXES
+from .images import ANOMALOUS_DIRS, IMAGE_SUFFIXES, NORMAL_DIRS, ImageSet, list_images, path_text, read_images
 
 SPLITS = ("train", "val", "test")
 
@@ -64,7 +65,8 @@ LAYOUTS: dict[str, Layout] = {
     for layout in (
         Layout("oct", "NORMAL", ("CNV", "DME", "DRUSEN"),
                (Release("CellData/OCT", {"train": "train", "test": "test"}),
-                Release("OCT2017 ", {"train": "train", "val": "val", "test": "test"})),
+                Release("OCT2017 ", {"train": "train", "val": "val", "test": "test"}),
+                Release("OCT2017", {"train": "train", "val": "val", "test": "test"})),  # as Windows unpacks it
                "Kermany et al., Cell 2018 (Mendeley data v3 / Kaggle OCT2017)"),
         Layout("chest-xray", "NORMAL", ("PNEUMONIA",),
                (Release("chest_xray", {"train": "train", "val": "val", "test": "test"}),),
@@ -151,3 +153,48 @@ def _dataset_root(top: Path, release: Release) -> Path:
     for _ in range(depth):
         root = root.parent
     return root
+
+
+def read_labelled_folder(folder: str | Path, size: int, *, normal_class: str | None = None,
+                         strict: bool = False) -> ImageSet:
+    """A labelled test folder: one sub-folder of images per class, each image keeping its class.
+
+    Which class is normal: ``normal_class`` when given; else ``normal/`` against ``anomalous/``
+    (or ``abnormal/``); else the normal class of the known layout whose classes the folder holds
+    (e.g. the Kaggle brain MRI ``Testing/`` with glioma, meningioma, notumor, pituitary). Every
+    other class sub-folder is anomalous. Raises DataError naming what was found otherwise.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"test folder not found: {path_text(folder)}")
+    subdirs = {p.name: p for p in sorted(folder.iterdir()) if p.is_dir()}
+    lower = {name.lower(): name for name in subdirs}
+    if normal_class is not None:
+        if normal_class not in subdirs:
+            raise DataError(f"{path_text(folder)} has no sub-folder {normal_class!r} for --normal-class "
+                            f"(found: {sorted(subdirs) or 'no sub-folders'})")
+        normal, anomalous = normal_class, [n for n in subdirs if n != normal_class]
+    elif any(n in lower for n in NORMAL_DIRS) and any(n in lower for n in ANOMALOUS_DIRS):
+        normal = next(lower[n] for n in NORMAL_DIRS if n in lower)
+        anomalous = [lower[n] for n in ANOMALOUS_DIRS if n in lower]
+    else:
+        known = [lay for lay in LAYOUTS.values() if set(lay.classes) <= set(subdirs)]
+        if not known:
+            raise DataError(f"{path_text(folder)} must hold 'normal/' and 'anomalous/' sub-folders, or the classes of "
+                            f"a known dataset ({'; '.join(', '.join(lay.classes) for lay in LAYOUTS.values())}), or "
+                            f"name its normal class with --normal-class (found: {sorted(subdirs) or 'no sub-folders'})")
+        normal, anomalous = known[0].normal, list(known[0].anomalous)
+    if not anomalous:
+        raise DataError(f"{path_text(folder)}: no anomalous class beside {normal!r} (found: {sorted(subdirs)})")
+    groups = [(normal, 0), *((name, 1) for name in anomalous)]
+    paths, labels, classes = [], [], []
+    for name, label in groups:
+        files = list_images(subdirs[name])
+        paths += files
+        labels += [label] * len(files)
+        classes += ["normal" if label == 0 and name.lower() in NORMAL_DIRS else
+                    "anomalous" if name.lower() in ANOMALOUS_DIRS else name] * len(files)
+    data = read_images(paths, size, labels, strict=strict)
+    by_path = dict(zip(map(str, paths), classes))
+    data.classes = [by_path[p] for p in data.paths]
+    return data

@@ -109,15 +109,42 @@ def per_class_auc(labels: np.ndarray, classes: list[str], scores: np.ndarray) ->
             for c in sorted(set(cls[labels == 1]))}
 
 
+@dataclass(frozen=True)
+class Threshold:
+    """A decision threshold fixed without test labels (DESIGN 3.8): the ``quantile`` of the scores of
+    ``n_normals`` held-out normal images; an image scoring at or above it is anomalous."""
+
+    value: float
+    quantile: float
+    n_normals: int
+
+    @classmethod
+    def from_normals(cls, normal_scores: np.ndarray, quantile: float = 0.95) -> "Threshold":
+        return cls(normal_quantile_threshold(normal_scores, quantile), quantile, len(normal_scores))
+
+    def decide(self, scores: np.ndarray) -> list[str]:
+        """``anomalous`` or ``normal`` per score."""
+        return ["anomalous" if s >= self.value else "normal" for s in np.asarray(scores)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "rule": f"the {self.quantile:.0%} quantile of the scores of {self.n_normals} "
+                                             "held-out normal images (no test label)"}
+
+
 @dataclass
 class Evaluation:
     """What ``evaluate`` found: the test set's predictions, its normalised scores, the held-out
-    normals' scores on the same scale (or None), and the metrics."""
+    normals' scores on the same scale (or None), the threshold they fix (or None), and the metrics."""
 
     predictions: Predictions
     scores: np.ndarray
     held_out_scores: np.ndarray | None
     metrics: dict[str, Any]
+
+    @property
+    def threshold(self) -> Threshold | None:
+        held = self.held_out_scores
+        return None if held is None or not len(held) else Threshold.from_normals(held)
 
 
 def evaluate(model: AnomalyModel, test: ImageSet, *, held_out: ImageSet | np.ndarray | None = None,
@@ -153,7 +180,10 @@ def evaluate(model: AnomalyModel, test: ImageSet, *, held_out: ImageSet | np.nda
 def save_evaluation(folder: str | Path, test: ImageSet, ev: Evaluation, **extra: Any) -> dict[str, Any]:
     """Write ``folder/scores.csv`` (one row per test image, ``evaluation.scores``) and then
     ``folder/metrics.json`` (``ev.metrics`` with ``extra`` over them), atomically; the metrics."""
-    columns = {} if ev.predictions.feature_distance is None else {"feature_distance": ev.predictions.feature_distance}
+    columns: dict[str, Any] = ({} if ev.predictions.feature_distance is None
+                               else {"feature_distance": ev.predictions.feature_distance})
+    if ev.threshold is not None:
+        columns["decision"] = ev.threshold.decide(ev.scores)
     write_scores(folder, test.paths, test.classes, test.labels, ev.scores, columns)
     metrics = {**ev.metrics, **extra}
     write_json(Path(folder) / "metrics.json", metrics)

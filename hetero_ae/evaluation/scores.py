@@ -1,8 +1,10 @@
 """``scores.csv``: the one layout of per-image scores, and the one place that writes it.
 
-Columns: ``path, class, label, score``, then one column per extra per-image value (for example
-``feature_distance``, Fig. 6). ``class`` is the image's sub-class (``CNV``, ``glioma``, ...,
-or the folder that says ``normal`` / ``anomalous``) and ``label`` is 0 (normal), 1 (anomalous)
+Columns: ``path`` (``data.images.path_text``: a name that is not valid UTF-8 shows its bytes as
+``\\xNN``), ``class, label, score``, then one column per extra per-image value: ``feature_distance``
+where the method defines one (Fig. 6), and ``decision`` (``normal`` or ``anomalous``) where the run
+fixed a threshold without test labels (``evaluation.predict.Threshold``). ``class`` is the image's
+sub-class (``CNV``, ``glioma``, ..., or the folder that says ``normal`` / ``anomalous``) and ``label`` is 0 (normal), 1 (anomalous)
 or empty when unknown (images scored without a labelled folder). Scores are written with six
 significant digits; rows end in ``\\r\\n`` (``csv.writer``'s default).
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.images import path_text
 from ..errors import UserError
 from ..io import atomic_write
 
@@ -32,11 +35,16 @@ def _label(label: object) -> str:
     return "" if label is None or label == "" or int(label) < 0 else str(int(label))
 
 
+def _cell(value: object) -> str:
+    return value if isinstance(value, str) else f"{value:.6g}"
+
+
 def score_rows(paths: Sequence[str], classes: Sequence[str], labels: Sequence[object], scores: Sequence[float],
-               columns: Mapping[str, Sequence[float]] | None = None) -> list[tuple[str, ...]]:
-    """The rows of ``scores.csv`` for these images (``labels``: 0, 1, or -1 / None / '' for unknown)."""
+               columns: Mapping[str, Sequence[object]] | None = None) -> list[tuple[str, ...]]:
+    """The rows of ``scores.csv`` for these images (``labels``: 0, 1, or -1 / None / '' for unknown;
+    ``columns``: extra per-image values, numbers or words, e.g. ``feature_distance``, ``decision``)."""
     columns = columns or {}
-    return [(str(p), c, _label(y), f"{s:.6g}", *(f"{v[i]:.6g}" for v in columns.values()))
+    return [(path_text(p), c, _label(y), _cell(s), *(_cell(v[i]) for v in columns.values()))
             for i, (p, c, y, s) in enumerate(zip(paths, classes, labels, scores, strict=True))]
 
 

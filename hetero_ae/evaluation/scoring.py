@@ -7,12 +7,12 @@ in bounded memory: at most ``batch_size * (1 + workers * prefetch)`` images are 
 
 Each batch's rows are appended to ``OUT/scores.csv`` (the one layout, ``evaluation.scores``;
 ``class`` and ``label`` come from a parent folder named normal, anomalous or abnormal, and
-are empty otherwise; ``feature_distance`` where the method defines one) and flushed to disk (fsync) before the next batch, so a killed run keeps
-every row it wrote; at most the last line is torn. A small
-sidecar ``OUT/score.json`` (written atomically before the first row) records what the CSV was
-written with: the checkpoint's sha256, the image size, the ``--images`` argument, whether
-heatmaps were written and the precision of the forward pass (the one the model was trained
-in unless ``--precision`` says otherwise). ``resume=True`` checks it, drops a torn
+are empty otherwise; ``feature_distance`` where the method defines one; ``decision`` at the run's
+threshold) and flushed to disk (fsync) before the next batch, so a killed run keeps every row it
+wrote; at most the last line is torn. A small sidecar ``OUT/score.json`` (written atomically before
+the first row) records what the CSV was written with: the checkpoint's sha256, the image size,
+the ``--images`` argument, whether heatmaps were written, the precision of the forward pass (the
+one the model was trained in unless ``--precision`` says otherwise) and the threshold. ``resume=True`` checks it, drops a torn
 last line, skips the images already scored and appends the rest, so that the final CSV is
 byte for byte the one an uninterrupted run writes.
 
@@ -25,34 +25,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
 
 from ..data.batches import ImageFiles, batch_loader, in_order
-from ..data.images import ANOMALOUS_DIRS, NORMAL_DIRS, UnreadableImage, list_images
+from ..data.images import UnreadableImage, label_of, list_images, note_skipped, path_text
 from ..errors import DataError, UserError
-from ..io import atomic_write, write_json
+from ..io import atomic_write, exclusive, write_json
 from ..methods.registry import AnomalyModel
-from .predict import predict_batches
+from .predict import Threshold, predict_batches
 from .scores import SCORES, ScoresFile, read_scored, score_rows
 
 SIDECAR = "score.json"
+HEATMAPS = "heatmaps"
 FORMAT = "hetero-ae-score/2"  # /2: the one scores.csv layout (path, class, label, score)
-
-
-def label_of(path: str | Path) -> tuple[str, int | None]:
-    """(class, label) of an image from its parent folders, as ``read_labelled_folder`` gives them:
-    ('normal', 0) under a folder named normal, ('anomalous', 1) under anomalous or abnormal,
-    else ('', None)."""
-    parts = {p.lower() for p in Path(path).parts[:-1]}
-    if parts & set(NORMAL_DIRS):
-        return "normal", 0
-    if parts & set(ANOMALOUS_DIRS):
-        return "anomalous", 1
-    return "", None
 
 
 def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
@@ -75,7 +64,7 @@ def file_digest(path: Path) -> str:
 
 def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> int:
     """Index into ``paths`` where a resumed run continues; an error if the CSV is not a prefix of this run's."""
-    position = {str(p): i for i, p in enumerate(paths)}
+    position = {path_text(p): i for i, p in enumerate(paths)}
     last = -1
     for p in scored:
         i = position.get(p, -1)
@@ -88,14 +77,18 @@ def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> int:
 
 def score_images(
     model: AnomalyModel, ckpt_path: Path, image_size: int, images: Path, out: Path, *, precision: str = "fp32",
-    batch_size: int = 32, workers: int = 0, device: str = "cpu", heatmaps: bool = False, resume: bool = False,
-    strict: bool = False, progress: bool = True,
+    threshold: Threshold | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
+    heatmaps: bool = False, resume: bool = False, strict: bool = False, progress: bool = True,
 ) -> tuple[int, int, list[str]]:
     """Score ``images`` (a file or a folder) into ``out/scores.csv``; (new rows, rows before, skipped paths).
 
-    ``precision``: of the forward pass (``model.precision``). Raises UserError for bad options or an
-    output folder that holds another run's scores, DataError when no image can be read,
-    UnreadableImage for an unreadable one with ``strict``.
+    ``precision``: of the forward pass (``model.precision``); ``threshold``: the one the run fixed
+    without test labels, which adds a ``decision`` column (``anomalous`` at or above it). One process
+    writes into ``out`` at a time (``io.exclusive``). A run that fails leaves nothing that blocks the
+    next: a new output is removed whole, a resumed one keeps the rows it had (a Ctrl-C keeps what
+    was written, for ``--resume``). Raises UserError for bad options, another run's output folder or
+    a folder another process writes, DataError when no image can be read, UnreadableImage for an
+    unreadable one with ``strict``.
     """
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
@@ -103,26 +96,34 @@ def score_images(
         raise UserError(f"--workers must be 0 or more, got {workers}")
     paths = [images] if images.is_file() else list_images(images)
     csv_path, sidecar = out / SCORES, out / SIDECAR
-    columns = ("feature_distance",) if model.has_feature_distance else ()
-    meta = {"format": FORMAT, "checkpoint": str(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
-            "image_size": int(image_size), "images": str(images), "heatmaps": bool(heatmaps), "precision": precision}
-    start, done = 0, 0
-    if csv_path.exists():
-        if not resume:
-            raise UserError(f"{csv_path} exists: pass --resume to continue it, or choose another output folder")
-        _check_sidecar(sidecar, meta, csv_path)
-        scored = read_scored(csv_path, columns)
-        start, done = _remaining(scored, paths, csv_path), len(scored)
-    else:
-        write_json(sidecar, meta)
-    with ScoresFile(csv_path, columns) as f:
-        new, skipped = _stream(model, paths, start, done, image_size, f, out, precision=precision,
-                               batch_size=batch_size, workers=workers, device=device, heatmaps=heatmaps, strict=strict,
-                               progress=progress)
-    if done + new == 0:
-        csv_path.unlink()
-        sidecar.unlink(missing_ok=True)
-        raise DataError(f"none of the {len(paths)} image(s) could be read")
+    columns = (*(("feature_distance",) if model.has_feature_distance else ()), *(("decision",) if threshold else ()))
+    meta = {"format": FORMAT, "checkpoint": path_text(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
+            "image_size": int(image_size), "images": path_text(images), "heatmaps": bool(heatmaps),
+            "precision": precision, "threshold": None if threshold is None else threshold.as_dict()}
+    with exclusive(out):
+        start, done, fresh = 0, 0, not csv_path.exists()
+        if not fresh:
+            if not resume:
+                raise UserError(f"{csv_path} exists: pass --resume to continue it, or choose another output folder")
+            _check_sidecar(sidecar, meta, csv_path)
+            scored = read_scored(csv_path, columns)
+            start, done = _remaining(scored, paths, csv_path), len(scored)
+        try:
+            if fresh:
+                write_json(sidecar, meta)
+            with ScoresFile(csv_path, columns) as f:
+                known = [label_of(p.relative_to(images) if images.is_dir() else p.name) for p in paths]
+                new, skipped = _stream(model, paths, known, start, done, image_size, f, out, precision=precision,
+                                       threshold=threshold, batch_size=batch_size, workers=workers, device=device,
+                                       heatmaps=heatmaps, strict=strict, progress=progress)
+            if done + new == 0:
+                raise DataError(f"none of the {len(paths)} image(s) could be read")
+        except Exception:
+            if fresh:  # nothing of this run is left to block the next one
+                for made in (csv_path, sidecar):
+                    made.unlink(missing_ok=True)
+                shutil.rmtree(out / HEATMAPS, ignore_errors=True)
+            raise
     return new, done, skipped
 
 
@@ -140,16 +141,17 @@ def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
                         f"{str(old.get('checkpoint_sha256'))[:12]}) than {meta['checkpoint']} (sha256 "
                         f"{meta['checkpoint_sha256'][:12]}): resume with that checkpoint or choose another output folder")
     options = (("image_size", "image size"), ("images", "--images"), ("heatmaps", "--heatmaps"),
-               ("precision", "--precision"))
+               ("precision", "--precision"), ("threshold", "threshold"))
     for key, option in options:
         if old.get(key, "fp32" if key == "precision" else None) != meta[key]:  # records before precision: fp32
             raise UserError(f"{csv_path} was written with {option} {old.get(key)}, not {meta[key]}: resume with the "
                             "same settings or choose another output folder")
 
 
-def _stream(model: AnomalyModel, paths: list[Path], start: int, done: int, image_size: int, f: ScoresFile,
-            out: Path, *, precision: str, batch_size: int, workers: int, device: str, heatmaps: bool, strict: bool,
-            progress: bool) -> tuple[int, list[str]]:
+def _stream(model: AnomalyModel, paths: list[Path], known: list[tuple[str, int | None]], start: int, done: int,
+            image_size: int, f: ScoresFile,
+            out: Path, *, precision: str, threshold: Threshold | None, batch_size: int, workers: int, device: str,
+            heatmaps: bool, strict: bool, progress: bool) -> tuple[int, list[str]]:
     from PIL import Image
 
     new, skipped = 0, []
@@ -161,20 +163,26 @@ def _stream(model: AnomalyModel, paths: list[Path], start: int, done: int, image
         for batch, maps, scores, distances in predict_batches(model, loader, device=device, precision=precision):
             for i, msg in batch.errors:
                 if strict:
-                    raise UnreadableImage(f"cannot read image {paths[i]}: {msg}")
-                warnings.warn(f"skipping unreadable image {paths[i]}: {msg}", stacklevel=2)
-                skipped.append(str(paths[i]))
-            names = [str(paths[i]) for i in batch.index]
-            if heatmaps:  # before the rows: a row on disk always has its heatmap
-                for k, (name, amap) in enumerate(zip(names, maps)):
-                    png = out / "heatmaps" / f"{done + new + k:06d}_{Path(name).stem}.png"
-                    im = overlay(batch.images[k].numpy(), amap)
-                    atomic_write(png, lambda p, im=im: Image.fromarray(im).save(p, format="PNG"))
-            found = [label_of(name) for name in names]
-            f.append(score_rows(names, [c for c, _ in found], [y for _, y in found], scores,
-                                None if distances is None else {"feature_distance": distances}))
+                    raise UnreadableImage(f"cannot read image {path_text(paths[i])}: {msg}")
+                note_skipped(paths[i], msg)
+                skipped.append(path_text(paths[i]))
+            names = [path_text(paths[i]) for i in batch.index]
+            pending = []  # heatmaps before the rows, so that a row on disk always has its heatmap ...
+            try:
+                if heatmaps:
+                    for k, (name, amap) in enumerate(zip(names, maps)):
+                        png = out / HEATMAPS / f"{done + new + k:06d}_{Path(name).stem}.png"
+                        im = overlay(batch.images[k].numpy(), amap)
+                        pending.append(atomic_write(png, lambda p, im=im: Image.fromarray(im).save(p, format="PNG")))
+                found = [known[i] for i in batch.index]
+                columns = {} if distances is None else {"feature_distance": distances}
+                if threshold is not None:
+                    columns["decision"] = threshold.decide(scores)
+                f.append(score_rows(names, [c for c, _ in found], [y for _, y in found], scores, columns))
+            except BaseException:
+                for png in pending:  # ... and a heatmap never outlives a row that failed to be written
+                    png.unlink(missing_ok=True)
+                raise
             new += len(names)
             bar.update(len(batch.index) + len(batch.errors))
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {len(paths) - start}", stacklevel=2)
     return new, skipped

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from ..data.datasets import FolderDataset, data_root, find_npz, get_dataset, loa
 from ..data.images import ImageSet
 from ..evaluation.predict import evaluate, save_evaluation
 from ..evaluation.scores import read_scores
+from ..io import exclusive
 from ..methods.registry import AnomalyModel
 from ..training import distributed
 from ..training.checkpoint import load_model
@@ -68,7 +70,7 @@ def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
             for e in ds.entries(root, split):
                 for p in (e.path, e.mask):
                     if p is not None:
-                        h.update(f"{p.relative_to(root)}|{p.stat().st_size}\n".encode())
+                        h.update(f"{p.relative_to(root)}|{p.stat().st_size}\n".encode("utf-8", "surrogateescape"))
     else:
         npz = find_npz(ds, root, 0)
         h.update(f"{npz.name}|{npz.stat().st_size}".encode())
@@ -109,8 +111,17 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     folder = run_folder(spec, results, root)
     if (folder / "metrics.json").is_file():
         return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
-    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", spec.model.image_size,
-                                                             root=root), root)
+    size = spec.model.image_size
+    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
+    test = load_split(spec.dataset, "test", size, root=root)  # every split is checked before anything trains
+    with exclusive(folder) if distributed.is_main() else nullcontext():  # one process writes a run
+        return _run(spec, folder, train_set, val_set, held_out, test, results=results, root=root, device=device,
+                    progress=progress, compile=compile)
+
+
+def _run(spec: RunSpec, folder: Path, train_set: ImageSet, val_set: ImageSet | None, held_out: str, test: ImageSet, *,
+         results: str | Path, root: str | Path | None, device: str, progress: bool, compile: str | None) -> RunResult:
+    """Train (or take the twin's weights) and evaluate one run whose splits are loaded."""
     twin = training_twin(spec)
     if twin is not None:
         trained = run_experiment(twin, results=results, root=root, device=device, progress=progress, compile=compile)
@@ -124,7 +135,7 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         write_history(folder, read_history(trained.folder))
         kept = {k: trained.metrics[k] for k in ("held_out_normals", "train_seconds", "n_train")}
         training = {**trained.metrics["training"], "weights_from": trained.folder.name}
-        return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
+        return _evaluate(spec, model, folder, test, device=device, progress=progress, compile=compile,
                          val_set=val_set, training=training, **kept)
     if distributed.is_main():
         write_run_config(folder, dataset=spec.dataset, model=spec.model, train=spec.train,
@@ -136,7 +147,7 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
         return RunResult(spec, folder, {}, cached=False)
     write_history(folder, history)
     training = {**(history.stop or {}), "feature_cache": history.feature_cache, "setup_seconds": history.setup_seconds}
-    return _evaluate(spec, model, folder, root=root, device=device, progress=progress, compile=compile,
+    return _evaluate(spec, model, folder, test, device=device, progress=progress, compile=compile,
                      val_set=val_set, training=training, held_out_normals=held_out,
                      train_seconds=float(sum(h["seconds"] for h in history) + history.setup_seconds),
                      n_train=len(train_set))
@@ -153,11 +164,10 @@ def rescored(model: AnomalyModel, cfg: ModelConfig) -> AnomalyModel:
     return model
 
 
-def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, *, root: str | Path | None, device: str,
-              progress: bool, compile: str | None, val_set: ImageSet | None, training: dict[str, Any],
-              held_out_normals: str, train_seconds: float, n_train: int) -> RunResult:
+def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, test: ImageSet, *, device: str, progress: bool,
+              compile: str | None, val_set: ImageSet | None, training: dict[str, Any], held_out_normals: str,
+              train_seconds: float, n_train: int) -> RunResult:
     """Score the test split (and the held-out normals) with the final ``model``; write scores.csv and metrics.json."""
-    test = load_split(spec.dataset, "test", spec.model.image_size, root=root)
     with compiled(model, compile):
         ev = evaluate(model, test, held_out=val_set, precision=spec.train.precision, device=device, progress=progress)
     metrics = save_evaluation(folder, test, ev, encoder=spec.model.encoder, held_out_normals=held_out_normals,

@@ -31,7 +31,13 @@ def build_model(cfg: ModelConfig) -> AnomalyModel:
     ConfigError when ``cfg.image_size`` does not suit the model (``config.check_image_size`` with its
     ``size_multiple``), naming the sizes that do.
     """
-    model = method_class(cfg.method).from_config(cfg)
-    check_image_size(cfg.image_size, multiple=model.size_multiple, what=f"{cfg.method} with {cfg.decoder} decoder"
-                     if cfg.method == "hetero-ae" else cfg.method)
-    return model
+    check_model_config(cfg)
+    return method_class(cfg.method).from_config(cfg)
+
+
+def check_model_config(cfg: ModelConfig) -> ModelConfig:
+    """``cfg``, or ConfigError when its image size does not suit its method (``AnomalyModel.size_rule``),
+    naming the sizes that do; cheap, for checking options before any work starts."""
+    what = f"{cfg.method} with the {cfg.decoder} decoder" if cfg.method == "hetero-ae" else cfg.method
+    check_image_size(cfg.image_size, what=what, **method_class(cfg.method).size_rule(cfg))
+    return cfg

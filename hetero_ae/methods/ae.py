@@ -56,6 +56,7 @@ def squared_residual_map(x: Tensor, x_hat: Tensor) -> Tensor:
 
 @register("ae")
 class AE(AnomalyModel):
+    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, loss: str,
                  ssim_window: int, ssim_sigma: float, adam_betas: tuple[float, float], weight_decay: float) -> None:
         super().__init__()

@@ -82,6 +82,7 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
 
 @register("f-anogan")
 class FAnoGAN(AnomalyModel):
+    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
     stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.training.stopping)
 
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, n_critic: int,

@@ -89,6 +89,7 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
 
 @register("ganomaly")
 class GANomaly(AnomalyModel):
+    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_adv: float,
                  w_con: float, w_enc: float, adam_betas: tuple[float, float], d_reinit_threshold: float) -> None:
         super().__init__()

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +54,8 @@ from torch import Tensor, nn
 from ..config import Comparison, FeatureScale, MapDistance, ModelConfig
 from ..errors import ConfigError
 from ..model.anomaly_map import anomaly_map, image_score, pixel_error_map, smooth
-from ..model.decoder import build_decoder, conv_bn_relu
-from ..model.encoder import Encoder, build_encoder
+from ..model.decoder import build_decoder, conv_bn_relu, decoder_size_multiple
+from ..model.encoder import ENCODERS, Encoder, build_encoder
 from ..model.loss import feature_comparison_terms, pixel_loss
 from ..model.reverse_resnet import ends_in_relu
 from .registry import AnomalyModel, merge_params, register
@@ -94,7 +95,6 @@ class HeteroAE(AnomalyModel):
         if FeatureScale.check(feature_scale) == FeatureScale.AUTO:
             raise ConfigError(f"feature_scale must be 'raw' or 'rms' (resolve 'auto' first), got {feature_scale!r}")
         self.encoder, self.decoder = encoder, decoder
-        self.size_multiple = math.lcm(encoder.size_multiple, getattr(decoder, "size_multiple", 32))
         self.alpha, self.map_sigma, self.encoder_lr_scale = alpha, map_sigma, encoder_lr_scale
         MapDistance.check(map_distance)
         self.comparison, self.map_distance = comparison, map_distance
@@ -113,6 +113,13 @@ class HeteroAE(AnomalyModel):
         return cls(enc, dec, alpha=cfg.alpha, map_sigma=cfg.map_sigma, encoder_lr_scale=cfg.encoder_lr_scale,
                    comparison=cfg.comparison, feature_scale=resolve_feature_scale(cfg.feature_scale, cfg.encoder),
                    map_distance=cfg.map_distance)
+
+    @classmethod
+    def size_rule(cls, cfg: ModelConfig) -> dict[str, Any]:
+        """Multiples of the encoder's and the decoder's rules (HCTN's MSTB patches: 64)."""
+        encoder = ENCODERS[cfg.encoder]
+        return {"multiple": math.lcm(encoder.size_multiple, decoder_size_multiple(cfg.decoder, encoder.strides,
+                                                                                 cfg.upsample))}
 
     @property
     def caches_features(self) -> bool:

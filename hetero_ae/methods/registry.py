@@ -61,11 +61,18 @@ class AnomalyModel(nn.Module):
     # the image alone: training may compute them once per run (``hetero_ae.training.feature_cache``).
     frozen_network: str | None = None
     size_multiple: int = 32  # input sizes it takes are multiples of this (``config.check_image_size``)
+    size_power_of_two: bool = False  # and powers of two (the DCGAN-style networks)
     stops_early: bool = True  # False where the training schedule needs every epoch (phases tied to the cap)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
         raise NotImplementedError
+
+    @classmethod
+    def size_rule(cls, cfg: ModelConfig) -> dict[str, Any]:
+        """What ``cfg.image_size`` must be for this method: ``config.check_image_size``'s keywords,
+        known before the model is built."""
+        return {"multiple": cls.size_multiple, "power_of_two": cls.size_power_of_two}
 
     def loss(self, x: Tensor) -> Tensor:
         """The training objective on a batch of normal images."""

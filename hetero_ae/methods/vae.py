@@ -61,6 +61,7 @@ def negative_elbo(x: Tensor, x_hat: Tensor, mu: Tensor, logvar: Tensor, *, kl_we
 
 @register("vae")
 class VAE(AnomalyModel):
+    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, kl_weight: float,
                  adam_betas: tuple[float, float]) -> None:
         super().__init__()

@@ -122,6 +122,9 @@ def _up(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
+P2 = (8, 4, 2)  # MSTB's larger patch size per decoder stage F_D^1..F_D^3 (the paper's)
+
+
 class HybridDecoder(nn.Module):
     """Decodes F_E^4 into [F_D^1, F_D^2, F_D^3] (returned in that order, finest first).
 
@@ -142,7 +145,7 @@ class HybridDecoder(nn.Module):
         *,
         kind: str = "hctn",
         heads: Sequence[int] = (2, 4, 8),
-        p2: Sequence[int] = (8, 4, 2),
+        p2: Sequence[int] = P2,
         strides: Sequence[int] = (4, 8, 16, 32),
         upsample: str = "last",
         embedding_size: int = EMBEDDING_SIZE,
@@ -168,6 +171,13 @@ class HybridDecoder(nn.Module):
             x = stage(x)
             outs.append(x)
         return outs[::-1]
+
+
+def decoder_size_multiple(name: str, strides: Sequence[int] = (4, 8, 16, 32), upsample: str = "last") -> int:
+    """The input sizes the decoder ``name`` takes (with the paper's heads and patch sizes) are multiples of this."""
+    if name not in DECODER_KINDS:
+        return 32
+    return size_multiple(name, strides, P2, upsample)
 
 
 def size_multiple(kind: str, strides: Sequence[int], p2: Sequence[int], upsample: str) -> int:

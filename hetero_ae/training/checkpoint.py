@@ -9,6 +9,7 @@ Writes are atomic (temporary file, then rename).
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, pickle of another program, ...
-        raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from e
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: wrong for a file that may be hostile
+        raise CheckpointError(f"{path} holds objects other than tensors, numbers and strings (loading it could run "
+                              "code), so it is refused: it is not a hetero-ae checkpoint") from None
+    except Exception as e:  # truncated or corrupt file, another format
+        reason = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (damaged, or not written by hetero-ae: "
+                              f"{reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hetero-ae checkpoint (expected format {FORMAT!r})")
     return ckpt

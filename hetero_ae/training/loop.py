@@ -138,8 +138,12 @@ def train(
         ckpt = read_checkpoint(ckpt_path)
         written = to_dict(from_dict(TrainConfig, ckpt["train_config"]))  # with fields added since at their defaults
         written_model = to_dict(from_dict(ModelConfig, ckpt["model_config"]))
-        if written_model != to_dict(model_cfg) or written != to_dict(train_cfg):
-            raise UserError(f"{ckpt_path} was written by a run with another configuration; cannot resume it")
+        differ = [f"{name}.{k}: {old[k]!r} there, {new[k]!r} now" for name, old, new in
+                  (("model", written_model, to_dict(model_cfg)), ("training", written, to_dict(train_cfg)))
+                  for k in old if old[k] != new[k]]
+        if differ:
+            raise UserError(f"{ckpt_path} was written by a run with another configuration ({'; '.join(differ)}); "
+                            "resume with the same settings, or choose another output folder")
         restore_model(model, ckpt, ckpt_path)
         history.extend(ckpt["history"])
         history.feature_cache = ckpt.get("feature_cache", "off")

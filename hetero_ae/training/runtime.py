@@ -31,6 +31,25 @@ from ..errors import ConfigError
 COMPILED_METHODS = ("loss_terms", "predict", "predict_with_distance")  # what ``compiled`` compiles (when called)
 
 
+def check_device(device: str) -> str:
+    """``device`` when this machine has it, else ConfigError naming it and what to use instead."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: this machine has no CUDA GPU that torch can use; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: this machine has no Apple GPU (MPS); use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r}: only cpu, cuda and mps devices are supported")
+    return device
+
+
 def compile_backend(setting: bool | str | None) -> str | None:
     """The ``torch.compile`` backend a setting asks for: None (off), ``inductor`` for True, or the one named."""
     if setting in (None, False, "none", "false", ""):
