@@ -5,6 +5,8 @@
 #   results/html/       the report (index.html)   results/figures/  PNG and PDF
 #   results/manifest.json  commit, profile, versions, device, wall time and cache hits per notebook
 # Trained runs are cached under results/runs/: a second call only re-executes the notebooks.
+# The default profile (cpu) writes results/; another profile writes results/<profile>/ unless
+# --results says where, so that a quick check never overwrites the committed report.
 # A failing notebook stops the script with its name and the cell that failed; what earlier
 # notebooks wrote stays.
 #   ./run_all.sh [--profile smoke|cpu|paper|FILE.yaml] [--only NOTEBOOK] [--device cpu|cuda|cuda:N] [--results DIR]
@@ -19,7 +21,7 @@ cd "$(dirname "$0")"
 profile=cpu
 only=""
 device=""
-results=results
+results=""
 nproc=1
 jobs=""
 while (( $# )); do
@@ -39,6 +41,8 @@ params="profiles/$profile.yaml"
 [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || { echo "run_all: --nproc needs a positive number of processes, got $nproc" >&2; exit 2; }
 [[ -f "$params" ]] || { echo "run_all: no profile $params (have: $(ls profiles | tr '\n' ' '), or a .yaml file)" >&2; exit 2; }
 profile="$(basename "$params" .yaml)"
+# The default profile's report is results/; any other profile writes under results/<profile>/ unless told.
+[[ -n "$results" ]] || { [[ "$profile" == cpu ]] && results=results || results="results/$profile"; }
 source scripts/bootstrap.sh
 settings="$("$PY" -m hetero_ae.experiment.profiles "$params" device train_jobs)" || exit 2  # read and checked once
 [[ -n "$device" ]] || device="$(sed -n 1p <<< "$settings")"
@@ -68,17 +72,16 @@ if (( jobs > 1 )); then
     "$PY" -m hetero_ae run-profile --profile "$params" --results "$results" --device "$device" --jobs "$jobs" "${prefill[@]}"
 fi
 for name in "${notebooks[@]}"; do
-    echo "run_all: $name ($profile, $device)"
     out="$results/notebooks/$name.ipynb"
     start=$SECONDS
-    if ! "$PY" -m papermill "notebooks/$name.ipynb" "$out" -p profile "$params" -p device "$device" -p results_dir "$results" --cwd . \
-            --no-progress-bar --log-level ERROR; then
+    if ! "$PY" -m hetero_ae.report.execute "notebooks/$name.ipynb" "$out" --profile "$params" --device "$device" \
+            --results "$results"; then
         "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start)) --status failed
         echo "run_all: $name failed; the failing cell and its traceback are in $out" >&2
         exit 1
     fi
     "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start))
-    "$PY" -m jupyter nbconvert --to html --log-level WARN --output-dir "$results/html" "$out"
+    "$PY" -m jupyter nbconvert --to html --log-level ERROR --output-dir "$results/html" "$out"
 done
 "$PY" -m hetero_ae.report.manifest --results "$results" index
 echo "run_all: done in $((SECONDS / 60)) min; open $results/html/index.html"

@@ -253,8 +253,9 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
             ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset)
         distributed.barrier()  # the data is written before any process reads it
         def done(spec, folder: Path, cached: bool) -> None:
-            print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: "
-                  f"{'cached' if cached else 'trained'} -> {folder}", file=sys.stderr)
+            if not cached:  # a run found in the cache is counted at the end, not listed
+                print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: trained -> {folder}",
+                      file=sys.stderr)
 
         if jobs > 1:
             from .experiment.runs import run_experiments

@@ -78,4 +78,5 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = tmp_path_factory.mktemp("smoke") / "results"
     done = run_all("--profile", "smoke", "--results", str(results))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (results.parent / "run_all.out").write_text(done.stdout + done.stderr)  # what a user sees, for the tests
     return results

@@ -181,3 +181,23 @@ def test_a_run_that_changes_only_the_map_scores_its_twins_weights_without_traini
     pooled = run_experiments([magnitude, paper], jobs=2, results=tmp_path / "pool", root=data_root)
     assert pooled[0].metrics["training"]["weights_from"] == pooled[1].folder.name  # scored after its twin trained
     assert not (pooled[0].folder / "checkpoint.pt").exists()
+
+
+def test_a_figure_keeps_a_runs_weights_which_give_its_model_without_training(data_root, smoke, tmp_path,
+                                                                            monkeypatch):
+    """weights.pt (trained state, no optimiser) is what the committed results keep for Fig. 4 and 5."""
+    import torch
+
+    from hetero_ae.experiment import runs
+
+    res = runs.run_experiment(run_spec(smoke, "synth-oct", "ae", seed=0), results=tmp_path, root=data_root,
+                              progress=False)
+    x = torch.randn(2, 3, res.spec.model.image_size, res.spec.model.image_size)
+    first = runs.trained_model(res, root=data_root, keep_weights=True).anomaly_map(x)
+    weights, ckpt = res.folder / "weights.pt", res.folder / "checkpoint.pt"
+    assert weights.is_file() and weights.stat().st_size < ckpt.stat().st_size
+    ckpt.unlink()  # a fresh clone: no checkpoint
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("trained although its weights are there"))
+    again = runs.trained_model(res, root=data_root)
+    torch.testing.assert_close(again.anomaly_map(x), first)
+    assert not res.retrained

@@ -232,3 +232,21 @@ def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):
         first, second = (Path(tmp_path, d, f"f.{ext}").read_bytes() for d in ("a", "b"))
         assert first == second and len(first) > 100
     plt.close(fig)
+
+
+def test_a_run_whose_model_was_trained_again_counts_as_trained_in_the_record(tmp_path):
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.runs import RunResult
+    from hetero_ae.experiment.specs import run_spec
+
+    spec = run_spec(load_profile("smoke"), "synth-oct", "ae", 0)
+    runs = [RunResult(spec, tmp_path / "a", {}, cached=True), RunResult(spec, tmp_path / "b", {}, cached=True,
+                                                                       retrained=True)]
+    frame = tables.record_runs(tmp_path, "fig4_heatmaps", runs)
+    assert frame["cached"].tolist() == [True, False]
+
+
+def test_a_notebook_started_in_notebooks_runs_from_the_repository(monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root / "notebooks")
+    assert tables.at_project_root() == root and Path.cwd() == root

@@ -7,6 +7,7 @@ they are; the smoke data lives under data/smoke as the profile says.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,27 @@ def test_run_profile_lists_exactly_the_runs_the_table_notebooks_used(smoke):
     used = pd.concat([pd.read_csv(smoke / "logs" / f"{name}.runs.csv") for name in TABLE_NOTEBOOKS])
     assert listed == {Path(f).relative_to(smoke).as_posix() for f in used["folder"]}
     assert len(listed) == len(notebook_specs(profile, root=root))  # each run once
+
+
+def test_the_output_is_one_line_per_notebook_without_warnings_or_paths_outside_the_repository(smoke):
+    """A quiet ./run_all.sh: the kernel talks over IPC (no transport warning), nbconvert logs errors only."""
+    out = (smoke.parent / "run_all.out").read_text()
+    assert not [line for line in out.splitlines() if "WARNING" in line or "Warning" in line], out[-3000:]
+    outside = [line for line in out.splitlines() if "/" in line and str(ROOT) not in line
+               and any(p in line for p in ("/usr/", "/site-packages/", "/root/", "/home/"))]
+    assert not outside, outside
+    for name in NOTEBOOKS:
+        lines = [line for line in out.splitlines() if line.startswith(f"run_all: {name}")]
+        assert len(lines) == 1, (name, lines)
+
+
+def test_a_profile_other_than_the_default_writes_under_its_own_results_folder():
+    before = (ROOT / "results" / "manifest.json").read_bytes()
+    own = ROOT / "results" / "smoke"
+    try:
+        done = run_all("--profile", "smoke", "--only", "data_overview")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (own / "manifest.json").is_file() and (own / "tables" / "data_overview_counts.csv").is_file()
+        assert (ROOT / "results" / "manifest.json").read_bytes() == before  # the committed report untouched
+    finally:
+        shutil.rmtree(own, ignore_errors=True)

@@ -42,8 +42,8 @@ from ..evaluation.scores import read_scores
 from ..io import exclusive
 from ..methods.registry import AnomalyModel
 from ..training import distributed
-from ..training.checkpoint import load_model
-from ..training.loop import CHECKPOINT, finished, hold_out, train
+from ..training.checkpoint import CHECKPOINT, WEIGHTS, load_model, read_checkpoint, save_weights
+from ..training.loop import finished, hold_out, train
 from ..training.run_folder import held_out_description, read_history, read_run_config, write_history, write_run_config
 from ..training.runtime import compiled
 from .specs import RunSpec
@@ -55,6 +55,7 @@ class RunResult:
     folder: Path
     metrics: dict[str, Any]
     cached: bool
+    retrained: bool = False  # its model had to be trained again for a figure (no weights on disk)
 
     def scores(self) -> list[dict[str, str]]:
         """The rows of the run's ``scores.csv`` (``evaluation.scores``)."""
@@ -176,26 +177,34 @@ def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, test: ImageSet, 
 
 
 def trained_model(result: RunResult, *, root: str | Path | None = None, device: str = "cpu",
-                  progress: bool = False) -> AnomalyModel:
+                  progress: bool = False, keep_weights: bool = False) -> AnomalyModel:
     """The trained model of a finished run, in eval mode, for maps and features (Fig. 4, Fig. 5).
 
-    Committed results hold no checkpoints: then the run is trained again into its folder from
-    its recorded configuration (training is deterministic per seed on one device), and its
-    metrics stay as they were. A run with a ``training_twin`` gets the twin's weights.
+    From the run's checkpoint, else its ``weights.pt`` (the committed results keep these for the
+    runs the figures use, ``keep_weights``), else trained again into its folder from its recorded
+    configuration (training is deterministic per seed on one device; its metrics stay as they
+    were, and ``result.retrained`` says so). A run with a ``training_twin`` gets the twin's weights.
     """
     twin = training_twin(result.spec)
     if twin is not None:
         trained = run_experiment(twin, results=result.folder.parents[3], root=root, device=device, progress=progress)
-        return rescored(trained_model(trained, root=root, device=device, progress=progress), result.spec.model)
-    path = result.folder / CHECKPOINT
-    if path.is_file():
-        model, ckpt = load_model(path)
-        if finished(ckpt):
-            return model.to(device)
+        model = trained_model(trained, root=root, device=device, progress=progress, keep_weights=keep_weights)
+        result.retrained = trained.retrained
+        return rescored(model, result.spec.model)
+    for name in (CHECKPOINT, WEIGHTS):
+        if (result.folder / name).is_file():
+            model, ckpt = load_model(result.folder / name)
+            if finished(ckpt):
+                if keep_weights and not (result.folder / WEIGHTS).is_file():
+                    save_weights(ckpt, result.folder / WEIGHTS)
+                return model.to(device)
+    result.retrained = True
     train_set, val_set, _ = _held_out(result.spec, load_split(result.spec.dataset, "train",
                                                               result.spec.model.image_size, root=root), root)
     model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, val=val_set, resume=True,
                      device=device, progress=progress)
+    if keep_weights:
+        save_weights(read_checkpoint(result.folder / CHECKPOINT), result.folder / WEIGHTS)
     return model
 
 

@@ -12,6 +12,7 @@ the figure shows as medians, their ratio and an AUC, per distance.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -92,8 +93,10 @@ def boxplot_figure(frame: pd.DataFrame, order: list[str], distances: Mapping[str
             g = frame[frame["dataset"] == dataset]
             present = [o for o in order if o in set(g["variant"])]
             auc = distance_summary(g, ["variant"], column).set_index("variant")["AUC"]
-            sns.boxplot(data=g, x="variant", y=column, hue="image", order=present,
-                        hue_order=["normal", "abnormal"], fliersize=2, linewidth=0.8, ax=ax)
+            with warnings.catch_warnings():  # seaborn 0.13 hands matplotlib its deprecated `vert`; none of ours
+                warnings.filterwarnings("ignore", message="vert: bool", category=DeprecationWarning)
+                sns.boxplot(data=g, x="variant", y=column, hue="image", order=present,
+                            hue_order=["normal", "abnormal"], fliersize=2, linewidth=0.8, ax=ax)
             ax.set_title(f"({next(letters)}) {dataset}: {meaning}", fontsize=9)
             ticks = [v.replace("-D(", "-\nD(") + f"\nAUC {auc[v]:.2f}" for v in present]
             ax.set_xticks(range(len(present)), ticks, fontsize=8)

@@ -102,7 +102,7 @@ def heatmap_columns(runs: Iterable[RunResult], *, examples: int = 1, root: str |
         for r in group:
             own = r.spec.model.image_size
             images = test.images if own == size else load_split(dataset, "test", own, root=root).images
-            maps, _ = predict(trained_model(r, root=root, device=device), images, device=device,
+            maps, _ = predict(trained_model(r, root=root, device=device, keep_weights=True), images, device=device,
                                precision=r.spec.train.precision)
             maps = resized_maps(np.asarray(maps, dtype=np.float32), size)
             label = (names or {}).get(r.spec.model.method, r.spec.model.method)

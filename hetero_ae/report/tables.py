@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import replace
@@ -76,8 +77,20 @@ def present_datasets(names: Iterable[str], root: str | Path | None = None, *, ve
     return present
 
 
+def at_project_root() -> Path:
+    """Make the repository the working folder when a notebook runs from ``notebooks/`` (JupyterLab
+    starts a kernel in its notebook's folder), so that ``results/``, ``data/`` and ``profiles/``
+    resolve as under ``./run_all.sh``; the working folder."""
+    here = Path.cwd()
+    if here.name == "notebooks" and (here.parent / "run_all.sh").is_file():
+        os.chdir(here.parent)
+    return Path.cwd()
+
+
 def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Profile, list[str]]:
     """A notebook's start: its profile, read once, and the datasets of it that are on disk.
+
+    It runs from the repository (``at_project_root``).
 
     ``profile``: a profile's name or YAML file (``experiment.profiles.load_profile``);
     ``overrides``: the notebook's parameters, each over the profile's setting of that name
@@ -88,6 +101,7 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
     profile's); synthetic datasets are generated first if absent (``data.overview.ensure_synthetic``);
     real ones that are missing are skipped with a message saying where they go.
     """
+    at_project_root()
     cfg = load_profile(profile)
     given = {k: v for k, v in overrides.items() if v is not None}
     root = str(resolve_data_root(given.pop("data_root", None), cfg.data_root))
@@ -185,7 +199,7 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
 def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult]) -> pd.DataFrame:
     """Write ``<results>/logs/<notebook>.runs.csv``: every run a notebook used, and whether it was cached."""
     rows = [{"notebook": notebook, "method": r.spec.model.method, "dataset": r.spec.dataset,
-             "seed": r.spec.train.seed, "cached": r.cached, "train_seconds": r.metrics.get("train_seconds"),
+             "seed": r.spec.train.seed, "cached": r.cached and not r.retrained, "train_seconds": r.metrics.get("train_seconds"),
              "folder": str(r.folder)} for r in runs]
     path = Path(results_dir, "logs", f"{notebook}.runs.csv")
     frame = pd.DataFrame(rows)

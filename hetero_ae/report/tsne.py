@@ -90,7 +90,7 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pair_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Euclidean distance ||a_i - b_i|| of two (N, D) arrays, e.g. paired t-SNE points."""
+    """Row-wise Euclidean (L2) distance ||a_i - b_i|| of two (N, D) arrays."""
     return np.linalg.norm(np.asarray(a) - np.asarray(b), axis=1)
 
 
@@ -187,21 +187,23 @@ def fig5_embedding(result: RunResult, model: HeteroAE, *, root: str | Path | Non
                           grid, image, mask, amap, enc, dec, enc_2d, dec_2d, patch_map, lesion, anomalous)
 
 
-def pair_stats(enc: np.ndarray, dec: np.ndarray, enc_2d: np.ndarray, dec_2d: np.ndarray, patch_map: np.ndarray,
-               anomalous: np.ndarray) -> pd.DataFrame:
-    """Normal against anomalous patches: mean feature cosine distance, anomaly map and 2-D pair distance.
+def pair_stats(enc: np.ndarray, dec: np.ndarray, patch_map: np.ndarray, anomalous: np.ndarray) -> pd.DataFrame:
+    """Normal against anomalous patches, in feature space: the cosine and L2 distances of each
+    encoder/decoder pair of patch vectors, and the anomaly map.
 
     Rows: ``normal`` and ``anomalous`` (``n`` patches each), their ratio, and the AUROC with
     which each quantity ranks the anomalous patches above the normal ones (NaN when one
-    group is empty); ``n`` is blank on the last two rows.
-    Fig. 5's claim is that anomalous pairs lie further apart: ratio > 1, AUROC > 0.5.
+    group is empty); ``n`` is blank on the last two rows. Fig. 5's claim is that anomalous
+    pairs lie further apart: ratio > 1, AUROC > 0.5. The t-SNE embedding is the picture of it,
+    not a measurement: its distances move with the t-SNE seed and with the fifth digit of the
+    weights, so no number is taken from it.
     """
     from sklearn.metrics import roc_auc_score
 
     anomalous = np.asarray(anomalous, bool)
     values = {"cosine distance (patch features)": cosine_distance(enc, dec),
-              "anomaly map (Eq. 7, patch mean)": np.asarray(patch_map, float),
-              "t-SNE pair distance": pair_distance(enc_2d, dec_2d)}
+              "L2 distance (patch features)": pair_distance(enc, dec),
+              "anomaly map (Eq. 7, patch mean)": np.asarray(patch_map, float)}
     rows = []
     for name, sel in (("normal", ~anomalous), ("anomalous", anomalous)):
         rows.append({"patches": name, "n": int(sel.sum()),
@@ -216,7 +218,7 @@ def pair_stats(enc: np.ndarray, dec: np.ndarray, enc_2d: np.ndarray, dec_2d: np.
 
 def pair_table(pe: PatchEmbedding) -> pd.DataFrame:
     """``pair_stats`` of a Fig. 5 embedding, with the dataset and image it describes."""
-    frame = pair_stats(pe.enc, pe.dec, pe.enc_2d, pe.dec_2d, pe.patch_map, pe.anomalous)
+    frame = pair_stats(pe.enc, pe.dec, pe.patch_map, pe.anomalous)
     frame.insert(0, "image", Path(pe.path).name)
     frame.insert(0, "dataset", pe.dataset)
     return frame

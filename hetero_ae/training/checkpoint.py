@@ -22,6 +22,8 @@ from ..methods.registry import AnomalyModel
 from ..model.backbone import state_digest
 
 FORMAT = "hetero-ae-checkpoint/1"
+CHECKPOINT = "checkpoint.pt"  # the whole state of a run, every epoch (not committed)
+WEIGHTS = "weights.pt"  # a finished run's trained weights alone (small: committed for the figures)
 
 
 def _split_state(model: AnomalyModel) -> tuple[dict[str, torch.Tensor], str]:
@@ -68,6 +70,12 @@ def save_checkpoint(
         "rng_state": torch.get_rng_state(),  # stochastic methods (sampling, GAN noise) resume exactly
     }
     return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def save_weights(ckpt: dict[str, Any], path: str | Path) -> Path:
+    """A finished checkpoint's trained weights and configuration, without the optimiser state that
+    only resuming needs (a third of the size for Adam); ``load_model`` reads it like a checkpoint."""
+    return atomic_write(path, lambda p: torch.save({**ckpt, "optimizers": [], "best": None}, p))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

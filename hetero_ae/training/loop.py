@@ -47,12 +47,11 @@ from ..errors import ConfigError, TrainingDiverged, UserError
 from ..methods.registry import AnomalyModel, finite
 from ..model.precision import Forward, running_in
 from . import distributed, runtime
-from .checkpoint import read_checkpoint, restore_model, save_checkpoint
+from .checkpoint import CHECKPOINT, read_checkpoint, restore_model, save_checkpoint
 from .feature_cache import DEFAULT_BUDGET_BYTES, FeatureCache
 from .seed import build_seeded
 from .stopping import Stopping
 
-CHECKPOINT = "checkpoint.pt"
 SPILL_PREFIX = ".feature-cache-"  # memory maps of frozen features past the memory budget, inside the run folder
 DISK_FRACTION = 0.5  # at most this share of the free disk goes to them
 
