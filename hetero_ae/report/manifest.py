@@ -116,9 +116,8 @@ def record(results: Path, notebook: str, seconds: float, status: str) -> dict[st
     m["wall_seconds_total"] = round(sum(n["wall_seconds"] for n in m["notebooks"].values()), 1)
     write_json(results / "manifest.json", m)
     runs = m["notebooks"][notebook]
-    if "runs" in runs:
-        print(f"run_all: {notebook}: {runs['runs']} runs ({runs['cached']} cached, {runs['trained']} trained), "
-              f"{seconds:.0f} s")
+    what = f"{runs['runs']} runs ({runs['cached']} cached, {runs['trained']} trained)" if "runs" in runs else "no runs"
+    print(f"run_all: {notebook}: {what}, {seconds:.0f} s" + ("" if status == "ok" else f", {status}"))
     return m
 
 
