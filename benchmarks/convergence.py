@@ -135,7 +135,7 @@ def converge(a: argparse.Namespace, variant: str, data: tuple[ImageSet, ImageSet
     model, h = train(model_cfg, train_cfg, normals, tmp / f"converge-{variant}", val=held, device=a.device,
                      progress=False, compile=compile_backend("inductor") if comp else None)
     wall = time.perf_counter() - t
-    scores = model.normalize_scores(predict_all(model, test.images, device=a.device).scores)
+    scores = model.normalize_scores(predict_all(model, test.images, device=a.device, precision=train_cfg.precision).scores)
     out = {"variant": variant, "encoder": model_cfg.encoder, "feature_scale": model_cfg.feature_scale,
            "lr": train_cfg.lr, "batch_size": train_cfg.batch_size, "train_images": len(normals),
            "held_out_images": len(held), "wall_seconds": round(wall, 1), "epochs": len(h),

@@ -389,6 +389,9 @@ def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
         raise ConfigError(_as_option(str(e))) from None
     if not 0 <= a.val_fraction < 1:
         raise UserError(f"--val-fraction must lie in [0, 1), got {a.val_fraction}")
+    if a.patience > 0 and a.val_fraction == 0:
+        raise UserError("--patience stops training on held-out normal images: set --val-fraction above 0, "
+                        "or --patience 0")
     if a.workers is not None and a.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {a.workers}")
     return model_cfg, train_cfg
@@ -464,6 +467,7 @@ def _scoring_options(a: argparse.Namespace) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from .data.layouts import read_labelled_folder
     from .evaluation.predict import evaluate, save_evaluation
+    from .io import exclusive
 
     _scoring_options(a)
     model, ckpt, precision = _loaded(a.checkpoint, a.precision)
@@ -472,8 +476,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     ev = evaluate(model, data, held_out=_val_scores(a.checkpoint), precision=precision, device=a.device,
                   batch_size=a.batch_size, progress=True)
     out = a.out or a.checkpoint.parent
-    save_evaluation(out, data, ev, n_normal=int((data.labels == 0).sum()), n_anomalous=int((data.labels == 1).sum()),
-                    skipped=data.skipped)
+    with exclusive(out):  # one process writes a folder at a time
+        save_evaluation(out, data, ev, n_normal=int((data.labels == 0).sum()),
+                        n_anomalous=int((data.labels == 1).sum()), skipped=data.skipped)
     rules = {"normal_q95": "the 95% quantile of held-out normal scores, no test label",
              "best_f1": "the best F1 on these test labels, the paper's: optimistic"}
     for key, rule in rules.items():

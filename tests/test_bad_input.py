@@ -303,3 +303,20 @@ def test_a_refused_resume_says_which_setting_differs(folders, tmp_path, capsys):
     assert main(["train", "--data", str(folders["train"]), "--out", str(out), *TINY, "--lr", "0.002",
                  "--resume"]) == 2
     assert "training.lr: 0.001 there, 0.002 now" in one_line_error(capsys)
+
+
+def test_a_float_setting_written_as_yaml_reads_it_is_a_number(tmp_path):
+    import yaml
+
+    from hetero_ae.experiment.profiles import load_profile
+
+    settings = yaml.safe_load(open("profiles/smoke.yaml"))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(settings).replace("min_delta: 0.0", "min_delta: 1e-3"))
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["min_delta"] == "1e-3"  # YAML 1.1: a string
+    assert load_profile(str(tmp_path / "p.yaml")).min_delta == 0.001
+
+
+def test_patience_without_held_out_normals_is_refused_up_front(folders, tmp_path, capsys):
+    assert main(["train", "--data", str(folders["train"]), "--out", str(tmp_path / "o"), *TINY,
+                 "--val-fraction", "0", "--patience", "3"]) == 2
+    assert "--patience" in one_line_error(capsys) and not (tmp_path / "o").exists()

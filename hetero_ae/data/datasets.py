@@ -33,7 +33,7 @@ from .layouts import Entry, get_layout, list_split
 
 DATA_ENV = "HETERO_AE_DATA"
 CACHE_ENV = "HETERO_AE_CACHE"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit colour PNGs read with every bit (data.images)
 
 
 def data_root(root: str | Path | None = None, profile_root: str | Path | None = None) -> Path:

@@ -159,10 +159,11 @@ def read_labelled_folder(folder: str | Path, size: int, *, normal_class: str | N
                          strict: bool = False) -> ImageSet:
     """A labelled test folder: one sub-folder of images per class, each image keeping its class.
 
-    Which class is normal: ``normal_class`` when given; else ``normal/`` against ``anomalous/``
-    (or ``abnormal/``); else the normal class of the known layout whose classes the folder holds
-    (e.g. the Kaggle brain MRI ``Testing/`` with glioma, meningioma, notumor, pituitary). Every
-    other class sub-folder is anomalous. Raises DataError naming what was found otherwise.
+    Which classes are read: with ``normal_class``, that sub-folder as normal and every other as
+    anomalous; else ``normal/`` against ``anomalous/`` (or ``abnormal/``); else the classes of the
+    known layout the folder holds (e.g. the Kaggle brain MRI ``Testing/`` with glioma, meningioma,
+    notumor, pituitary; notumor normal). Other sub-folders are not read in the last two cases.
+    Raises DataError naming what was found otherwise.
     """
     folder = Path(folder)
     if not folder.is_dir():

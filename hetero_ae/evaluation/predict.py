@@ -42,8 +42,8 @@ def predict_batches(model: AnomalyModel, batches: Iterable[Batch], *, device: st
                     ) -> Iterator[tuple[Batch, np.ndarray, np.ndarray, np.ndarray | None]]:
     """(batch, maps (k, H, W), raw scores (k,), feature distances (k,) or None) for each batch, float32.
 
-    The forward pass runs in ``precision`` (``model.precision``: the one the model was trained
-    in, for the numbers it was evaluated with) and without gradients; an empty batch (every file
+    The forward pass runs in ``precision`` (``hetero_ae.model.precision``: the one the model
+    was trained in, for the numbers it was evaluated with) and without gradients; an empty batch (every file
     in it unreadable) yields empty arrays.
     """
     model.to(device).eval()

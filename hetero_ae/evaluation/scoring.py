@@ -82,8 +82,9 @@ def score_images(
 ) -> tuple[int, int, list[str]]:
     """Score ``images`` (a file or a folder) into ``out/scores.csv``; (new rows, rows before, skipped paths).
 
-    ``precision``: of the forward pass (``model.precision``); ``threshold``: the one the run fixed
-    without test labels, which adds a ``decision`` column (``anomalous`` at or above it). One process
+    ``precision``: of the forward pass (``hetero_ae.model.precision``; the one the model was trained
+    in); ``threshold``: the one the run fixed without test labels, which adds a ``decision`` column
+    (``anomalous`` at or above it). One process
     writes into ``out`` at a time (``io.exclusive``). A run that fails leaves nothing that blocks the
     next: a new output is removed whole, a resumed one keeps the rows it had (a Ctrl-C keeps what
     was written, for ``--resume``). Raises UserError for bad options, another run's output folder or

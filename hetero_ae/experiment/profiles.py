@@ -94,6 +94,11 @@ def _typed(key: str, value: Any, where: str) -> Any:
 
     if key in _SCALARS:
         kind = _SCALARS[key]
+        if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad("a number") from None
         if isinstance(value, bool) or not isinstance(value, (kind, int) if kind is float else kind):
             raise bad(f"a{'n' if kind is int else ''} {kind.__name__}")
         return kind(value)

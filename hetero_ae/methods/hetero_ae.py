@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import Comparison, FeatureScale, MapDistance, ModelConfig
+from ..config import Comparison, FeatureScale, MapDistance, ModelConfig, check_choice
 from ..errors import ConfigError
 from ..model.anomaly_map import anomaly_map, image_score, pixel_error_map, smooth
 from ..model.decoder import build_decoder, conv_bn_relu, decoder_size_multiple
@@ -117,6 +117,7 @@ class HeteroAE(AnomalyModel):
     @classmethod
     def size_rule(cls, cfg: ModelConfig) -> dict[str, Any]:
         """Multiples of the encoder's and the decoder's rules (HCTN's MSTB patches: 64)."""
+        check_choice("encoder", cfg.encoder, tuple(sorted(ENCODERS)))
         encoder = ENCODERS[cfg.encoder]
         return {"multiple": math.lcm(encoder.size_multiple, decoder_size_multiple(cfg.decoder, encoder.strides,
                                                                                  cfg.upsample))}

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.datasets import load_split
-from ..data.images import ImageSet, to_batch
+from ..data.images import ImageSet, path_text, to_batch
 from ..experiment.runs import RunResult
 from ..methods.hetero_ae import HeteroAE
 from .heatmaps import pick_examples
@@ -128,7 +128,7 @@ def pick_image(test: ImageSet, scores: np.ndarray | None = None) -> tuple[int, s
 def run_scores(result: RunResult, test: ImageSet) -> np.ndarray:
     """The run's test scores (``scores.csv``) in the order of ``test``."""
     by_path = {r["path"]: float(r["score"]) for r in result.scores()}
-    return np.asarray([by_path[p] for p in test.paths])
+    return np.asarray([by_path[path_text(p)] for p in test.paths])
 
 
 @dataclass
