@@ -105,9 +105,18 @@ def test_a_jupyter_server_runs_a_notebook_cell_with_hetero_ae_and_leaves_nothing
         out = asyncio.run(server.execute(kernel_id, code))
         version, first, rows = out.split()
         assert version and first == "AUC" and int(rows) == 9  # the cached Table I, one row per method
+        assert any(kernel_id in command_line(p) for p in Path("/proc").glob("[0-9]*"))  # the check below can see it
         server.request("DELETE", f"/api/kernels/{kernel_id}")
         assert server.get("/api/kernels") == []
     finally:
         server.stop()
-    left = subprocess.run(["pgrep", "-f", kernel_id or "no-kernel"], capture_output=True, text=True).stdout.split()
+    left = [cmd for cmd in map(command_line, Path("/proc").glob("[0-9]*")) if kernel_id and kernel_id in cmd]
     assert server.proc.returncode is not None and not left, left
+
+
+def command_line(proc: Path) -> str:
+    """A process's command line ('' once it has gone)."""
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
