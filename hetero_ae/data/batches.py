@@ -47,9 +47,6 @@ class ArrayImages:
     def __init__(self, images: np.ndarray) -> None:
         self.images = images
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def take(self, idx: np.ndarray) -> Batch:
         return Batch([int(i) for i in idx], torch.from_numpy(np.ascontiguousarray(self.images[idx])), [])
 
@@ -59,9 +56,6 @@ class ImageFiles:
 
     def __init__(self, paths: Sequence[Path], size: int) -> None:
         self.paths, self.size = list(paths), size
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def take(self, idx: np.ndarray) -> Batch:
         ok: list[tuple[int, np.ndarray]] = []

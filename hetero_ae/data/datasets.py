@@ -43,8 +43,8 @@ def data_root(root: str | Path | None = None, profile_root: str | Path | None = 
 
 def cache_root(root: Path) -> Path:
     """Where decoded images of datasets under ``root`` are cached: ``$HETERO_AE_CACHE``, else
-    ``root/.cache`` where ``root`` is writable, else the user's cache folder (``$XDG_CACHE_HOME``
-    or ``~/.cache``, under ``hetero-ae/``), so that a read-only dataset mount can be read."""
+    ``root/.cache`` where ``root`` is writable, else a ``hetero-ae`` folder in the user's cache folder
+    (``$XDG_CACHE_HOME``, else ``.cache`` in the home folder), so that a read-only dataset mount can be read."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     if os.access(root, os.W_OK):

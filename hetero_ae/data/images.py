@@ -181,11 +181,6 @@ def label_of(path: str | Path) -> tuple[str, int | None]:
     return "", None
 
 
-def read_folder(folder: str | Path, size: int, *, strict: bool = False) -> ImageSet:
-    """All images under ``folder``, unlabelled (e.g. normal training images or images to score)."""
-    return read_images(list_images(folder), size, strict=strict)
-
-
 def read_normal_folder(folder: str | Path, size: int, *, strict: bool = False) -> ImageSet:
     """The normal training images under ``folder``; DataError when some lie under a folder whose
     name says they are anomalous (``anomalous/``, ``abnormal/``), as ``evaluate`` and ``score`` read them."""

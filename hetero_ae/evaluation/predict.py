@@ -182,8 +182,9 @@ def save_evaluation(folder: str | Path, test: ImageSet, ev: Evaluation, **extra:
     ``folder/metrics.json`` (``ev.metrics`` with ``extra`` over them), atomically; the metrics."""
     columns: dict[str, Any] = ({} if ev.predictions.feature_distance is None
                                else {"feature_distance": ev.predictions.feature_distance})
-    if ev.threshold is not None:
-        columns["decision"] = ev.threshold.decide(ev.scores)
+    threshold = ev.threshold
+    if threshold is not None:
+        columns["decision"] = threshold.decide(ev.scores)
     write_scores(folder, test.paths, test.classes, test.labels, ev.scores, columns)
     metrics = {**ev.metrics, **extra}
     write_json(Path(folder) / "metrics.json", metrics)

@@ -95,7 +95,8 @@ def score_images(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     if workers < 0:
         raise UserError(f"--workers must be 0 or more, got {workers}")
-    paths = [images] if images.is_file() else list_images(images)
+    folder = not images.is_file()
+    paths = list_images(images) if folder else [images]
     csv_path, sidecar = out / SCORES, out / SIDECAR
     columns = (*(("feature_distance",) if model.has_feature_distance else ()), *(("decision",) if threshold else ()))
     meta = {"format": FORMAT, "checkpoint": path_text(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
@@ -113,7 +114,7 @@ def score_images(
             if fresh:
                 write_json(sidecar, meta)
             with ScoresFile(csv_path, columns) as f:
-                known = [label_of(p.relative_to(images) if images.is_dir() else p.name) for p in paths]
+                known = [label_of(p.relative_to(images) if folder else p.name) for p in paths]
                 new, skipped = _stream(model, paths, known, start, done, image_size, f, out, precision=precision,
                                        threshold=threshold, batch_size=batch_size, workers=workers, device=device,
                                        heatmaps=heatmaps, strict=strict, progress=progress)

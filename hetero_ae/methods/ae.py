@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import ModelConfig
-from .dcgan import ConvDecoder, ConvEncoder
-from .registry import AnomalyModel, merge_params, register
+from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
+from .registry import merge_params, register
 from .ssim import ssim, to_unit_range
 
 PAPER_PARAMS: dict = {
@@ -55,8 +55,7 @@ def squared_residual_map(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 @register("ae")
-class AE(AnomalyModel):
-    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
+class AE(DCGANMethod):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, loss: str,
                  ssim_window: int, ssim_sigma: float, adam_betas: tuple[float, float], weight_decay: float) -> None:
         super().__init__()

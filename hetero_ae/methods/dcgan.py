@@ -15,6 +15,14 @@ from torch import Tensor, nn
 
 from ..config import IMAGE_SIZES, check_image_size
 from ..model.precision import as_float32
+from .registry import AnomalyModel
+
+
+class DCGANMethod(AnomalyModel):
+    """A method built on these networks (AE, VAE, GANomaly, f-AnoGAN, SALAD): they halve the image
+    down to 4 x 4, so it takes powers of two (``AnomalyModel.size_rule``)."""
+
+    size_power_of_two = True
 
 
 def _levels(size: int) -> int:

@@ -37,8 +37,8 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..model.precision import Forward
 from .ae import squared_residual_map
-from .dcgan import ConvDecoder, ConvEncoder
-from .registry import AnomalyModel, finite, merge_params, register
+from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
+from .registry import finite, merge_params, register
 
 PAPER_PARAMS: dict = {
     "latent_dim": 128,  # official wgangp_64x64.py: ZDIM = 128, z ~ N(0, I) (RAND_SAMPLING = 'normal')
@@ -81,8 +81,7 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
 
 
 @register("f-anogan")
-class FAnoGAN(AnomalyModel):
-    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
+class FAnoGAN(DCGANMethod):
     stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.training.stopping)
 
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, n_critic: int,

@@ -36,8 +36,8 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..model.precision import Forward
-from .dcgan import ConvDecoder, ConvEncoder
-from .registry import AnomalyModel, finite, merge_params, register
+from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
+from .registry import finite, merge_params, register
 
 PAPER_PARAMS: dict = {
     "latent_dim": 100,  # official options.py: nz = 100
@@ -88,8 +88,7 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
 
 
 @register("ganomaly")
-class GANomaly(AnomalyModel):
-    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
+class GANomaly(DCGANMethod):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_adv: float,
                  w_con: float, w_enc: float, adam_betas: tuple[float, float], d_reinit_threshold: float) -> None:
         super().__init__()

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..model.precision import Forward
-from .dcgan import ConvDecoder, ConvEncoder
-from .registry import AnomalyModel, finite, merge_params, register
+from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
+from .registry import finite, merge_params, register
 from .ssim import ssim, to_unit_range
 
 PAPER_PARAMS: dict = {
@@ -72,8 +72,7 @@ def rotate_batch(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @register("salad")
-class SALAD(AnomalyModel):
-    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
+class SALAD(DCGANMethod):
     def __init__(self, image_size: int, *, latent_dim: int = 128, base_channels: int = 32, max_channels: int = 256,
                  w_l1: float = 1.0, w_ssim: float = 1.0, w_latent: float = 1.0, w_center: float = 0.1,
                  w_adv: float = 0.1, w_rotation: float = 1.0, adam_betas: tuple[float, float] = (0.5, 0.999),

@@ -32,8 +32,8 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from .ae import squared_residual_map
-from .dcgan import ConvDecoder, ConvEncoder
-from .registry import AnomalyModel, merge_params, register
+from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
+from .registry import merge_params, register
 
 PAPER_PARAMS: dict = {
     "latent_dim": 100,  # our choice (as AE [42]); not available to us from [43]
@@ -60,8 +60,7 @@ def negative_elbo(x: Tensor, x_hat: Tensor, mu: Tensor, logvar: Tensor, *, kl_we
 
 
 @register("vae")
-class VAE(AnomalyModel):
-    size_power_of_two = True  # its DCGAN-style networks halve the image down to 4 x 4
+class VAE(DCGANMethod):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, kl_weight: float,
                  adam_betas: tuple[float, float]) -> None:
         super().__init__()

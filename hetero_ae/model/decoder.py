@@ -136,7 +136,7 @@ class HybridDecoder(nn.Module):
         strides: the encoder's strides, for the reference grids of the embeddings.
         embedding_size: the input size at which position embeddings are stored (``ModelConfig.embedding_size``).
 
-    ``size_multiple``: the input sizes it takes are multiples of it (``size_multiple``).
+    The input sizes it takes: ``decoder_size_multiple``.
     """
 
     def __init__(
@@ -162,7 +162,6 @@ class HybridDecoder(nn.Module):
                             branches=DECODER_KINDS[kind], upsample=upsample)
             )
         self.stages = nn.ModuleList(stages)
-        self.size_multiple = size_multiple(kind, strides, p2, upsample)
 
     def forward(self, f4: Tensor) -> list[Tensor]:
         outs = []
@@ -226,7 +225,7 @@ def build_decoder(name: str, channels: Sequence[int], *, strides: Sequence[int] 
                   upsample: str = "last", relu_out: bool = False, embedding_size: int = EMBEDDING_SIZE) -> nn.Module:
     """Build a decoder by name. ``relu_out``: whether the encoder's features follow a ReLU (non-negative);
     ``embedding_size``: where position embeddings are stored (``ModelConfig.embedding_size``).
-    The decoder's ``size_multiple`` (32 where it sets none) says which input sizes it takes."""
+    Which input sizes it takes: ``decoder_size_multiple``."""
     table = decoders()
     check_choice("decoder", name, tuple(sorted(table)))
     return table[name](channels, strides=strides, upsample=upsample, relu_out=relu_out, embedding_size=embedding_size)
