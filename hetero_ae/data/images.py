@@ -188,8 +188,8 @@ def read_normal_folder(folder: str | Path, size: int, *, strict: bool = False) -
     anomalous = [p for p in paths if label_of(p.relative_to(folder))[1] == 1]
     if anomalous:
         raise DataError(f"{path_text(folder)} holds {len(anomalous)} image(s) under a folder named anomalous or "
-                        f"abnormal (e.g. {path_text(anomalous[0])}): train on normal images only, for example "
-                        f"--data {path_text(Path(folder) / 'normal')}")
+                        f"abnormal (e.g. {path_text(anomalous[0])}): train on normal images only; point --data at "
+                        "the folder that holds them")
     return read_images(paths, size, strict=strict)
 
 
