@@ -7,6 +7,8 @@
   1,000 PNG files at 256 px, decoding included.
 - **Floor**: the frozen encoder's forward over the same number of images in the same run;
   nothing that runs the encoder can be faster.
+- **onnxruntime**: in the fp32 variant, the trained model exported (``hetero-ae export``) and
+  the same folder scored by ``score --onnx``'s path, beside PyTorch's figure of the same run.
 - **Memory**: after each epoch, the process's resident memory (CPU) or the peak memory
   allocated during that epoch (CUDA); bounded means that later epochs need no more than the
   second (the allocator settles during the first two).
@@ -43,6 +45,7 @@ from hetero_ae import ModelConfig
 from hetero_ae.config import TrainConfig
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.data.synthetic.brain import sample
+from hetero_ae.evaluation.onnx_model import OnnxScorer, export_onnx
 from hetero_ae.evaluation.scoring import score_images
 from hetero_ae.io import write_json
 from hetero_ae.model.precision import running_in
@@ -123,7 +126,10 @@ def measure(variant: str, a: argparse.Namespace, train_set: ImageSet, folder: Pa
     score_floor = encoder_floor(model, pictures, a.batch_size, a.device, precision)
     print(f"[{variant}] scoring: {new} PNG files in {score_s:.1f} s ({new / score_s:.1f} img/s, decoding included, "
           f"{a.score_workers} decoding worker(s); encoder forward alone {score_floor:.1f} img/s)", flush=True)
-    return {
+    found = {}
+    if precision == "fp32" and backend is None:  # the exported graph computes in float32, uncompiled
+        found["score_onnxruntime"] = onnx_scoring(a, model, run, folder, tmp / variant, new / score_s)
+    return {**found,
         "precision": precision, "compile": backend,
         "train": {"images": len(train_set), "epoch_seconds": round(last, 2),
                   "images_per_second": round(len(train_set) / last, 2),
@@ -132,6 +138,33 @@ def measure(variant: str, a: argparse.Namespace, train_set: ImageSet, folder: Pa
         "score": {"images": new, "seconds": round(score_s, 2), "images_per_second": round(new / score_s, 2),
                   "decode_workers": a.score_workers, "encoder_forward_images_per_second": round(score_floor, 2)},
     }
+
+
+def onnx_scoring(a: argparse.Namespace, model: torch.nn.Module, run: Path, folder: Path, tmp: Path,
+                 pytorch_rate: float) -> dict:
+    """``score --onnx``'s path over the same folder: the model exported (``hetero-ae export``), then
+    scored by onnxruntime with the same decoding workers and batch size."""
+    from hetero_ae.training.checkpoint import read_checkpoint
+
+    exported = tmp / "model.onnx"
+    _, parity = export_onnx(model, read_checkpoint(run / "checkpoint.pt"), run / "checkpoint.pt", exported)
+    scorer = OnnxScorer(exported, a.device)
+    t = time.perf_counter()
+    new, _, _ = score_images(scorer, exported, a.size, folder, tmp / "scored_onnx", batch_size=a.batch_size,
+                             workers=a.score_workers, device=a.device, progress=False)
+    seconds = time.perf_counter() - t
+    print(f"[fp32, onnxruntime {ort_version()}] scoring: {new} PNG files in {seconds:.1f} s ({new / seconds:.1f} "
+          f"img/s, decoding included; PyTorch {pytorch_rate:.1f} img/s in this run); export against PyTorch: "
+          f"{parity}", flush=True)
+    return {"images": new, "seconds": round(seconds, 2), "images_per_second": round(new / seconds, 2),
+            "decode_workers": a.score_workers, "onnxruntime": ort_version(),
+            "max_abs_diff_from_pytorch": parity.max_abs_diff}
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "finishes it. Scores are the method's raw image scores: a normalisation over "
                                    "the whole set (GANomaly's min-max over the test set) is not applied; "
                                    "'evaluate' applies it.")
-    s.add_argument("--checkpoint", required=True, type=Path)
+    model = s.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", type=Path, help="a run's checkpoint.pt, scored by PyTorch")
+    model.add_argument("--onnx", type=Path, help="a model written by 'hetero-ae export', scored by onnxruntime")
     s.add_argument("--images", required=True, type=Path, help="an image file or a folder of images (recursive)")
     s.add_argument("--out", required=True, type=Path, help="output folder: scores.csv, score.json, heatmaps/")
     s.add_argument("--heatmaps", action="store_true", help="also write heatmap overlays under OUT/heatmaps/")
@@ -148,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     _precision_arg(s)
     s.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the model's prediction (default backend: inductor); off by default")
+    x = sub.add_parser("export", help="write a checkpoint's scoring function as an ONNX model",
+                       description="Write the whole scoring function of a trained model, from uint8 RGB images "
+                                   "(batch, S, S, 3) at the run's image size S, normalisation included, to the anomaly "
+                                   "map (batch, S, S) and the image score (batch,) (and the feature distance where "
+                                   "the method has one), as one ONNX file for onnxruntime ('hetero-ae score --onnx'). "
+                                   "Its metadata records the image size, how images are decoded and resized, the "
+                                   "normalisation, the run's threshold and the checkpoint's sha256. The export is "
+                                   "checked against PyTorch on random images before it is written. Needs the onnx "
+                                   "extra: pip install -e '.[onnx]'.")
+    x.add_argument("--checkpoint", required=True, type=Path, help="a run's checkpoint.pt (or weights.pt)")
+    x.add_argument("--out", required=True, type=Path, help="the ONNX file to write, e.g. model.onnx")
     r = sub.add_parser("run", help="train and evaluate one method on one dataset (cached)",
                        description="Train and evaluate a method on a dataset with a profile's settings; the result "
                                    "is cached under RESULTS/runs/ and reused by later calls.")
@@ -491,22 +504,49 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(f"written to {out}")
 
 
-def cmd_score(a: argparse.Namespace) -> None:
+def _threshold(checkpoint: Path):
+    """The threshold a run fixed on its held-out normal images, or None when it held out none."""
     from .evaluation.predict import Threshold
+
+    normals = _val_scores(checkpoint)
+    return None if normals is None or not len(normals) else Threshold.from_normals(normals)
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    import json
+
+    from .evaluation.onnx_model import export_onnx
+
+    if a.out.is_dir():
+        raise UserError(f"--out {a.out} is a folder: give the ONNX file to write, e.g. {a.out / 'model.onnx'}")
+    model, ckpt, _ = _loaded(a.checkpoint, None)
+    threshold = _threshold(a.checkpoint)
+    meta, parity = export_onnx(model, ckpt, a.checkpoint, a.out, threshold=threshold)
+    size = int(meta["image_size"])
+    print(f"exported {meta['method']} to {a.out} ({a.out.stat().st_size / 2**20:.1f} MiB): uint8 RGB "
+          f"(batch, {size}, {size}, 3) in, normalisation in the graph; {', '.join(json.loads(meta['outputs']))} out; "
+          + (f"threshold {threshold.value:.4g} recorded" if threshold else "no threshold (the run held out no normals)"))
+    print(f"onnxruntime against PyTorch on {parity.images} random images, largest difference: {parity}")
+
+
+def cmd_score(a: argparse.Namespace) -> None:
     from .evaluation.scores import SCORES
     from .evaluation.scoring import score_images
     from .training.runtime import compile_backend, compiled, helper_processes
 
     _scoring_options(a)
-    model, ckpt, precision = _loaded(a.checkpoint, a.precision)
-    normals = _val_scores(a.checkpoint)
-    threshold = None if normals is None or not len(normals) else Threshold.from_normals(normals)
-    with compiled(model, compile_backend(a.compile)):
+    if a.onnx:
+        model = _onnx_scorer(a)
+        ckpt_path, threshold, size, precision, backend = a.onnx, model.threshold, model.image_size, "fp32", None
+    else:
+        model, ckpt, precision = _loaded(a.checkpoint, a.precision)
+        ckpt_path, threshold, size = a.checkpoint, _threshold(a.checkpoint), ckpt["model_config"]["image_size"]
+        backend = compile_backend(a.compile)
+    with compiled(model, backend):
         new, before, skipped = score_images(
-            model, a.checkpoint, ckpt["model_config"]["image_size"], a.images, a.out, precision=precision,
-            threshold=threshold, batch_size=a.batch_size,
-            workers=helper_processes() if a.workers is None else a.workers, device=a.device, heatmaps=a.heatmaps,
-            resume=a.resume, strict=a.strict)
+            model, ckpt_path, size, a.images, a.out, precision=precision, threshold=threshold,
+            batch_size=a.batch_size, workers=helper_processes() if a.workers is None else a.workers, device=a.device,
+            heatmaps=a.heatmaps, resume=a.resume, strict=a.strict)
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
     decided = (f"; decision at {threshold.value:.4g}, {threshold.as_dict()['rule']}" if threshold
@@ -514,7 +554,17 @@ def cmd_score(a: argparse.Namespace) -> None:
     print(f"scored {new} image(s){resumed}{unread}{decided} -> {a.out / SCORES}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "make-data": cmd_make_data,
+def _onnx_scorer(a: argparse.Namespace):
+    from .evaluation.onnx_model import OnnxScorer
+
+    for option, given in (("--precision", a.precision), ("--compile", a.compile)):
+        if given:
+            raise UserError(f"{option} does not apply to --onnx: the exported graph computes in float32 in onnxruntime")
+    return OnnxScorer(a.onnx, a.device)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "export": cmd_export,
+            "make-data": cmd_make_data,
             "run": cmd_run, "compare": cmd_compare, "run-profile": cmd_run_profile}
 
 

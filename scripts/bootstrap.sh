@@ -23,7 +23,7 @@ _stamp="$_prefix/.hetero-ae-installed"
 if [[ "$(cat "$_stamp" 2>/dev/null || true)" != "$_want" ]]; then
     echo "bootstrap: installing hetero_ae and its dependencies into $_prefix" >&2
     _log="$_prefix/.hetero-ae-install.log"
-    if ! "$PY" -m pip install --disable-pip-version-check -e "$_root[dev,notebooks]" > "$_log" 2>&1; then
+    if ! "$PY" -m pip install --disable-pip-version-check -e "$_root[dev,notebooks,onnx]" > "$_log" 2>&1; then
         tail -n 30 "$_log" >&2
         echo "bootstrap: pip install failed; the full log is $_log" >&2
         exit 1

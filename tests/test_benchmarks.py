@@ -30,6 +30,9 @@ def test_throughput_benchmark_writes_training_and_scoring_figures_beside_the_flo
         for part in ("train", "score"):
             assert v[part]["images_per_second"] > 0 and v[part]["encoder_forward_images_per_second"] > 0
         assert len(v["train"]["epochs"]) == 2 and all(e["memory_mb"] > 0 for e in v["train"]["epochs"])
+    onnx = cpu["variants"]["fp32"]["score_onnxruntime"]  # exported and scored in the same run, fp32 only
+    assert onnx["images"] == 10 and onnx["images_per_second"] > 0 and "score_onnxruntime" not in cpu["variants"]["bf16"]
+    assert set(onnx["max_abs_diff_from_pytorch"]) == {"anomaly_map", "score", "feature_distance"}
 
 
 def test_convergence_benchmark_records_cached_and_uncached_epochs_and_a_stopped_run(tmp_path, monkeypatch):

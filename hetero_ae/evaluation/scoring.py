@@ -2,8 +2,9 @@
 
 Images are decoded one batch at a time by the one input pipeline (``data.batches``: worker
 processes decode the next batches while the model runs on the current one) and scored by the
-one prediction path (``evaluation.predict.predict_batches``), so a folder of any size is scored
-in bounded memory: at most ``batch_size * (1 + workers * prefetch)`` images are decoded at once.
+one prediction path (``evaluation.predict.predict_batches``), or by an exported model in
+onnxruntime (``evaluation.onnx_model``), so a folder of any size is scored in bounded memory:
+at most ``batch_size * (1 + workers * prefetch)`` images are decoded at once.
 
 Each batch's rows are appended to ``OUT/scores.csv`` (the one layout, ``evaluation.scores``;
 ``class`` and ``label`` come from a parent folder named normal, anomalous or abnormal, and
@@ -12,8 +13,9 @@ threshold) and flushed to disk (fsync) before the next batch, so a killed run ke
 wrote; at most the last line is torn. A small sidecar ``OUT/score.json`` (written atomically before
 the first row) records what the CSV was written with: the checkpoint's sha256, the image size,
 the ``--images`` argument, whether heatmaps were written, the precision of the forward pass (the
-one the model was trained in unless ``--precision`` says otherwise) and the threshold. ``resume=True`` checks it, drops a torn
-last line, skips the images already scored and appends the rest, so that the final CSV is
+one the model was trained in unless ``--precision`` says otherwise), the runtime (pytorch or
+onnxruntime; the model file's sha256 is then the ONNX file's) and the threshold. ``resume=True``
+checks it, drops a torn last line, skips the images already scored and appends the rest, so that the final CSV is
 byte for byte the one an uninterrupted run writes.
 
 Scores are the method's raw image scores. A method whose score normalisation needs the whole
@@ -23,7 +25,6 @@ raw scores are written, as ``evaluate`` does before normalising.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -34,8 +35,9 @@ from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and th
 from ..data.batches import ImageFiles, batch_loader, in_order
 from ..data.images import UnreadableImage, label_of, list_images, note_skipped, path_text
 from ..errors import DataError, UserError
-from ..io import atomic_write, exclusive, write_json
+from ..io import atomic_write, exclusive, file_digest, write_json
 from ..methods.registry import AnomalyModel
+from .onnx_model import OnnxScorer
 from .predict import Threshold, predict_batches
 from .scores import SCORES, ScoresFile, read_scored, score_rows
 
@@ -54,14 +56,6 @@ def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
     return np.clip(0.5 * image.astype(np.float32) + 0.5 * heat, 0, 255).astype(np.uint8)
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> int:
     """Index into ``paths`` where a resumed run continues; an error if the CSV is not a prefix of this run's."""
     position = {path_text(p): i for i, p in enumerate(paths)}
@@ -76,11 +70,15 @@ def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> int:
 
 
 def score_images(
-    model: AnomalyModel, ckpt_path: Path, image_size: int, images: Path, out: Path, *, precision: str = "fp32",
+    model: AnomalyModel | OnnxScorer, ckpt_path: Path, image_size: int, images: Path, out: Path, *, precision: str = "fp32",
     threshold: Threshold | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
     heatmaps: bool = False, resume: bool = False, strict: bool = False, progress: bool = True,
 ) -> tuple[int, int, list[str]]:
     """Score ``images`` (a file or a folder) into ``out/scores.csv``; (new rows, rows before, skipped paths).
+
+    ``model``: a PyTorch model loaded from the checkpoint ``ckpt_path``, or an exported one run by
+    onnxruntime (``evaluation.onnx_model.OnnxScorer``; ``ckpt_path`` is then its ONNX file and
+    ``precision`` is fp32, the precision the graph computes in).
 
     ``precision``: of the forward pass (``hetero_ae.model.precision``; the one the model was trained
     in); ``threshold``: the one the run fixed without test labels, which adds a ``decision`` column
@@ -101,7 +99,8 @@ def score_images(
     columns = (*(("feature_distance",) if model.has_feature_distance else ()), *(("decision",) if threshold else ()))
     meta = {"format": FORMAT, "checkpoint": path_text(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
             "image_size": int(image_size), "images": path_text(images), "heatmaps": bool(heatmaps),
-            "precision": precision, "threshold": None if threshold is None else threshold.as_dict()}
+            "precision": precision, "threshold": None if threshold is None else threshold.as_dict(),
+            "runtime": "onnxruntime" if isinstance(model, OnnxScorer) else "pytorch"}
     with exclusive(out):
         start, done, fresh = 0, 0, not csv_path.exists()
         if not fresh:
@@ -143,14 +142,15 @@ def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
                         f"{str(old.get('checkpoint_sha256'))[:12]}) than {meta['checkpoint']} (sha256 "
                         f"{meta['checkpoint_sha256'][:12]}): resume with that checkpoint or choose another output folder")
     options = (("image_size", "image size"), ("images", "--images"), ("heatmaps", "--heatmaps"),
-               ("precision", "--precision"), ("threshold", "threshold"))
+               ("precision", "--precision"), ("threshold", "threshold"), ("runtime", "runtime"))
+    before = {"precision": "fp32", "runtime": "pytorch"}  # what records written before these keys were
     for key, option in options:
-        if old.get(key, "fp32" if key == "precision" else None) != meta[key]:  # records before precision: fp32
+        if old.get(key, before.get(key)) != meta[key]:
             raise UserError(f"{csv_path} was written with {option} {old.get(key)}, not {meta[key]}: resume with the "
                             "same settings or choose another output folder")
 
 
-def _stream(model: AnomalyModel, paths: list[Path], known: list[tuple[str, int | None]], start: int, done: int,
+def _stream(model: AnomalyModel | OnnxScorer, paths: list[Path], known: list[tuple[str, int | None]], start: int, done: int,
             image_size: int, f: ScoresFile,
             out: Path, *, precision: str, threshold: Threshold | None, batch_size: int, workers: int, device: str,
             heatmaps: bool, strict: bool, progress: bool) -> tuple[int, list[str]]:
@@ -162,7 +162,9 @@ def _stream(model: AnomalyModel, paths: list[Path], known: list[tuple[str, int |
     loader = batch_loader(ImageFiles(paths, image_size), in_order(len(paths), batch_size, start), device=device,
                           workers=workers)
     with tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False, disable=not progress) as bar:
-        for batch, maps, scores, distances in predict_batches(model, loader, device=device, precision=precision):
+        predictions = (model.predict_batches(loader) if isinstance(model, OnnxScorer)
+                       else predict_batches(model, loader, device=device, precision=precision))
+        for batch, maps, scores, distances in predictions:
             for i, msg in batch.errors:
                 if strict:
                     raise UnreadableImage(f"cannot read image {path_text(paths[i])}: {msg}")
