@@ -71,17 +71,6 @@ if (( jobs > 1 )); then
     echo "run_all: training the tables' runs $jobs at a time ($device)"
     "$PY" -m hetero_ae run-profile --profile "$params" --results "$results" --device "$device" --jobs "$jobs" "${prefill[@]}"
 fi
-for name in "${notebooks[@]}"; do
-    out="$results/notebooks/$name.ipynb"
-    start=$SECONDS
-    if ! "$PY" -m hetero_ae.report.execute "notebooks/$name.ipynb" "$out" --profile "$params" --device "$device" \
-            --results "$results"; then
-        "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start)) --status failed
-        echo "run_all: $name failed; the failing cell and its traceback are in $out" >&2
-        exit 1
-    fi
-    "$PY" -m hetero_ae.report.manifest --results "$results" record "$name" --seconds $((SECONDS - start))
-    "$PY" -m jupyter nbconvert --to html --log-level ERROR --output-dir "$results/html" "$out"
-done
+"$PY" -m hetero_ae.report.execute "${notebooks[@]}" --profile "$params" --device "$device" --results "$results" || exit 1
 "$PY" -m hetero_ae.report.manifest --results "$results" index
 echo "run_all: done in $((SECONDS / 60)) min; open $results/html/index.html"

@@ -570,15 +570,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "score": cmd_score, "e
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before torch is imported: --help and usage errors stay fast
-    from .training import distributed
+    from .training.launch import COMMANDS as DDP_COMMANDS  # torch-free: a command imports torch if it needs it
+    from .training.launch import launched
 
     try:
-        if distributed.launched() and args.command not in distributed.COMMANDS:
+        if launched() and args.command not in DDP_COMMANDS:
             raise UserError(f"'{args.command}' runs in one process (python -m hetero_ae); only "
-                            f"{', '.join(distributed.COMMANDS)} run under torchrun")
+                            f"{', '.join(DDP_COMMANDS)} run under torchrun")
         COMMANDS[args.command](args)
     except UserError as e:
-        where = f"[rank {os.environ.get('RANK')}] " if distributed.launched() else ""
+        where = f"[rank {os.environ.get('RANK')}] " if launched() else ""
         print(f"hetero-ae: error: {where}{e}", file=sys.stderr)
         return 2
     return 0

@@ -257,8 +257,9 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
     if jobs > 1 and distributed.launched():
         raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
     rescoring = {i for i, spec in enumerate(specs) if training_twin(spec) is not None}  # after their twins
-    pooled = {i for i, spec in enumerate(specs)
-              if jobs > 1 and i not in rescoring and (side_by_side is None or side_by_side(spec))}
+    pooled = {i for i, spec in enumerate(specs)  # a cached run is read here: no process is started for it
+              if jobs > 1 and i not in rescoring and (side_by_side is None or side_by_side(spec))
+              and not (run_folder(spec, results, root) / "metrics.json").is_file()}
     out: list[RunResult | None] = [None] * len(specs)
 
     def here(i: int) -> None:

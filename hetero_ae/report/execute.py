@@ -1,12 +1,18 @@
-"""Executes one notebook with papermill for ``run_all.sh``, quietly.
+"""Executes the notebooks for ``run_all.sh``, quietly, one after the other in one process.
 
-``python -m hetero_ae.report.execute NOTEBOOK OUT --profile P --device D --results R`` runs
-``NOTEBOOK`` from the repository root with those parameters (the notebook reads the rest from
-its profile) and writes the executed copy to ``OUT``. The kernel talks to papermill over IPC
-sockets in a private temporary folder rather than TCP, so it has no reason to warn that its
-traffic is unencrypted; papermill's own log and progress bar are off. A failing cell is one
-line on stderr (the notebook, the cell, the error) and exit status 1; the executed copy holds
-the whole traceback.
+``python -m hetero_ae.report.execute NAME... --profile P --device D --results R`` runs each
+``notebooks/NAME.ipynb`` from the repository root with those parameters (the notebook reads the
+rest from its profile), writes the executed copy to ``R/notebooks/NAME.ipynb`` and its HTML
+rendering to ``R/html/NAME.html``, and records its wall time, status and cache hits in the
+manifest (``report.manifest.record``, which prints the notebook's one line). Each notebook gets
+a fresh kernel; one process drives them all, so papermill and nbconvert are loaded once, not
+once per notebook.
+
+The kernel talks to papermill over IPC sockets in a private temporary folder rather than TCP,
+so it has no reason to warn that its traffic is unencrypted; papermill's own log and progress
+bar are off. A failing cell stops the run: one line on stderr (the notebook, the cell, the
+error), the failure in the manifest, exit status 1; the executed copy holds the whole traceback
+and what earlier notebooks wrote stays.
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+
+from ..io import write_text
+from .manifest import record
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -50,22 +60,40 @@ def execute(notebook: Path, out: Path, parameters: dict[str, object]) -> None:
                                kernel_manager_class=f"{__name__}.IPCKernelManager")
 
 
+def to_html(notebook: Path, out_dir: Path, exporter: object | None = None) -> Path:
+    """``out_dir/<notebook's name>.html``, nbconvert's HTML rendering of an executed notebook, written atomically."""
+    from nbconvert import HTMLExporter
+
+    body, _ = (exporter or HTMLExporter()).from_filename(str(notebook))
+    return write_text(out_dir / f"{notebook.stem}.html", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hetero_ae.report.execute", description=__doc__.splitlines()[0])
-    parser.add_argument("notebook", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("notebooks", nargs="+", help="names in notebooks/, in the order to run them")
     parser.add_argument("--profile", required=True)
     parser.add_argument("--device", required=True)
-    parser.add_argument("--results", required=True)
+    parser.add_argument("--results", required=True, type=Path)
     a = parser.parse_args(argv)
+    from nbconvert import HTMLExporter
     from papermill.exceptions import PapermillExecutionError
 
-    try:
-        execute(a.notebook, a.out, {"profile": a.profile, "device": a.device, "results_dir": a.results})
-    except PapermillExecutionError as e:
-        message = str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ""
-        print(f"run_all: {a.notebook.stem}: cell {e.exec_count} raised {e.ename}: {message}", file=sys.stderr)
-        return 1
+    exporter = HTMLExporter()
+    parameters = {"profile": a.profile, "device": a.device, "results_dir": str(a.results)}
+    for name in a.notebooks:
+        out = a.results / "notebooks" / f"{name}.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        try:
+            execute(Path("notebooks") / f"{name}.ipynb", out, parameters)
+        except PapermillExecutionError as e:
+            record(a.results, name, time.perf_counter() - start, "failed")
+            message = str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ""
+            print(f"run_all: {name}: cell {e.exec_count} raised {e.ename}: {message}", file=sys.stderr)
+            print(f"run_all: {name} failed; the failing cell and its traceback are in {out}", file=sys.stderr)
+            return 1
+        record(a.results, name, time.perf_counter() - start, "ok")
+        to_html(out, a.results / "html", exporter)
     return 0
 
 

@@ -5,7 +5,8 @@ notebook its wall time, status and how many of its runs were trained now or take
 cache (``report.record_runs`` writes ``results/logs/<notebook>.runs.csv``). The index links
 the HTML renderings of the executed notebooks in the paper's order.
 
-Used by ``run_all.sh``: ``python -m hetero_ae.report.manifest order|start|record|index``.
+Used by ``run_all.sh`` (``python -m hetero_ae.report.manifest order|start|index``) and by
+``report.execute``, which records each notebook as it finishes (``record``).
 """
 
 from __future__ import annotations
@@ -161,18 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("start")
     s.add_argument("--profile", required=True)
     s.add_argument("--device", required=True)
-    r = sub.add_parser("record")
-    r.add_argument("notebook")
-    r.add_argument("--seconds", type=float, required=True)
-    r.add_argument("--status", default="ok")
     sub.add_parser("index")
     a = p.parse_args(argv)
     if a.cmd == "order":
         print("\n".join(notebook_order()))
     elif a.cmd == "start":
         start(a.results, a.profile, a.device)
-    elif a.cmd == "record":
-        record(a.results, a.notebook, a.seconds, a.status)
     else:
         print(f"run_all: report index {index(a.results)}")
 

@@ -46,16 +46,11 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import UserError
 from ..methods.registry import AnomalyModel, finite
 from ..model.precision import Forward
+from .launch import COMMANDS, launched  # noqa: F401 - torch-free, for the CLI and the loop
 
-COMMANDS = ("train", "run", "run-profile")  # the CLI commands that may run under torchrun
 # How long a collective waits for the slowest process: rank 0 alone evaluates a run while the
 # others wait in the next run's set-up (``hetero-ae run-profile``), longer than the defaults (10/30 min).
 GROUP_TIMEOUT = timedelta(hours=2)
-
-
-def launched() -> bool:
-    """Whether torchrun started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def world_size() -> int:
