@@ -55,7 +55,6 @@ if [[ -n "$only" ]]; then
     [[ -f "notebooks/$only.ipynb" ]] || { echo "run_all: no notebook notebooks/$only.ipynb (have: ${notebooks[*]})" >&2; exit 2; }
     notebooks=("$only")
 fi
-mkdir -p "$results/notebooks" "$results/html"
 "$PY" -m hetero_ae make-data synthetic --profile "$params"
 "$PY" -m hetero_ae.report.manifest --results "$results" start --profile "$profile" --device "$device"
 if (( nproc > 1 )); then

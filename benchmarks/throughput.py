@@ -45,6 +45,7 @@ from hetero_ae import ModelConfig
 from hetero_ae.config import TrainConfig
 from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.data.synthetic.brain import sample
+from hetero_ae.errors import UserError
 from hetero_ae.evaluation.onnx_model import OnnxScorer, export_onnx
 from hetero_ae.evaluation.scoring import score_images
 from hetero_ae.io import write_json
@@ -128,7 +129,11 @@ def measure(variant: str, a: argparse.Namespace, train_set: ImageSet, folder: Pa
           f"{a.score_workers} decoding worker(s); encoder forward alone {score_floor:.1f} img/s)", flush=True)
     found = {}
     if precision == "fp32" and backend is None:  # the exported graph computes in float32, uncompiled
-        found["score_onnxruntime"] = onnx_scoring(a, model, run, folder, tmp / variant, new / score_s)
+        try:
+            found["score_onnxruntime"] = onnx_scoring(a, model, run, folder, tmp / variant, new / score_s)
+        except UserError as e:  # no onnx extra, or no CUDA provider in this onnxruntime: the rest still counts
+            print(f"[fp32, onnxruntime] not measured: {e}", flush=True)
+            found["score_onnxruntime"] = {"not_measured": str(e)}
     return {**found,
         "precision": precision, "compile": backend,
         "train": {"images": len(train_set), "epoch_seconds": round(last, 2),
@@ -148,6 +153,7 @@ def onnx_scoring(a: argparse.Namespace, model: torch.nn.Module, run: Path, folde
 
     exported = tmp / "model.onnx"
     _, parity = export_onnx(model, read_checkpoint(run / "checkpoint.pt"), run / "checkpoint.pt", exported)
+    model.to(a.device)  # the export moved it to the CPU
     scorer = OnnxScorer(exported, a.device)
     t = time.perf_counter()
     new, _, _ = score_images(scorer, exported, a.size, folder, tmp / "scored_onnx", batch_size=a.batch_size,

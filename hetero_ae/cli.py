@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     _precision_arg(e)
 
-    s = sub.add_parser("score", help="score images with a checkpoint (streamed, resumable)",
+    s = sub.add_parser("score", help="score images with a checkpoint or an exported ONNX model (streamed, resumable)",
                        description="Write scores.csv (path, class, label, score; class and label when a parent "
                                    "folder is named normal, anomalous or abnormal; a decision, normal or anomalous, "
                                    "at the threshold the run fixed on its held-out normal images, also in "
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heatmaps", action="store_true", help="also write heatmap overlays under OUT/heatmaps/")
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: keep OUT/scores.csv and score only the images it lacks "
-                        "(same checkpoint, --images and --heatmaps)")
+                        "(same --checkpoint or --onnx, --images and --heatmaps)")
     s.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--workers", type=int, default=None,
@@ -525,7 +525,8 @@ def cmd_export(a: argparse.Namespace) -> None:
     size = int(meta["image_size"])
     print(f"exported {meta['method']} to {a.out} ({a.out.stat().st_size / 2**20:.1f} MiB): uint8 RGB "
           f"(batch, {size}, {size}, 3) in, normalisation in the graph; {', '.join(json.loads(meta['outputs']))} out; "
-          + (f"threshold {threshold.value:.4g} recorded" if threshold else "no threshold (the run held out no normals)"))
+          + (f"threshold {threshold.value:.4g} recorded" if threshold
+             else f"no threshold recorded: no {VAL_SCORES} (held-out normal scores) beside the checkpoint"))
     print(f"onnxruntime against PyTorch on {parity.images} random images, largest difference: {parity}")
 
 
@@ -550,7 +551,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
     decided = (f"; decision at {threshold.value:.4g}, {threshold.as_dict()['rule']}" if threshold
-               else "; no decision: the run held out no normal images to fix a threshold")
+               else f"; no decision: no held-out normal scores ({VAL_SCORES} beside the checkpoint) fix a threshold")
     print(f"scored {new} image(s){resumed}{unread}{decided} -> {a.out / SCORES}")
 
 
@@ -558,8 +559,9 @@ def _onnx_scorer(a: argparse.Namespace):
     from .evaluation.onnx_model import OnnxScorer
 
     for option, given in (("--precision", a.precision), ("--compile", a.compile)):
-        if given:
-            raise UserError(f"{option} does not apply to --onnx: the exported graph computes in float32 in onnxruntime")
+        if given and given != "fp32":
+            raise UserError(f"{option} {given} does not apply to --onnx: the exported graph computes in float32 in "
+                            "onnxruntime")
     return OnnxScorer(a.onnx, a.device)
 
 

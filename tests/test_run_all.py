@@ -142,7 +142,7 @@ def test_run_profile_lists_exactly_the_runs_the_table_notebooks_used(smoke):
 
 
 def test_the_output_is_one_line_per_notebook_without_warnings_or_paths_outside_the_repository(smoke):
-    """A quiet ./run_all.sh: the kernel talks over IPC (no transport warning), nbconvert logs errors only."""
+    """A quiet ./run_all.sh: the kernel talks over IPC (no transport warning), the HTML is written in-process."""
     out = (smoke.parent / "run_all.out").read_text()
     assert not [line for line in out.splitlines() if "WARNING" in line or "Warning" in line], out[-3000:]
     outside = [line for line in out.splitlines() if "/" in line and str(ROOT) not in line

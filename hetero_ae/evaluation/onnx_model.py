@@ -50,6 +50,7 @@ from ..data.images import IMAGENET_MEAN, IMAGENET_STD, to_batch
 from ..errors import UserError
 from ..io import atomic_write, file_digest
 from ..methods.registry import AnomalyModel
+from ..training.checkpoint import trained_precision
 from .predict import Threshold
 
 FORMAT = "hetero-ae-onnx/1"
@@ -59,6 +60,7 @@ OPSET = 18
 # onnxruntime against PyTorch, both float32 on the CPU: the largest difference allowed, relative to
 # the largest magnitude of the output over the batch (measured differences are about 1e-6 of it).
 TOLERANCE = 1e-4
+_SMALLEST_SCALE = 1e-6  # an output that is zero everywhere is compared at this scale
 DECODING = ("RGB (grayscale repeated, alpha composited over black, 16-bit stretched to 8 bits), "
             "resized to image_size x image_size with PIL's antialiased bilinear filter (data.images.load_image)")
 
@@ -99,7 +101,7 @@ class Parity:
 
     @property
     def ok(self) -> bool:
-        return all(self.max_abs_diff[k] <= TOLERANCE * max(self.max_abs[k], 1.0) for k in self.max_abs_diff)
+        return all(self.max_abs_diff[k] <= TOLERANCE * max(self.max_abs[k], _SMALLEST_SCALE) for k in self.max_abs_diff)
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {d:.1e} (of {self.max_abs[k]:.3g})" for k, d in self.max_abs_diff.items())
@@ -110,29 +112,36 @@ def export_onnx(model: AnomalyModel, ckpt: dict[str, Any], checkpoint: Path, out
     """Write ``model``'s scoring function (``ScoringFunction``) to ``out`` (atomically, one file), and
     check it; (the metadata written, the parity of onnxruntime with PyTorch on ``check_images`` random images).
 
-    ``ckpt``: the checkpoint ``model`` was loaded from (``checkpoint``), whose configuration and digest
-    go into the metadata; ``threshold``: the run's held-out threshold, recorded for ``OnnxScorer``.
-    Raises UserError when the onnx extra is missing, or when onnxruntime's outputs differ from
-    PyTorch's by more than ``TOLERANCE`` (nothing is written then).
+    ``model`` is moved to the CPU. ``ckpt``: the checkpoint ``model`` was loaded from (``checkpoint``),
+    whose configuration and digest go into the metadata; ``threshold``: the run's held-out threshold,
+    recorded for ``OnnxScorer`` (computed from scores in the precision the model was trained in).
+    Raises UserError when the onnx extra is missing, when the exporter fails, or when onnxruntime's
+    outputs differ from PyTorch's by more than ``TOLERANCE`` (nothing is written then).
     """
     onnx = _need("onnx")
     _need("onnxscript")
     _need("onnxruntime")
     size = int(ckpt["model_config"]["image_size"])
+    method = str(ckpt["model_config"]["method"])
     function = ScoringFunction(model.cpu()).eval()
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
-    program = torch.onnx.export(function, (example,), dynamo=True, external_data=False, verbose=False,
-                                opset_version=OPSET, input_names=[INPUT], output_names=list(function.outputs),
-                                dynamic_shapes=({0: torch.export.Dim("batch")},))
+    try:
+        program = torch.onnx.export(function, (example,), dynamo=True, external_data=False, verbose=False,
+                                    opset_version=OPSET, input_names=[INPUT], output_names=list(function.outputs),
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as e:  # the exporter's errors are many and long: the first line names what failed
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{checkpoint}: torch.onnx.export could not export {method}: {first}") from e
     proto = program.model_proto
     metadata = {
         "format": FORMAT, "image_size": str(size), "input": f"{INPUT}: uint8 (batch, {size}, {size}, 3), RGB",
         "decoding": DECODING,
-        "normalisation": json.dumps({"mean": [255 * m for m in IMAGENET_MEAN], "std": [255 * s for s in IMAGENET_STD],
-                                     "in_graph": True}),
-        "outputs": json.dumps(list(function.outputs)), "method": str(ckpt["model_config"]["method"]),
+        "input_normalisation": json.dumps({"mean": [round(255 * m, 4) for m in IMAGENET_MEAN],
+                                           "std": [round(255 * s, 4) for s in IMAGENET_STD], "in_graph": True}),
+        "score_normalisation": "none: raw image scores (GANomaly's min-max over a whole test set is not applied)",
+        "outputs": json.dumps(list(function.outputs)), "method": method,
         "model_config": json.dumps(ckpt["model_config"], sort_keys=True),
-        "trained_precision": str(ckpt["train_config"].get("precision", "fp32")), "precision": "fp32",
+        "trained_precision": trained_precision(ckpt), "precision": "fp32",
         "threshold": json.dumps(None if threshold is None else dataclasses.asdict(threshold)),
         "checkpoint_sha256": file_digest(checkpoint), "hetero_ae": _version("hetero-ae"),
         "torch": torch.__version__, "onnx": onnx.__version__, "python": platform.python_version(),
@@ -190,8 +199,8 @@ class OnnxScorer:
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise UserError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu) "
-                                "; use --device cpu")
+                raise UserError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu); "
+                                "use --device cpu")
             index = device.partition(":")[2] or "0"
             providers = [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
         elif device != "cpu":
@@ -203,6 +212,8 @@ class OnnxScorer:
         except Exception as e:  # onnxruntime raises its own exception types for a bad file
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"{path} is not a readable ONNX model: {first}") from None
+        if device.startswith("cuda") and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            raise UserError(f"--device {device}: onnxruntime could not start its CUDA provider; use --device cpu")
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("format") != FORMAT:
             raise UserError(f"{path} is an ONNX model that hetero-ae export did not write (no {FORMAT!r} metadata)")

@@ -129,7 +129,8 @@ def score_images(
 
 
 def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
-    """An error unless the existing CSV was written with this checkpoint, image size, --images, --heatmaps, precision."""
+    """An error unless the existing CSV was written by this runtime with this model file (checkpoint or ONNX),
+    image size, --images, --heatmaps, precision and threshold."""
     try:
         old = json.loads(sidecar.read_text())
     except (OSError, ValueError):
@@ -137,15 +138,19 @@ def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
                         "choose another output folder") from None
     if old.get("format") != FORMAT:
         raise UserError(f"{sidecar} is not a {FORMAT!r} record; choose another output folder")
+    runtime = old.get("runtime", "pytorch")  # records written before the key: PyTorch
+    if runtime != meta["runtime"]:
+        option = "--onnx" if runtime == "onnxruntime" else "--checkpoint"
+        raise UserError(f"{csv_path} was written by {runtime} with {option} {old.get('checkpoint')}: resume with "
+                        f"{option} {old.get('checkpoint')}, or choose another output folder")
     if old.get("checkpoint_sha256") != meta["checkpoint_sha256"]:
         raise UserError(f"{csv_path} was written with another checkpoint ({old.get('checkpoint')}, sha256 "
                         f"{str(old.get('checkpoint_sha256'))[:12]}) than {meta['checkpoint']} (sha256 "
                         f"{meta['checkpoint_sha256'][:12]}): resume with that checkpoint or choose another output folder")
     options = (("image_size", "image size"), ("images", "--images"), ("heatmaps", "--heatmaps"),
-               ("precision", "--precision"), ("threshold", "threshold"), ("runtime", "runtime"))
-    before = {"precision": "fp32", "runtime": "pytorch"}  # what records written before these keys were
+               ("precision", "--precision"), ("threshold", "threshold"))
     for key, option in options:
-        if old.get(key, before.get(key)) != meta[key]:
+        if old.get(key, "fp32" if key == "precision" else None) != meta[key]:  # records before precision: fp32
             raise UserError(f"{csv_path} was written with {option} {old.get(key)}, not {meta[key]}: resume with the "
                             "same settings or choose another output folder")
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
@@ -60,11 +61,10 @@ def execute(notebook: Path, out: Path, parameters: dict[str, object]) -> None:
                                kernel_manager_class=f"{__name__}.IPCKernelManager")
 
 
-def to_html(notebook: Path, out_dir: Path, exporter: object | None = None) -> Path:
-    """``out_dir/<notebook's name>.html``, nbconvert's HTML rendering of an executed notebook, written atomically."""
-    from nbconvert import HTMLExporter
-
-    body, _ = (exporter or HTMLExporter()).from_filename(str(notebook))
+def to_html(notebook: Path, out_dir: Path, exporter: Any) -> Path:
+    """``out_dir/<notebook's name>.html``: ``exporter``'s (nbconvert's ``HTMLExporter``) rendering of an
+    executed notebook, written atomically."""
+    body, _ = exporter.from_filename(str(notebook))
     return write_text(out_dir / f"{notebook.stem}.html", body)
 
 
@@ -86,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             execute(Path("notebooks") / f"{name}.ipynb", out, parameters)
-        except PapermillExecutionError as e:
+            to_html(out, a.results / "html", exporter)
+        except Exception as e:  # a failing cell, a dead kernel, an unreadable notebook: one line, and stop
             record(a.results, name, time.perf_counter() - start, "failed")
-            message = str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ""
-            print(f"run_all: {name}: cell {e.exec_count} raised {e.ename}: {message}", file=sys.stderr)
-            print(f"run_all: {name} failed; the failing cell and its traceback are in {out}", file=sys.stderr)
+            if isinstance(e, PapermillExecutionError):
+                message = str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ""
+                print(f"run_all: {name}: cell {e.exec_count} raised {e.ename}: {message}", file=sys.stderr)
+                print(f"run_all: {name} failed; the failing cell and its traceback are in {out}", file=sys.stderr)
+            else:
+                message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                print(f"run_all: {name} failed: {type(e).__name__}: {message}", file=sys.stderr)
             return 1
         record(a.results, name, time.perf_counter() - start, "ok")
-        to_html(out, a.results / "html", exporter)
     return 0
 
 

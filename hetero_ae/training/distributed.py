@@ -46,7 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import UserError
 from ..methods.registry import AnomalyModel, finite
 from ..model.precision import Forward
-from .launch import COMMANDS, launched  # noqa: F401 - torch-free, for the CLI and the loop
+from .launch import launched
 
 # How long a collective waits for the slowest process: rank 0 alone evaluates a run while the
 # others wait in the next run's set-up (``hetero-ae run-profile``), longer than the defaults (10/30 min).
