@@ -148,7 +148,7 @@ def test_an_export_that_differs_from_pytorch_is_refused_and_writes_nothing(run, 
     ("missing", "ONNX model not found"),
     ("not onnx", "is not a readable ONNX model"),
     ("foreign onnx", "hetero-ae export did not write"),
-    ("precision", "--precision does not apply to --onnx"),
+    ("precision", "--precision bf16 does not apply to --onnx"),
     ("both", "not allowed with argument"),
 ])
 def test_score_onnx_bad_input_is_one_line_and_exit_2(case, expected, run, images, tmp_path, capsys):
