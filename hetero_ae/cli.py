@@ -521,9 +521,11 @@ def cmd_export(a: argparse.Namespace) -> None:
         raise UserError(f"--out {a.out} is a folder: give the ONNX file to write, e.g. {a.out / 'model.onnx'}")
     model, ckpt, _ = _loaded(a.checkpoint, None)
     threshold = _threshold(a.checkpoint)
+    replaced = a.out.is_file()
     meta, parity = export_onnx(model, ckpt, a.checkpoint, a.out, threshold=threshold)
     size = int(meta["image_size"])
-    print(f"exported {meta['method']} to {a.out} ({a.out.stat().st_size / 2**20:.1f} MiB): uint8 RGB "
+    print(f"exported {meta['method']} to {a.out}{' (replacing the file that was there)' if replaced else ''} "
+          f"({a.out.stat().st_size / 2**20:.1f} MiB): uint8 RGB "
           f"(batch, {size}, {size}, 3) in, normalisation in the graph; {', '.join(json.loads(meta['outputs']))} out; "
           + (f"threshold {threshold.value:.4g} recorded" if threshold
              else f"no threshold recorded: no {VAL_SCORES} (held-out normal scores) beside the checkpoint"))

@@ -150,6 +150,7 @@ def test_an_export_that_differs_from_pytorch_is_refused_and_writes_nothing(run, 
     ("foreign onnx", "hetero-ae export did not write"),
     ("precision", "--precision bf16 does not apply to --onnx"),
     ("both", "not allowed with argument"),
+    ("onnx as checkpoint", "is an ONNX model, not a checkpoint"),
 ])
 def test_score_onnx_bad_input_is_one_line_and_exit_2(case, expected, run, images, tmp_path, capsys):
     model = run / "model.onnx"
@@ -168,6 +169,8 @@ def test_score_onnx_bad_input_is_one_line_and_exit_2(case, expected, run, images
     elif case == "both":
         extra = ["--checkpoint", str(run / "run" / "checkpoint.pt")]
     argv = ["score", "--onnx", str(model), "--images", str(images), "--out", str(tmp_path / "out"), *extra]
+    if case == "onnx as checkpoint":
+        argv[1] = "--checkpoint"
     if case == "both":
         with pytest.raises(SystemExit) as e:
             main(argv)
