@@ -51,7 +51,7 @@ from ..errors import UserError
 from ..io import atomic_write, file_digest
 from ..methods.registry import AnomalyModel
 from ..training.checkpoint import trained_precision
-from .predict import Threshold
+from .predict import Threshold, empty_prediction
 
 FORMAT = "hetero-ae-onnx/1"
 INPUT = "images"
@@ -234,7 +234,7 @@ class OnnxScorer:
         ``evaluation.predict.predict_batches`` yields them for a PyTorch model."""
         for batch in batches:
             if not batch.index:
-                yield batch, np.empty((0, self.image_size, self.image_size), np.float32), np.empty(0, np.float32), None
+                yield empty_prediction(batch)
                 continue
             out = self.run(batch.images.numpy())
             yield batch, out[0], out[1], out[2] if self.has_feature_distance else None

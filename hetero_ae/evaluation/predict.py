@@ -50,13 +50,18 @@ def predict_batches(model: AnomalyModel, batches: Iterable[Batch], *, device: st
     with running_in(model, precision) as forward, torch.inference_mode():
         for batch in batches:
             if not batch.index:
-                yield batch, np.empty((0, *batch.images.shape[1:3]), np.float32), np.empty(0, np.float32), None
+                yield empty_prediction(batch)
                 continue
             with forward():
                 maps, scores, distance = model.predict_with_distance(
                     to_batch(batch.images.to(device, non_blocking=True)))
             yield (batch, maps.float().cpu().numpy(), scores.float().cpu().numpy(),
                    None if distance is None else distance.float().cpu().numpy())
+
+
+def empty_prediction(batch: Batch) -> tuple[Batch, np.ndarray, np.ndarray, None]:
+    """What a prediction path yields for a batch whose every file was unreadable: empty arrays."""
+    return batch, np.empty((0, *batch.images.shape[1:3]), np.float32), np.empty(0, np.float32), None
 
 
 @dataclass

@@ -100,6 +100,13 @@ def training_twin(spec: RunSpec) -> RunSpec | None:
     return None if trained == spec.model else replace(spec, model=trained)
 
 
+def cached_result(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None) -> RunResult | None:
+    """``spec``'s result from the cache (its folder's ``metrics.json``), or None when it has not run."""
+    folder = run_folder(spec, results, root)
+    metrics = folder / "metrics.json"
+    return RunResult(spec, folder, json.loads(metrics.read_text()), cached=True) if metrics.is_file() else None
+
+
 def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str | Path | None = None,
                    device: str = "cpu", progress: bool = True, compile: str | None = None) -> RunResult:
     """The cached result of ``spec``, training and evaluating it first if needed.
@@ -109,9 +116,10 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     A run with a ``training_twin`` trains nothing: it scores the twin's weights (trained first if
     needed) its own way, and its folder records ``weights_from`` and copies the twin's curves.
     """
+    cached = cached_result(spec, results, root)
+    if cached is not None:
+        return cached
     folder = run_folder(spec, results, root)
-    if (folder / "metrics.json").is_file():
-        return RunResult(spec, folder, json.loads((folder / "metrics.json").read_text()), cached=True)
     size = spec.model.image_size
     train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
     test = load_split(spec.dataset, "test", size, root=root)  # every split is checked before anything trains
@@ -257,13 +265,14 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
     if jobs > 1 and distributed.launched():
         raise ValueError("several jobs under torchrun: run one process per run, or use DDP, not both")
     rescoring = {i for i, spec in enumerate(specs) if training_twin(spec) is not None}  # after their twins
-    pooled = {i for i, spec in enumerate(specs)  # a cached run is read here: no process is started for it
-              if jobs > 1 and i not in rescoring and (side_by_side is None or side_by_side(spec))
-              and not (run_folder(spec, results, root) / "metrics.json").is_file()}
-    out: list[RunResult | None] = [None] * len(specs)
+    # a cached run is read here, once: no process is started for it
+    out: list[RunResult | None] = [cached_result(spec, results, root) if jobs > 1 else None for spec in specs]
+    pooled = {i for i, spec in enumerate(specs) if jobs > 1 and out[i] is None and i not in rescoring
+              and (side_by_side is None or side_by_side(spec))}
 
     def here(i: int) -> None:
-        out[i] = run_experiment(specs[i], results=results, root=root, device=device, progress=False, compile=compile)
+        out[i] = out[i] or run_experiment(specs[i], results=results, root=root, device=device, progress=False,
+                                          compile=compile)
         if on_done is not None:
             on_done(specs[i], out[i].folder, out[i].cached)
 
