@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import DataError
 from .datasets import data_root, load_split
 from .stats import global_stat_auc
-from .synthetic import make_synthetic
+from .synthetic import GENERATOR_VERSION, make_synthetic
 
 # Paper Sec. IV-A (and the published releases where the paper gives only totals).
 PAPER_COUNTS = {
@@ -36,7 +36,7 @@ def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str)
                         f"pass its parent folder, {root.parent}")
     out = root / "synthetic"
     stamp = out / "synthetic.json"
-    want = {"size": size, "seed": seed, "preset": preset}
+    want = {"generator_version": GENERATOR_VERSION, "size": size, "seed": seed, "preset": preset}
     if not stamp.is_file() or {k: json.loads(stamp.read_text()).get(k) for k in want} != want:
         make_synthetic(out, size=size, seed=seed, preset=preset)
     return out

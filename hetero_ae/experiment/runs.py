@@ -1,8 +1,10 @@
 """One run = (dataset, method config, training config) -> trained model -> scores -> metrics, cached.
 
 A run's folder is ``results/runs/<method>/<dataset>/<key>/`` where ``key`` hashes the
-configuration and a fingerprint of the data (file names and sizes), so the same request
-finds the same folder and different data never reuses a result. The folder holds
+configuration and the data's key (``data.identity``: how a synthetic benchmark was generated, or
+the digest of a real dataset's files), so the same request finds the same folder on any machine
+and other data never reuse a result. ``config.json`` records the data's identity, and
+``experiment.provenance`` says why a run misses or whose pixels a hit was trained on. The folder holds
 ``config.json`` and ``history.json`` (``training.run_folder``), ``checkpoint.pt`` (not committed),
 ``scores.csv`` (``evaluation.scores``) and ``metrics.json``; ``metrics.json`` is written last and marks the run complete. ``scores.csv``
 has one row per test image (path, class, label, score) and, for methods that define one, its
@@ -35,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
-from ..data.datasets import FolderDataset, data_root, find_npz, get_dataset, load_split
+from ..data.datasets import load_split
+from ..data.identity import DataIdentity, data_identity
 from ..data.images import ImageSet
 from ..evaluation.predict import evaluate, save_evaluation
 from ..evaluation.scores import read_scores
@@ -46,6 +49,7 @@ from ..training.checkpoint import CHECKPOINT, WEIGHTS, load_model, read_checkpoi
 from ..training.loop import finished, hold_out, train
 from ..training.run_folder import held_out_description, read_history, read_run_config, write_history, write_run_config
 from ..training.runtime import compiled
+from .provenance import keep_reference, note_difference
 from .specs import RunSpec
 
 
@@ -62,24 +66,11 @@ class RunResult:
         return read_scores(self.folder)
 
 
-def data_fingerprint(dataset: str, root: str | Path | None = None) -> str:
-    """Hash of the file names and sizes a run reads (regenerated identical data keeps it)."""
-    ds, root = get_dataset(dataset), data_root(root)
-    h = hashlib.sha256(dataset.encode())
-    if isinstance(ds, FolderDataset):
-        for split in ("train", "val", "test"):
-            for e in ds.entries(root, split):
-                for p in (e.path, e.mask):
-                    if p is not None:
-                        h.update(f"{p.relative_to(root)}|{p.stat().st_size}\n".encode("utf-8", "surrogateescape"))
-    else:
-        npz = find_npz(ds, root, 0)
-        h.update(f"{npz.name}|{npz.stat().st_size}".encode())
-    return h.hexdigest()[:16]
-
-
-def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None) -> Path:
-    payload = json.dumps({**spec.key_dict(), "data": data_fingerprint(spec.dataset, root)}, sort_keys=True)
+def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None, *,
+               identity: DataIdentity | None = None) -> Path:
+    """Where ``spec``'s run is cached: its configuration and its data's key, hashed (module docstring)."""
+    identity = identity or data_identity(spec.dataset, root)
+    payload = json.dumps({**spec.key_dict(), "data": identity.key}, sort_keys=True)
     key = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return Path(results) / "runs" / spec.model.method / spec.dataset / key
 
@@ -100,11 +91,20 @@ def training_twin(spec: RunSpec) -> RunSpec | None:
     return None if trained == spec.model else replace(spec, model=trained)
 
 
-def cached_result(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None) -> RunResult | None:
-    """``spec``'s result from the cache (its folder's ``metrics.json``), or None when it has not run."""
-    folder = run_folder(spec, results, root)
+def cached_result(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None, *,
+                  identity: DataIdentity | None = None) -> RunResult | None:
+    """``spec``'s result from the cache (its folder's ``metrics.json``), or None when it has not run.
+
+    A run trained on data of the same key but other content (``config.json``'s ``data``) is
+    reported once on stderr (``provenance.note_difference``) and returned.
+    """
+    identity = identity or data_identity(spec.dataset, root)
+    folder = run_folder(spec, results, root, identity=identity)
     metrics = folder / "metrics.json"
-    return RunResult(spec, folder, json.loads(metrics.read_text()), cached=True) if metrics.is_file() else None
+    if not metrics.is_file():
+        return None
+    note_difference(results, read_run_config(folder).get("data"), identity)
+    return RunResult(spec, folder, json.loads(metrics.read_text()), cached=True)
 
 
 def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str | Path | None = None,
@@ -116,20 +116,24 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     A run with a ``training_twin`` trains nothing: it scores the twin's weights (trained first if
     needed) its own way, and its folder records ``weights_from`` and copies the twin's curves.
     """
-    cached = cached_result(spec, results, root)
+    identity = data_identity(spec.dataset, root)
+    cached = cached_result(spec, results, root, identity=identity)
     if cached is not None:
         return cached
-    folder = run_folder(spec, results, root)
+    folder = run_folder(spec, results, root, identity=identity)
     size = spec.model.image_size
     train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
     test = load_split(spec.dataset, "test", size, root=root)  # every split is checked before anything trains
     with exclusive(folder) if distributed.is_main() else nullcontext():  # one process writes a run
-        return _run(spec, folder, train_set, val_set, held_out, test, results=results, root=root, device=device,
-                    progress=progress, compile=compile)
+        if distributed.is_main():
+            keep_reference(results, identity)
+        return _run(spec, folder, train_set, val_set, held_out, test, identity, results=results, root=root,
+                    device=device, progress=progress, compile=compile)
 
 
-def _run(spec: RunSpec, folder: Path, train_set: ImageSet, val_set: ImageSet | None, held_out: str, test: ImageSet, *,
-         results: str | Path, root: str | Path | None, device: str, progress: bool, compile: str | None) -> RunResult:
+def _run(spec: RunSpec, folder: Path, train_set: ImageSet, val_set: ImageSet | None, held_out: str, test: ImageSet,
+         identity: DataIdentity, *, results: str | Path, root: str | Path | None, device: str, progress: bool,
+         compile: str | None) -> RunResult:
     """Train (or take the twin's weights) and evaluate one run whose splits are loaded."""
     twin = training_twin(spec)
     if twin is not None:
@@ -140,7 +144,7 @@ def _run(spec: RunSpec, folder: Path, train_set: ImageSet, val_set: ImageSet | N
         record = read_run_config(trained.folder)
         write_run_config(folder, **{k: record[k] for k in _RECORDED}, dataset=spec.dataset, model=spec.model,
                          train=spec.train, val_fraction=spec.val_fraction, device=device, compile=compile,
-                         weights_from=trained.folder.name)
+                         weights_from=trained.folder.name, data=identity.record())
         write_history(folder, read_history(trained.folder))
         kept = {k: trained.metrics[k] for k in ("held_out_normals", "train_seconds", "n_train")}
         training = {**trained.metrics["training"], "weights_from": trained.folder.name}
@@ -149,7 +153,8 @@ def _run(spec: RunSpec, folder: Path, train_set: ImageSet, val_set: ImageSet | N
     if distributed.is_main():
         write_run_config(folder, dataset=spec.dataset, model=spec.model, train=spec.train,
                          val_fraction=spec.val_fraction, held_out_normals=held_out, train_images=len(train_set),
-                         val_images=0 if val_set is None else len(val_set), device=device, compile=compile)
+                         val_images=0 if val_set is None else len(val_set), device=device, compile=compile,
+                         data=identity.record())
     model, history = train(spec.model, spec.train, train_set, folder, val=val_set, resume=True, device=device,
                            progress=progress, compile=compile)
     if not distributed.is_main():

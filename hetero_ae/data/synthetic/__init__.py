@@ -8,6 +8,16 @@ a binary mask per anomalous image in a sibling ``masks/`` tree. Test-set class r
 the paper's datasets (Sec. IV-A); the number of images is set by a preset. Each image is
 drawn from its own generator seeded by (seed, dataset, split, class, index), so the output
 is byte-identical for the same seed whatever the number of worker processes.
+
+The same pixels on other x86-64 CPUs: numpy picks its float64 ``exp``, ``log``, ``power``, ``tan``,
+``arctan``, ``expm1``, ``log1p`` and ``cbrt`` kernels by the CPU's instructions at import, and its
+AVX-512 kernels round differently (by an ulp) from its AVX2 ones. After ``to_uint8`` that moved 66
+pixels of 2,641 images by one grey level between an AVX2 and an AVX-512 machine. So the workers
+import numpy with its AVX-512 targets switched off (``NPY_DISABLE_CPU_FEATURES``, numpy's own
+switch), and every x86-64 machine with AVX2 computes the AVX2 kernels' bits. Another architecture
+(an Arm Mac) or another numpy may still differ by a few grey levels; the run cache names a
+benchmark by ``GENERATOR_VERSION``, seed, size and preset and checks its pixels apart
+(``hetero_ae.data.identity``), so such a difference is reported, not silently retrained.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +36,12 @@ from PIL import Image
 
 from ...errors import UserError
 from ...io import atomic_write, write_json
+
+# Bump when the same (seed, size, preset) would draw other images: the run cache keys a benchmark by it.
+GENERATOR_VERSION = 1
+# numpy's dispatch targets above AVX2, by their names before and since numpy 2.4 (unknown names are ignored).
+AVX512_TARGETS = ("X86_V4 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL "
+                  "AVX512_SPR")
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,20 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
+@contextmanager
+def _numpy_without_avx512():
+    """Processes started inside import numpy with its AVX-512 kernels off (module docstring)."""
+    before = os.environ.get("NPY_DISABLE_CPU_FEATURES")
+    os.environ["NPY_DISABLE_CPU_FEATURES"] = " ".join(filter(None, (before, AVX512_TARGETS)))
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["NPY_DISABLE_CPU_FEATURES"]
+        else:
+            os.environ["NPY_DISABLE_CPU_FEATURES"] = before
+
+
 def _run(job: Job) -> None:
     spec = SPECS[job.spec_index]
     split_i = ("train", "val", "test").index(job.split)
@@ -127,17 +159,16 @@ def make_synthetic(out: str | Path, *, size: int = 256, seed: int = 0, preset: s
     shutil.rmtree(out, ignore_errors=True)
     todo = jobs(out, size, seed, PRESETS[preset])
     workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
-            list(pool.map(_run, todo, chunksize=16))
-    else:
-        for job in todo:
-            _run(job)
+    # always in fresh (spawned) processes, even one: this process's numpy chose its kernels already
+    with _numpy_without_avx512(), ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                                      initializer=_one_thread) as pool:
+        list(pool.map(_run, todo, chunksize=16))
     summary: dict[str, dict[str, int]] = {}
     for job in todo:
         split_counts = summary.setdefault(SPECS[job.spec_index].name, {})
         split_counts[job.split] = split_counts.get(job.split, 0) + 1
-    write_json(out / "synthetic.json", {"size": size, "seed": seed, "preset": preset, "counts": summary})
+    write_json(out / "synthetic.json", {"generator_version": GENERATOR_VERSION, "size": size, "seed": seed,
+                                        "preset": preset, "counts": summary})
     shutil.rmtree(final, ignore_errors=True)  # a previous benchmark (checked above): replaced whole
     out.rename(final)
     return summary
