@@ -11,8 +11,9 @@
 # notebooks wrote stays.
 #   ./run_all.sh [--profile smoke|cpu|paper|FILE.yaml] [--only NOTEBOOK] [--device cpu|cuda|cuda:N] [--results DIR]
 #                [--nproc N] [--jobs N]
-# --jobs N (default: the profile's train_jobs, else 1) first trains the tables' runs N at a time,
-# each in its own process with cores/N threads (hetero-ae run-profile --jobs), then runs the notebooks.
+# First the tables' runs that the cache lacks are counted (how many, why, about how long here) and
+# trained (hetero-ae run-profile), --jobs N (default: the profile's train_jobs, else 1) at a time,
+# each in its own process with cores/N threads; then the notebooks run, and find them cached.
 # --nproc N (N > 1) first trains the tables' runs with DDP in N processes (torchrun; N GPUs with
 # --device cuda, else gloo on the CPU), then runs the notebooks, which find them in the cache;
 # the GAN baselines, which DDP does not train here, are trained by the notebooks in one process.
@@ -64,10 +65,10 @@ if (( nproc > 1 )); then
     "$PY" -m torch.distributed.run --standalone --nproc-per-node "$nproc" -m hetero_ae run-profile --profile "$params" \
         --results "$results" --device "$device" "${prefill[@]}"
 fi
-if (( jobs > 1 )); then
+if (( nproc == 1 )); then
+    # first what the cache lacks (how many, why, how long here), then those runs, $jobs at a time
     prefill=()
     [[ -n "$only" ]] && prefill=(--notebook "$only")
-    echo "run_all: training the tables' runs $jobs at a time ($device)"
     "$PY" -m hetero_ae run-profile --profile "$params" --results "$results" --device "$device" --jobs "$jobs" "${prefill[@]}"
 fi
 "$PY" -m hetero_ae.report.execute "${notebooks[@]}" --profile "$params" --device "$device" --results "$results" || exit 1

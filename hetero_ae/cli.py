@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", default=None, help="default: $HETERO_AE_DATA, else the profile's data_root")
     rp.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
     rp.add_argument("--device", default=None, help="default: the profile's device")
+    rp.add_argument("--check", action="store_true",
+                    help="train nothing: list the runs the cache lacks, why, and how long they would take here; "
+                         "exit status 1 if any (synthetic data are generated only where none are)")
     rp.add_argument("--jobs", type=int, default=1,
                     help="runs trained at once, each in its own process with cores/JOBS threads; only the "
                          "profile's train_jobs_methods where it names them (default: %(default)s)")
@@ -314,7 +317,8 @@ def cmd_compare(a: argparse.Namespace) -> None:
     _print_table(_experiment(a, a.methods or list(load_profile(a.profile).methods)))
 
 
-def cmd_run_profile(a: argparse.Namespace) -> None:
+def cmd_run_profile(a: argparse.Namespace) -> int:
+    from .experiment.plan import plan_runs
     from .experiment.profiles import load_profile
     from .report.tables import TABLE_NOTEBOOKS, notebook_specs
     from .training.distributed import is_main
@@ -325,12 +329,44 @@ def cmd_run_profile(a: argparse.Namespace) -> None:
     if others and is_main():
         print(f"{', '.join(others)}: no runs of its own to train ahead (the table notebooks: "
               f"{', '.join(TABLE_NOTEBOOKS)})", file=sys.stderr)
-    results = _run_profile_specs(a, datasets, lambda p, root: notebook_specs(p, a.notebook, root, verbose=is_main()),
-                                 skip_unsupported=True)
+    if a.check:
+        return _check_profile(a, profile, datasets)
+
+    def specs_of(p, root: str) -> list:
+        specs = notebook_specs(p, a.notebook, root, verbose=is_main())
+        if is_main():
+            plan = plan_runs(specs, results=a.results, root=root, device=_device(a.device or p.device))
+            print("\n".join(plan.lines(f"run-profile {p.profile}")), file=sys.stderr)
+        return specs
+
+    results = _run_profile_specs(a, datasets, specs_of, skip_unsupported=True)
     if is_main():
         trained = sum(not r.cached for r in results)
         print(f"{len(results)} run(s) of profile {profile.profile} ready under {a.results / 'runs'} "
               f"({trained} trained now, {len(results) - trained} from the cache)")
+        if trained and not (a.results / "runs" / "speed.json").is_file():
+            from .experiment.plan import record_speed
+            from .report.manifest import device_description
+
+            device = _device(a.device or profile.device)
+            record_speed(a.results, device, device_description(device))  # what later plans scale their estimates by
+    return 0
+
+
+def _check_profile(a: argparse.Namespace, profile, datasets: list[str]) -> int:
+    """``run-profile --check``: the plan of the profile's runs, every missing run listed; 1 if any is missing."""
+    from .data.datasets import data_root
+    from .data.overview import ensure_synthetic
+    from .experiment.plan import plan_runs
+    from .report.tables import notebook_specs
+
+    root = str(data_root(a.data_root, profile.data_root))
+    if any(d.startswith("synth-") for d in datasets):  # a fresh clone has none; other data stay as they are
+        ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset, replace=False)
+    specs = notebook_specs(profile, a.notebook, root)
+    plan = plan_runs(specs, results=a.results, root=root, device=_device(a.device or profile.device))
+    print("\n".join(plan.lines(f"run-profile {profile.profile} --check", every_run=True)))
+    return 1 if plan.missing else 0
 
 
 def cmd_make_data(a: argparse.Namespace) -> None:
@@ -581,9 +617,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launched() and args.command not in DDP_COMMANDS:
             raise UserError(f"'{args.command}' runs in one process (python -m hetero_ae); only "
                             f"{', '.join(DDP_COMMANDS)} run under torchrun")
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except UserError as e:
         where = f"[rank {os.environ.get('RANK')}] " if launched() else ""
         print(f"hetero-ae: error: {where}{e}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0

@@ -1,6 +1,7 @@
-# Sourced by run_all.sh and run_tests.sh: find or make the Python environment, install
-# what is missing, and export PY (the interpreter to use). A second run installs nothing:
-# the installed state is stamped with a hash of pyproject.toml.
+# Sourced by run_all.sh and run_tests.sh: find or make the Python environment, install the
+# exact versions of requirements.lock (scripts/lock.sh writes it from pyproject.toml) and this
+# package, and export PY (the interpreter to use). A second run installs nothing: the installed
+# state is stamped with a hash of pyproject.toml and requirements.lock.
 #   - an active virtualenv or conda env is used as it is (packages installed into it);
 #   - otherwise ./.venv is created with the system python3.
 set -euo pipefail
@@ -18,12 +19,13 @@ else
 fi
 PY="$_prefix/bin/python"
 export PY
-_want="$(sha256sum "$_root/pyproject.toml" | cut -d' ' -f1)"
+_want="$(cat "$_root/pyproject.toml" "$_root/requirements.lock" | sha256sum | cut -d' ' -f1)"
 _stamp="$_prefix/.hetero-ae-installed"
 if [[ "$(cat "$_stamp" 2>/dev/null || true)" != "$_want" ]]; then
     echo "bootstrap: installing hetero_ae and its dependencies into $_prefix" >&2
     _log="$_prefix/.hetero-ae-install.log"
-    if ! "$PY" -m pip install --disable-pip-version-check -e "$_root[dev,notebooks,onnx]" > "$_log" 2>&1; then
+    if ! { "$PY" -m pip install --disable-pip-version-check -r "$_root/requirements.lock" &&
+           "$PY" -m pip install --disable-pip-version-check --no-deps -e "$_root"; } > "$_log" 2>&1; then
         tail -n 30 "$_log" >&2
         echo "bootstrap: pip install failed; the full log is $_log" >&2
         exit 1

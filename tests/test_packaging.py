@@ -6,21 +6,55 @@ import re
 from pathlib import Path
 
 import tomllib
+from importlib import metadata
+
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+def _lock() -> list[Requirement]:
+    return [Requirement(line) for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
-def test_pyproject_and_environment_yml_list_the_same_packages():
+def test_the_lock_pins_every_package_that_pyproject_asks_for_within_its_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_side = set(project["dependencies"]) | {r for extra in project["optional-dependencies"].values() for r in extra}
+    asked = [Requirement(r) for r in project["dependencies"]]
+    asked += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    lock = _lock()
+    assert all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in lock), "== pins only"
+    here = {canonicalize_name(r.name): next(iter(r.specifier)).version for r in lock
+            if r.marker is None or r.marker.evaluate()}  # the branch this interpreter installs
+    for r in asked:
+        name = canonicalize_name(r.name)
+        assert name in here, f"{r.name} is in pyproject.toml but not in requirements.lock: run scripts/lock.sh"
+        assert r.specifier.contains(here[name], prereleases=True), f"{r.name}: lock {here[name]} outside {r.specifier}"
+
+
+def test_environment_yml_pins_the_same_versions_as_the_lock():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert {_name(r): r for r in pip_side} == {_name(r): r for r in conda_pip}
+    assert [str(Requirement(r)) for r in conda_pip] == [str(r) for r in _lock()]
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_this_environment_has_the_locked_versions():
+    """What ./run_tests.sh installed is the lock (CI builds it from the lock on a clean checkout)."""
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    wrong = {r.name: (installed.get(canonicalize_name(r.name)), str(r.specifier)) for r in _lock()
+             if (r.marker is None or r.marker.evaluate()) and not r.specifier.contains(
+                 installed.get(canonicalize_name(r.name), "0"), prereleases=True)}
+    assert not wrong, f"installed (version, lock) differ: {wrong}"
+
+
+def test_bootstrap_installs_from_the_lock_and_its_refresh_is_documented():
+    boot = (ROOT / "scripts" / "bootstrap.sh").read_text()
+    assert re.search(r"pip install .*-r \"\$_root/requirements.lock\"", boot)
+    assert re.search(r"pip install .*--no-deps -e", boot)
+    assert "scripts/lock.sh" in (ROOT / "README.md").read_text()
 
 
 def test_readme_quick_start_has_two_commands_and_ci_runs_the_test_one():

@@ -23,8 +23,9 @@ PAPER_COUNTS = {
 }
 
 
-def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str) -> Path:
-    """Generate the synthetic benchmark under <root>/synthetic unless it is there with these settings.
+def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str, *, replace: bool = True) -> Path:
+    """Generate the synthetic benchmark under <root>/synthetic unless it is there with these settings
+    (with ``replace=False``: unless any benchmark is there, which is then left as it is).
 
     Raises DataError when ``root`` is itself a benchmark folder (it holds ``synthetic.json``):
     a copy generated under it would then be read in place of the benchmark that is there, as
@@ -37,7 +38,7 @@ def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str)
     out = root / "synthetic"
     stamp = out / "synthetic.json"
     want = {"generator_version": GENERATOR_VERSION, "size": size, "seed": seed, "preset": preset}
-    if not stamp.is_file() or {k: json.loads(stamp.read_text()).get(k) for k in want} != want:
+    if not stamp.is_file() or replace and {k: json.loads(stamp.read_text()).get(k) for k in want} != want:
         make_synthetic(out, size=size, seed=seed, preset=preset)
     return out
 

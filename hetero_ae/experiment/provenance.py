@@ -42,7 +42,7 @@ def keep_reference(results: str | Path, identity: DataIdentity) -> None:
 def difference_text(results: str | Path, recorded: dict[str, Any], identity: DataIdentity) -> str:
     """How the data a run recorded differ from ``identity`` (the data here), in one line."""
     if recorded.get("key") != identity.key:
-        return f"the run has {describe_key(recorded.get('key', {}))}, the data here are {identity.describe()}"
+        return f"cached for {describe_key(recorded.get('key', {}))}; the data here are {identity.describe()}"
     ref = reference_file(results, identity.dataset, recorded.get("digest", "?"))
     if not ref.is_file():
         return f"same key, content digest {recorded.get('digest')} there and {identity.digest} here"
@@ -75,8 +75,8 @@ def _spec_of(record: dict[str, Any]) -> RunSpec | None:
         return None
 
 
-def same_configuration(spec: RunSpec, results: str | Path) -> list[dict[str, Any]]:
-    """The ``config.json`` records of cached runs of ``spec``'s configuration (on whatever data)."""
+def same_configuration(spec: RunSpec, results: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The folders and ``config.json`` records of cached runs of ``spec``'s configuration (on whatever data)."""
     want = {"model": key_dict(spec.model), "train": key_dict(spec.train), "val_fraction": spec.val_fraction}
     found = []
     for config in sorted((Path(results) / "runs" / spec.model.method / spec.dataset).glob("*/config.json")):
@@ -84,7 +84,7 @@ def same_configuration(spec: RunSpec, results: str | Path) -> list[dict[str, Any
         other = _spec_of(record)
         if other is not None and (config.parent / "metrics.json").is_file() and want == {
                 "model": key_dict(other.model), "train": key_dict(other.train), "val_fraction": other.val_fraction}:
-            found.append(record)
+            found.append((config.parent, record))
     return found
 
 
@@ -93,7 +93,7 @@ def explain_miss(spec: RunSpec, results: str | Path, identity: DataIdentity) -> 
     others = same_configuration(spec, results)
     if not others:
         return "no run of this configuration in the cache"
-    recorded = others[0].get("data")
+    recorded = others[0][1].get("data")
     if recorded is None:
-        return "the cache has this configuration for data recorded without an identity"
-    return f"the cache has this configuration for other data: {difference_text(results, recorded, identity)}"
+        return "cached for data recorded without an identity"
+    return difference_text(results, recorded, identity)

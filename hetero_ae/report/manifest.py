@@ -1,6 +1,6 @@
 """``results/manifest.json`` and ``results/html/index.html``: what ``run_all.sh`` ran, and the report's front page.
 
-The manifest records the git commit, the profile, package versions, the device, and per
+The manifest records the git commit, the profile, the version of every installed package, the device, and per
 notebook its wall time, status and how many of its runs were trained now or taken from the
 cache (``report.record_runs`` writes ``results/logs/<notebook>.runs.csv``). The index links
 the HTML renderings of the executed notebooks in the paper's order.
@@ -36,7 +36,6 @@ ORDER = {
     "fig6_boxplots": "Fig. 6: feature distance of normal and abnormal images, three decoders",
     "complexity": "Model complexity: parameters, FLOPs, MSTB attention cost",
 }
-PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "papermill", "openTSNE", "hetero-ae")
 
 
 def notebook_order(folder: str | Path = "notebooks") -> list[str]:
@@ -71,13 +70,9 @@ def device_description(device: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
+    """Python's version and every installed distribution's, by name (what ``pip freeze`` would list)."""
+    found = {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return {"python": platform.python_version(), **dict(sorted(found.items(), key=lambda kv: kv[0].lower()))}
 
 
 def _load(results: Path) -> dict[str, Any]:

@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..data.datasets import DATASETS, FolderDataset
 from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
 from ..data.overview import ensure_synthetic
 from ..errors import DataError
+from ..experiment.plan import plan_runs
 from ..experiment.profiles import Profile, load_profile
 from ..experiment.runs import RunResult, run_experiment, summary
 from ..experiment.specs import RunSpec, run_spec
@@ -124,10 +126,26 @@ def table1_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[st
 
 
 def run_specs(profile: Profile, specs: Iterable[RunSpec], *, results: str | Path = "results") -> list[RunResult]:
-    """The cached result of each spec, run on the profile's device with its ``torch_compile`` setting."""
+    """The cached result of each spec, run on the profile's device with its ``torch_compile`` setting.
+
+    When some must train, it first says how many, why and for about how long
+    (``experiment.plan``), then shows a progress bar over them and over each run's epochs.
+    """
+    specs = list(specs)
+    plan = plan_runs(specs, results=results, root=profile.data_root, device=profile.device)
+    if not plan.missing:
+        return plan.cached
+    print("\n".join(plan.lines(f"{len(plan.missing)} run(s) to train")), flush=True)
     backend = compile_backend(profile.torch_compile)
-    return [run_experiment(spec, results=results, root=profile.data_root, device=profile.device, progress=False,
-                           compile=backend) for spec in specs]
+    out = []
+    with tqdm(total=len(plan.missing), desc="runs trained", unit="run") as bar:
+        for spec in specs:
+            res = run_experiment(spec, results=results, root=profile.data_root, device=profile.device,
+                                 progress=True, compile=backend)
+            out.append(res)
+            if not res.cached:
+                bar.update()
+    return out
 
 
 def run_all(profile: Profile, datasets: Iterable[str], methods: Iterable[str], *,
