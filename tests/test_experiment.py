@@ -201,3 +201,17 @@ def test_a_figure_keeps_a_runs_weights_which_give_its_model_without_training(dat
     again = runs.trained_model(res, root=data_root)
     torch.testing.assert_close(again.anomaly_map(x), first)
     assert not res.retrained
+
+
+def test_a_figure_that_must_train_a_run_again_says_so_and_shows_its_progress(data_root, smoke, tmp_path, capsys):
+    from hetero_ae.experiment import runs
+
+    res = runs.run_experiment(run_spec(smoke, "synth-oct", "ae", seed=0), results=tmp_path, root=data_root,
+                              progress=False)
+    (res.folder / "checkpoint.pt").unlink()  # no checkpoint and no weights.pt: only the record
+    capsys.readouterr()
+    runs.trained_model(res, root=data_root)
+    err = capsys.readouterr().err
+    assert res.retrained
+    assert "ae on synth-oct, seed 0, 64 px: its weights are not on disk; training it again" in err
+    assert "epoch" in err.lower()  # the epoch bar

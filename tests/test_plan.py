@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from hetero_ae.data.synthetic import make_synthetic
-from hetero_ae.experiment.plan import Plan, machine_seconds, plan_runs, run_name
+from hetero_ae.experiment.plan import Plan, machine_seconds, plan_runs
+from hetero_ae.experiment.specs import run_name
 from hetero_ae.experiment.profiles import load_profile
 from hetero_ae.experiment.runs import run_experiment
 from hetero_ae.experiment.specs import run_spec

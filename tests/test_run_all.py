@@ -92,11 +92,23 @@ def test_a_failing_notebook_stops_the_script_with_its_name_and_keeps_what_was_wr
     before = sorted(p.name for p in (smoke / "tables").iterdir())
     broken = tmp_path / "broken.yaml"
     profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
-    broken.write_text(yaml.safe_dump({**profile, "datasets": ["no-such-dataset"]}))
+    # a real dataset that is not on disk: nothing to train ahead, and the notebook has no data to report on
+    broken.write_text(yaml.safe_dump({**profile, "datasets": ["oct"], "data_root": str(tmp_path / "empty")}))
     done = run_all("--profile", str(broken), "--results", str(smoke), "--only", "table1_comparison")
     assert done.returncode == 1
-    assert "table1_comparison failed" in done.stderr and "no-such-dataset" in done.stdout + done.stderr
+    assert "table1_comparison failed" in done.stderr and "none of ['oct']" in done.stdout + done.stderr
     assert sorted(p.name for p in (smoke / "tables").iterdir()) == before
+
+
+def test_a_profile_naming_an_unknown_dataset_is_refused_in_one_line_before_any_work(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    broken.write_text(yaml.safe_dump({**profile, "datasets": ["no-such-dataset"], "data_root": str(tmp_path)}))
+    done = run_all("--profile", str(broken), "--results", str(tmp_path / "results"), "--only", "table1_comparison")
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "no-such-dataset" in errors[0]
+    assert not (tmp_path / "results" / "notebooks").exists()
 
 
 def test_bad_options_are_refused_with_a_clear_message():

@@ -13,7 +13,6 @@ status 1 if a run is missing), and so does a notebook about to train.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -22,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig, key_dict
 from ..data.identity import data_identity
 from ..io import write_json
 from .provenance import explain_miss, same_configuration
 from .runs import RunResult, cached_result
-from .specs import RunSpec
+from .specs import RunSpec, run_name
 
 SPEED_FILE = "speed.json"
 
@@ -109,16 +107,6 @@ class Plan:
                 s = self.seconds.get(i)
                 out.append(f"  missing: {run_name(spec)} ({'?' if s is None else _duration(s)})")
         return out
-
-
-def run_name(spec: RunSpec) -> str:
-    """'hetero-ae (decoder cnn) on synth-oct, seed 1, 128 px': the method, its model fields off their
-    defaults (an ablation row's parts), the dataset, the seed and the input size."""
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    parts = [f"{k} {v}" for k, v in key_dict(spec.model).items()
-             if k not in ("method", "encoder", "image_size", "params") and v != defaults.get(k)]
-    method = f"{spec.model.method} ({', '.join(parts)})" if parts else spec.model.method
-    return f"{method} on {spec.dataset}, seed {spec.train.seed}, {spec.model.image_size} px"
 
 
 def _duration(seconds: float) -> str:

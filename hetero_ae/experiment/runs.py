@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +51,7 @@ from ..training.loop import finished, hold_out, train
 from ..training.run_folder import held_out_description, read_history, read_run_config, write_history, write_run_config
 from ..training.runtime import compiled
 from .provenance import keep_reference, note_difference
-from .specs import RunSpec
+from .specs import RunSpec, run_name
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, test: ImageSet, 
 
 
 def trained_model(result: RunResult, *, root: str | Path | None = None, device: str = "cpu",
-                  progress: bool = False, keep_weights: bool = False) -> AnomalyModel:
+                  progress: bool = True, keep_weights: bool = False) -> AnomalyModel:
     """The trained model of a finished run, in eval mode, for maps and features (Fig. 4, Fig. 5).
 
     From the run's checkpoint, else its ``weights.pt`` (the committed results keep these for the
@@ -212,6 +213,9 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
                     save_weights(ckpt, result.folder / WEIGHTS)
                 return model.to(device)
     result.retrained = True
+    took = result.metrics.get("train_seconds")
+    print(f"{run_name(result.spec)}: its weights are not on disk; training it again from its recorded configuration"
+          + (f" (it took {took / 60:.0f} min where it was trained)" if took else ""), file=sys.stderr, flush=True)
     train_set, val_set, _ = _held_out(result.spec, load_split(result.spec.dataset, "train",
                                                               result.spec.model.image_size, root=root), root)
     model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, val=val_set, resume=True,

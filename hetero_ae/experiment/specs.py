@@ -66,3 +66,13 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
     if s:
         raise UserError(f"profile {profile.profile}: unknown settings for {method}: {sorted(s)}")
     return RunSpec(dataset, model, train, val_fraction=profile.val_fraction)
+
+
+def run_name(spec: RunSpec) -> str:
+    """'hetero-ae (decoder cnn) on synth-oct, seed 1, 128 px': the method, its model fields off their
+    defaults (an ablation row's parts), the dataset, the seed and the input size."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    parts = [f"{k} {v}" for k, v in key_dict(spec.model).items()
+             if k not in ("method", "encoder", "image_size", "params") and v != defaults.get(k)]
+    method = f"{spec.model.method} ({', '.join(parts)})" if parts else spec.model.method
+    return f"{method} on {spec.dataset}, seed {spec.train.seed}, {spec.model.image_size} px"
