@@ -380,8 +380,12 @@ def cmd_make_data(a: argparse.Namespace) -> None:
         from .experiment.profiles import load_profile
 
         p = load_profile(a.profile)
+        stamp = data_root(None, p.data_root) / "synthetic" / "synthetic.json"
+        before = stamp.stat().st_mtime_ns if stamp.is_file() else None
+        t0 = time.perf_counter()
         out = ensure_synthetic(data_root(None, p.data_root), p.image_size, p.synthetic_seed, p.synthetic_preset)
-        print(f"synthetic data for profile {p.profile}: {out}")
+        made = "already there" if stamp.stat().st_mtime_ns == before else f"generated in {time.perf_counter() - t0:.0f} s"
+        print(f"synthetic data for profile {p.profile} (seed {p.synthetic_seed}, {p.image_size} px): {out}, {made}")
         return
     t0 = time.perf_counter()
     counts = make_synthetic(a.out, size=a.size, seed=a.seed, preset=a.preset, workers=a.workers or None)

@@ -96,3 +96,12 @@ def test_a_notebook_about_to_train_says_so_then_shows_progress(roots, trained, t
 
 def test_plans_of_empty_lists_say_nothing():
     assert Plan([], []).lines("x") == []
+
+
+def test_a_run_scored_with_its_twins_weights_costs_no_training(roots, trained):
+    results, _, _ = trained
+    spec = run_spec(load_profile("smoke"), "synth-oct", "hetero-ae", seed=0, map_distance="cosine+mse")
+    plan = plan_runs([spec], results=results, root=roots[0])
+    assert plan.seconds == {0: 0.0}
+    lines = plan.lines("x", every_run=True)
+    assert "1 of them scored with another run's weights" in lines[0] and lines[-1].endswith("(its twin's weights)")

@@ -24,7 +24,7 @@ from typing import Any
 from ..data.identity import data_identity
 from ..io import write_json
 from .provenance import explain_miss, same_configuration
-from .runs import RunResult, cached_result
+from .runs import RunResult, cached_result, training_twin
 from .specs import RunSpec, run_name
 
 SPEED_FILE = "speed.json"
@@ -91,12 +91,14 @@ class Plan:
             return [f"{what}: all {total} run(s) are in the cache; nothing to train"]
         est = self.estimate
         unknown = sum(s is None for s in self.seconds.values())
-        when = "time unknown" if est is None else f"about {_duration(est)} on this machine"
+        when = "time unknown" if est is None else f"about {_duration(est)} on this machine, the runs' recorded times added up"
         if est is not None and unknown:
             when += f" for {len(self.missing) - unknown} of them (no cached run to time the other {unknown} by)"
         if self.speed_ratio is not None and est is not None:
             when += f"; this machine takes {self.speed_ratio:.2f}x the reference machine's time per step"
-        out = [f"{what}: {len(self.missing)} of {total} run(s) are not in the cache and will train ({when})"]
+        rescored = sum(training_twin(spec) is not None for spec, _ in self.missing)
+        scored = f", {rescored} of them scored with another run's weights" if rescored else ""
+        out = [f"{what}: {len(self.missing)} of {total} run(s) are not in the cache and will train{scored} ({when})"]
         groups: dict[tuple[str, str], list[RunSpec]] = defaultdict(list)
         for spec, why in self.missing:
             groups[(spec.dataset, why)].append(spec)
@@ -105,7 +107,8 @@ class Plan:
         if every_run:
             for i, (spec, _) in enumerate(self.missing):
                 s = self.seconds.get(i)
-                out.append(f"  missing: {run_name(spec)} ({'?' if s is None else _duration(s)})")
+                took = "?" if s is None else "its twin's weights" if training_twin(spec) is not None else _duration(s)
+                out.append(f"  missing: {run_name(spec)} ({took})")
         return out
 
 
@@ -154,6 +157,9 @@ def plan_runs(specs: list[RunSpec], *, results: str | Path = "results", root: st
         ref = reference_speed(results)
         plan.speed_ratio = None if ref is None else machine_seconds(device) / ref["seconds"]
         for i, (spec, _) in enumerate(missing):
+            if training_twin(spec) is not None:  # scored with its twin's weights: no training of its own
+                plan.seconds[i] = 0.0
+                continue
             s = _reference_seconds(spec, results)
             plan.seconds[i] = None if s is None else s * (plan.speed_ratio or 1.0)
     return plan

@@ -83,7 +83,7 @@ def _load(results: Path) -> dict[str, Any]:
 def start(results: Path, profile: str, device: str) -> dict[str, Any]:
     """Begin a run_all: a fresh manifest, or the previous one's notebooks kept when the profile is the same."""
     old = _load(results)
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")  # code, not outputs
     m = {"profile": profile, "device": device_description(device), "git_commit": _git("rev-parse", "HEAD"),
          "git_dirty": dirty not in ("", "unknown"), "versions": versions(),
          "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

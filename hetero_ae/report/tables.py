@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar: JupyterLab shows it in place, and it needs no widget library
 
 from ..data.datasets import DATASETS, FolderDataset
 from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
