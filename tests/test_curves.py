@@ -49,16 +49,22 @@ def test_load_history_keeps_each_epoch_and_adds_the_run(tmp_path: Path):
     assert set(frame["label"]) == {"Hetero-AE · synth-oct"}
 
 
-def test_convergence_row_reads_the_training_record(tmp_path: Path):
-    run = fake_run(tmp_path, losses=[3.0, 2.0, 1.9, 1.95, 1.96], val=[3, 2, 1.8, 1.9, 1.9], training=plateau(5, 3))
+FLAT = [3.0, 2.0, 1.8, 1.75, 1.74, 1.75, 1.74, 1.75, 1.74, 1.75]  # falls, then flat over its last fifth
+FALLING = [3.0 - 0.2 * i for i in range(10)]  # still falling at the end
+
+
+def test_convergence_row_reads_the_training_record_and_tests_the_curve(tmp_path: Path):
+    run = fake_run(tmp_path, losses=FLAT, val=FLAT, training=plateau(10, 5))
     row = curves.convergence_row(run)
     assert (row["epochs_run"], row["cap"], row["best_epoch"], row["stop_reason"], row["converged"]) == \
-        (5, 10, 3, "plateau", True)
+        (10, 10, 5, "plateau", True)
+    falling = fake_run(tmp_path, seed=1, losses=FALLING, val=FALLING, training=plateau(10, 10))
+    assert not curves.convergence_row(falling)["converged"]  # the rule fired, the curve says otherwise
 
 
 def test_convergence_table_treats_an_old_run_as_not_converged(tmp_path: Path):
     old = fake_run(tmp_path, "mkd", losses=[4.0, 3.0, 2.5, 2.0], cap=4)
-    new = fake_run(tmp_path, seed=1, losses=[3.0, 2.0, 1.9], val=[3, 2, 2], training=plateau(3, 2))
+    new = fake_run(tmp_path, seed=1, losses=FLAT, val=FLAT, training=plateau(10, 5))
     table = curves.convergence_table([old, new]).set_index("method")
     assert table.loc["mkd", "epochs_run"] == 4 and table.loc["mkd", "cap"] == 4
     assert pd.isna(table.loc["mkd", "best_epoch"]) and table.loc["mkd", "stop_reason"] == "unknown"
@@ -71,9 +77,9 @@ def test_convergence_row_without_a_stopping_record_in_training_is_unknown(tmp_pa
     assert (row["epochs_run"], row["stop_reason"], row["converged"]) == (2, "unknown", False)
 
 
-def test_all_converged_is_false_when_one_seed_hit_the_cap(tmp_path: Path):
-    a = fake_run(tmp_path, seed=0, losses=[2.0, 1.0], val=[2, 1], training=plateau(2, 1))
-    b = fake_run(tmp_path, seed=1, losses=[2.0, 1.0], val=[2, 1], training=capped(2))
+def test_all_converged_is_false_when_one_seed_is_still_falling(tmp_path: Path):
+    a = fake_run(tmp_path, seed=0, losses=FLAT, val=FLAT, training=capped())  # capped, but flat: converged
+    b = fake_run(tmp_path, seed=1, losses=FALLING, val=FALLING, training=capped())
     assert curves.all_converged([a]) and not curves.all_converged([a, b])
 
 
@@ -84,11 +90,11 @@ def test_mark_unconverged_marks_only_unconverged_cells():
 
 
 def test_stop_note_lists_plateau_epochs_and_counts_capped_seeds(tmp_path: Path):
-    runs = [fake_run(tmp_path, seed=0, losses=[1.0] * 4, training=plateau(4, 2)),
-            fake_run(tmp_path, seed=1, losses=[1.0] * 7, training=plateau(7, 5)),
-            fake_run(tmp_path, seed=2, losses=[1.0] * 10, training=capped())]
+    runs = [fake_run(tmp_path, seed=0, losses=FLAT, val=FLAT, training=plateau(10, 5)),
+            fake_run(tmp_path, seed=1, losses=FLAT, val=FLAT, training=plateau(7, 5)),
+            fake_run(tmp_path, seed=2, losses=FALLING, val=FALLING, training=capped())]
     note = curves.stop_note(curves.convergence_table(runs))
-    assert note == "plateau at epoch 4, 7\ncap reached (not converged): 1 of 3"
+    assert note == "plateau at epoch 10, 7\ncap reached: 1 of 3\nnot converged: 1 of 3"
 
 
 def test_plot_curves_draws_one_panel_per_group(tmp_path: Path):
@@ -126,15 +132,28 @@ def test_plot_curves_without_held_out_loss_draws_the_training_curve_only(tmp_pat
     ax = curves.plot_curves([run]).axes[0]
     assert [ln.get_label() for ln in ax.lines] == ["training loss, seed 0", "stop, seed 0"]
     assert ax.collections[0].get_offsets().tolist() == [[3.0, 1.5]]  # kept the last epoch
-    assert "no stopping record (not converged)" in ax.get_title()
+    assert ax.get_title().endswith("no stopping record\nnot converged: 1 of 1")  # no held-out curve to test
 
 
-def test_plot_curves_says_when_the_cap_came_first(tmp_path: Path):
-    run = fake_run(tmp_path, losses=[1.0] * 10, val=[1.0] * 10, training=capped())
-    assert "cap reached (not converged)" in curves.plot_curves([run]).axes[0].get_title()
+def test_plot_curves_says_when_the_cap_came_first_and_whether_the_curve_converged(tmp_path: Path):
+    flat = fake_run(tmp_path, losses=FLAT, val=FLAT, training=capped())
+    assert curves.plot_curves([flat]).axes[0].get_title().endswith("cap reached")
+    falling = fake_run(tmp_path, seed=1, losses=FALLING, val=FALLING, training=capped())
+    assert curves.plot_curves([falling]).axes[0].get_title().endswith("cap reached\nnot converged: 1 of 1")
 
 
 def test_plot_curves_groups_by_the_given_labels(tmp_path: Path):
     runs = [fake_run(tmp_path, seed=s, losses=[2.0, 1.0]) for s in range(3)]
     fig = curves.plot_curves(runs, labels=["CNN+CNN", "CNN+CNN", "HCTN"])
     assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["CNN+CNN", "HCTN"]
+
+
+def test_summary_marks_a_threshold_that_calls_every_image_one_class(tmp_path: Path):
+    from hetero_ae.experiment.runs import summary
+
+    run = fake_run(tmp_path, losses=FLAT, val=FLAT, training=plateau(10, 5))
+    run.spec.model.image_size = 64
+    at = {"auc": 0.7, "f1": 0.8, "acc": 0.6}
+    run.metrics.update(train_seconds=1.0, best_f1={**at, "sen": 1.0, "spe": 0.0}, normal_q95={**at, "sen": 0.7, "spe": 0.9})
+    assert summary(run, "best_f1")["degenerate"] and not summary(run, "normal_q95")["degenerate"]
+    assert summary(run)["converged"]

@@ -255,3 +255,16 @@ def test_a_notebook_started_in_notebooks_runs_from_the_repository(monkeypatch):
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root / "notebooks")
     assert tables.at_project_root() == root and Path.cwd() == root
+
+
+def test_a_degenerate_threshold_marks_the_threshold_metrics_but_not_the_auc():
+    frame = pd.DataFrame([{"method": "ae", "dataset": "synth-oct", "seed": s, "AUC": 60.0 + s, "F1": 70.0,
+                           "ACC": 50.0, "SEN": sen, "SPE": spe, "converged": True,
+                           "degenerate": {sen, spe} == {0.0, 100.0}} for s, sen, spe in ((0, 100.0, 0.0),
+                                                                                      (1, 80.0, 40.0))])
+    agg = tables.mean_std(frame, ["dataset", "method"])
+    assert bool(agg.loc[0, "degenerate"])  # one seed of two is enough
+    row = tables.display_table(agg).iloc[0]
+    assert not row["AUC"].endswith(tables.DEGENERATE_MARK)
+    assert all(row[m].endswith(tables.DEGENERATE_MARK) for m in ("F1", "ACC", "SEN", "SPE"))
+    assert "test labels" in tables.table_notes("best_f1") and "without a test label" in tables.table_notes("normal_q95")

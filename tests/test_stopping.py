@@ -74,3 +74,31 @@ def test_a_fixed_schedule_counts_as_converged_only_when_it_ends_on_a_plateau():
     rec = fixed.record(20, flat_end)
     assert rec["stop_reason"] == "fixed" and rec["converged"]
     assert not fixed.record(20, falling)["converged"]
+
+
+def test_still_falling_is_a_downward_line_through_the_last_fifth_of_the_curve():
+    from scipy.stats import linregress
+
+    from hetero_ae.training.stopping import still_falling
+
+    flat = [10.0, 6.0, 4.0, 3.0] + [2.5 + 0.01 * (-1) ** i for i in range(16)]  # 20 epochs, flat at the end
+    falling = [10.0 - 0.4 * i for i in range(20)]
+    assert not still_falling(flat) and still_falling(falling)
+    tail = falling[-4:]  # the last fifth of 20 epochs
+    assert linregress(range(4), tail, alternative="less").pvalue < 0.05
+
+
+def test_still_falling_ignores_a_fall_below_one_percent_of_the_whole():
+    from hetero_ae.training.stopping import still_falling
+
+    whole = [100.0, 50.0, 20.0] + [10.0 - 0.01 * i for i in range(17)]  # falls 0.03 over its last 4 epochs of 90
+    assert not still_falling(whole)
+    assert still_falling([100.0, 50.0, 20.0] + [10.0 - 1.0 * i for i in range(17)])
+
+
+def test_a_curve_too_short_or_with_a_gap_cannot_show_it_converged():
+    from hetero_ae.training.stopping import still_falling
+
+    assert still_falling([3.0, 2.0, 2.0, 2.0, 2.0])  # under two fifths of three epochs each
+    assert still_falling([3.0, 2.0, None, 2.0, 2.0, 2.0, 2.0, 2.0])
+    assert not still_falling([3.0, 2.0] + [2.0] * 6)

@@ -50,6 +50,7 @@ from ..training.checkpoint import CHECKPOINT, WEIGHTS, load_model, read_checkpoi
 from ..training.loop import finished, hold_out, train
 from ..training.run_folder import held_out_description, read_history, read_run_config, write_history, write_run_config
 from ..training.runtime import compiled
+from ..training.stopping import still_falling
 from .provenance import keep_reference, note_difference
 from .specs import RunSpec, run_name
 
@@ -65,6 +66,16 @@ class RunResult:
     def scores(self) -> list[dict[str, str]]:
         """The rows of the run's ``scores.csv`` (``evaluation.scores``)."""
         return read_scores(self.folder)
+
+    @property
+    def converged(self) -> bool:
+        """The one convergence test (``training.stopping.still_falling``) on the run's held-out curve,
+        whatever stopped it; a run without held-out losses cannot pass it."""
+        try:
+            losses = [e.get("val_loss") for e in read_history(self.folder)]
+        except OSError:
+            return False
+        return bool(losses) and not still_falling(losses)
 
 
 def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None, *,
@@ -226,7 +237,9 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
 
 
 def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
-    """One table row: image metrics in % at ``threshold``, pixel AUROC, training time, input size ``px``."""
+    """One table row: image metrics in % at ``threshold``, pixel AUROC, training time, input size ``px``,
+    whether the run converged, and whether the threshold is ``degenerate`` (it calls every test image
+    one class: SEN 100 and SPE 0, or SEN 0 and SPE 100, so F1, ACC, SEN and SPE say nothing)."""
     m = result.metrics
     row: dict[str, Any] = {"method": result.spec.model.method, "dataset": result.spec.dataset,
                            "encoder": m.get("encoder", "-"), "px": result.spec.model.image_size,
@@ -235,7 +248,8 @@ def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
     row["pixel AUROC"] = 100 * m["pixel"]["pixel_auroc"] if "pixel" in m else float("nan")
     row["train s"] = m["train_seconds"]
     row["epochs"] = m.get("training", {}).get("epochs_run", float("nan"))
-    row["converged"] = bool(m.get("training", {}).get("converged", False))
+    row["converged"] = result.converged
+    row["degenerate"] = {row["SEN"], row["SPE"]} == {0.0, 100.0}
     return row
 
 

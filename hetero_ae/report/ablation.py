@@ -31,6 +31,7 @@ from .tables import (
     save_figure,
     save_table,
     setup,
+    table_notes,
     variant_runs,
 )
 
@@ -75,7 +76,7 @@ class AblationReport:
 
     def table(self) -> str:
         """The table, one per dataset, cells 'ours mean ± std (paper)'; saved as ``<notebook>``."""
-        text = markdown_by_dataset(self.rows, list(self.ablation.metrics), row="label")
+        text = markdown_by_dataset(self.rows, list(self.ablation.metrics), row="label", note=table_notes("best_f1"))
         save_table(self.rows, self.tables, self.notebook, markdown=text)
         return text
 
@@ -95,7 +96,10 @@ class AblationReport:
     def verdict(self) -> str:
         """The verdict on the paper's claim for this table (``verdicts.ablation_verdicts``); saved as
         ``<notebook>_verdict``."""
-        claims = verdicts.ablation_verdicts(ablation_rows(self.pairs), self.ablation.table)
+        images: dict[tuple[str, str], list] = {}
+        for v, r in self.pairs:
+            images.setdefault((r.spec.dataset, v.key), []).append(verdicts.ImageScores.of(r))
+        claims = verdicts.ablation_verdicts(ablation_rows(self.pairs), self.ablation.table, images=images)
         text = verdicts.verdict_markdown(claims)
         save_table(verdicts.verdict_table(claims), self.tables, f"{self.notebook}_verdict", markdown=text)
         return text

@@ -3,11 +3,12 @@
 The paper trains every model for a fixed 200 epochs (Sec. IV-B1) and shows no training
 curves. Here a run records one ``history.json`` row per epoch (training ``loss``, held-out
 normal ``val_loss`` when it had held-out images, optional per-term keys) and, in
-``metrics.json``'s ``training``, why it stopped: ``plateau`` (the held-out loss stopped
-improving: converged), ``cap`` (the epoch cap came first) or ``fixed`` (no early stopping).
-Runs from before that record have no ``training`` key: they count as not converged, with
-stop reason ``unknown``. A table cell computed from a run that did not converge carries
-``UNCONVERGED_MARK`` (``mark_unconverged``), explained by ``UNCONVERGED_NOTE``.
+``metrics.json``'s ``training``, why it stopped: ``plateau`` (the rule fired), ``cap`` (the epoch
+cap came first) or ``fixed`` (no early stopping); runs from before that record have stop reason
+``unknown``. Whether a run converged is one test for every run, whatever stopped it
+(``RunResult.converged``, ``training.stopping.still_falling``): its held-out loss no longer falls
+over its last fifth of epochs. A table cell, figure or verdict that uses a run that did not
+converge carries ``UNCONVERGED_MARK`` (``mark_unconverged``), explained by ``UNCONVERGED_NOTE``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
 
     from ..experiment.runs import RunResult
 
-STOP_TEXT = {"cap": "cap reached (not converged)", "fixed": "fixed epochs (not converged)",
-             "unknown": "no stopping record (not converged)"}
+STOP_TEXT = {"cap": "cap reached", "fixed": "fixed epochs", "unknown": "no stopping record"}
 
 
 def run_label(result: RunResult) -> str:
@@ -50,18 +50,18 @@ def load_history(result: RunResult, label: str | None = None) -> pd.DataFrame:
 def convergence_row(result: RunResult, label: str | None = None) -> dict[str, Any]:
     """method, dataset, seed, label, epochs_run, cap, best_epoch, stop_reason, kept, converged.
 
-    From ``metrics["training"]``; a run without its stopping record (older runs) ran its
-    configured epochs and kept the last: epochs_run is its history's length, best_epoch None,
-    stop_reason ``unknown``, converged False.
+    How it stopped is ``metrics["training"]``'s record (a run without one, from before it, ran
+    its configured epochs and kept the last: stop_reason ``unknown``); ``converged`` is the one
+    test of every run (``RunResult.converged``).
     """
     t = result.metrics.get("training") or {}
     row = {"method": result.spec.model.method, "dataset": result.spec.dataset, "seed": result.spec.train.seed,
            "label": label or run_label(result)}
     if "stop_reason" not in t:
         return {**row, "epochs_run": len(_history(result)), "cap": result.spec.train.epochs, "best_epoch": None,
-                "stop_reason": "unknown", "kept": "last", "converged": False}
+                "stop_reason": "unknown", "kept": "last", "converged": result.converged}
     return {**row, "epochs_run": int(t["epochs_run"]), "cap": int(t["cap"]), "best_epoch": t.get("best_epoch"),
-            "stop_reason": t["stop_reason"], "kept": t.get("kept", "last"), "converged": bool(t["converged"])}
+            "stop_reason": t["stop_reason"], "kept": t.get("kept", "last"), "converged": result.converged}
 
 
 def convergence_table(results: Iterable[RunResult], labels: Sequence[str] | None = None) -> pd.DataFrame:
@@ -91,6 +91,9 @@ def stop_note(rows: pd.DataFrame) -> str:
         n = int((rows["stop_reason"] == reason).sum())
         if n:
             parts.append(text if n == len(rows) else f"{text}: {n} of {len(rows)}")
+    falling = int((~rows["converged"].astype(bool)).sum())
+    if falling:
+        parts.append(f"not converged: {falling} of {len(rows)}")
     return "\n".join(parts)
 
 

@@ -48,8 +48,17 @@ NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
                      "table4_feature_comparison": TABLE_IV, "fig6_boxplots": TABLE_III}  # ablation rows per notebook
 TABLE_NOTEBOOKS = ("table1_comparison", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
 UNCONVERGED_MARK = "†"
-UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} from a run that did not converge: training stopped at its epoch cap "
-                    "(or ran a fixed number of epochs, or predates the record) before the held-out loss plateaued.")
+DEGENERATE_MARK = "‡"
+THRESHOLD_NOTES = {
+    "best_f1": ("F1, ACC, SEN and SPE at the threshold that maximises F1 on the test labels themselves (the paper's "
+                f"choice): chosen on the test set, not a deployable threshold. {DEGENERATE_MARK} at that threshold "
+                "a run called every test image anomalous (or every one normal): its F1, ACC, SEN and SPE say nothing."),
+    "normal_q95": ("F1, ACC, SEN and SPE at the 95th percentile of held-out normal images' scores: chosen without "
+                   f"a test label. {DEGENERATE_MARK} a run called every test image one class at that threshold."),
+}
+UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} from a run that did not converge: its held-out loss was still falling over "
+                    "its last fifth of epochs (a line through them slopes down, one-sided p < 0.05, by at least 1 % "
+                    "of the run's whole fall), whatever stopped it.")
 PAPER_DATASETS = {"oct": "retinal OCT", "chest-xray": "chest X-ray", "brain-mri": "brain MRI", "covid19": "COVID-19"}
 
 
@@ -240,6 +249,8 @@ def mean_std(frame: pd.DataFrame, by: list[str], metrics: list[str] = METRICS) -
     out["seeds"] = g.size()
     if "converged" in frame:
         out["converged"] = frame.groupby(by, sort=False)["converged"].all()
+    if "degenerate" in frame:
+        out["degenerate"] = frame.groupby(by, sort=False)["degenerate"].any()
     return out.reset_index()
 
 
@@ -279,7 +290,9 @@ def with_paper(agg: pd.DataFrame, paper: pd.DataFrame, metrics: list[str] = METR
 
 def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "method",
                   names: dict[str, str] | None = None) -> pd.DataFrame:
-    """Cells 'ours mean ± std (paper)' per metric, one row per ``row`` value, for Markdown."""
+    """Cells 'ours mean ± std (paper)' per metric, one row per ``row`` value, for Markdown; a cell from a
+    run that did not converge carries ``UNCONVERGED_MARK``, a threshold metric where some seed's
+    threshold was degenerate ``DEGENERATE_MARK``."""
     rows = []
     for _, r in agg.iterrows():
         d = {"": (names or {}).get(r[row], r[row])}
@@ -287,8 +300,10 @@ def display_table(agg: pd.DataFrame, metrics: list[str] = METRICS, row: str = "m
             if extra in r:
                 d[extra] = r[extra]
         for m in metrics:
-            d[m] = beside(mark_unconverged(cell(r[f"{m} mean"], r[f"{m} std"]), bool(r.get("converged", True))),
-                          r.get(f"{m} paper", np.nan))
+            text = mark_unconverged(cell(r[f"{m} mean"], r[f"{m} std"]), bool(r.get("converged", True)))
+            if m != "AUC" and bool(r.get("degenerate", False)):
+                text += DEGENERATE_MARK
+            d[m] = beside(text, r.get(f"{m} paper", np.nan))
         rows.append(d)
     return pd.DataFrame(rows)
 
@@ -305,6 +320,11 @@ def markdown_by_dataset(agg: pd.DataFrame, metrics: list[str] = METRICS, row: st
     return "\n".join(parts + ([note] if note else [])).rstrip()
 
 
+def table_notes(threshold: str = "best_f1") -> str:
+    """What a table's marks and threshold mean: ``UNCONVERGED_NOTE`` and the threshold's note."""
+    return f"{UNCONVERGED_NOTE}\n\n{THRESHOLD_NOTES[threshold]}"
+
+
 def ablation_rows(pairs: Iterable[tuple[Variant, RunResult]]) -> pd.DataFrame:
     """Tables II-IV, one row per run at the paper's threshold: dataset, variant, seed, converged, metrics in %."""
     rows = []
@@ -312,7 +332,7 @@ def ablation_rows(pairs: Iterable[tuple[Variant, RunResult]]) -> pd.DataFrame:
         s = summary(r, "best_f1")
         rows.append({"dataset": r.spec.dataset, "table": v.table, "key": v.key, "label": v.label, "group": v.group,
                      "encoder": s["encoder"], "decoder": v.decoder, "comparison": v.comparison, "seed": s["seed"],
-                     "epochs": s["epochs"], "converged": s["converged"],
+                     "epochs": s["epochs"], "converged": s["converged"], "degenerate": s["degenerate"],
                      **{m: s[m] for m in [*METRICS, "pixel AUROC"]}})
     return pd.DataFrame(rows)
 

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 CHECK_PATIENCE, CHECK_MIN_DELTA = 10, 0.005  # the plateau a fixed-schedule run must show to count as converged
+FALLING_SHARE, FALLING_P, FALLING_MIN_EPOCHS = 0.2, 0.05, 3  # ``still_falling``: the last fifth, one-sided p, points
+FALLING_FRACTION = 0.01  # ... and a fall over it of at least 1 % of the run's whole fall
 
 
 @dataclass
@@ -78,3 +80,23 @@ def plateaued(val_losses: list[float | None], patience: int = CHECK_PATIENCE, mi
     for epoch, v in enumerate(val_losses, start=1):
         check.update(epoch, v)
     return check.done()
+
+
+def still_falling(val_losses: list[float | None]) -> bool:
+    """The one convergence test every run's held-out curve is held to, whatever stopped it.
+
+    True when the loss still falls over the last fifth of the epochs run (at least
+    ``FALLING_MIN_EPOCHS``): a least-squares line through them (``scipy.stats.linregress``) slopes
+    down with one-sided p < ``FALLING_P``, and its fall across them is at least ``FALLING_FRACTION``
+    of the run's whole fall (its first epoch's loss minus its lowest). A curve with a gap (an
+    epoch without held-out loss) or too short to have a last fifth counts as still falling.
+    """
+    from scipy.stats import linregress
+
+    k = max(FALLING_MIN_EPOCHS, round(FALLING_SHARE * len(val_losses)))
+    if len(val_losses) < 2 * k or any(v is None or not math.isfinite(v) for v in val_losses):
+        return True
+    tail = val_losses[-k:]
+    whole = val_losses[0] - min(val_losses)
+    fit = linregress(range(k), tail, alternative="less")
+    return bool(fit.pvalue < FALLING_P and -fit.slope * (k - 1) >= FALLING_FRACTION * max(whole, 0.0) and whole > 0)
