@@ -168,8 +168,12 @@ class TrainConfig:
     # The stopping rule on the held-out normals' loss (hetero_ae.training.stopping); epochs is then the cap.
     patience: int = 0  # epochs without improvement before stopping; 0 = no rule, train all epochs
     min_delta: float = 0.0  # an improvement must exceed min_delta * |best held-out loss|
+    # Which weights a run with the rule keeps: "best", the epoch that last beat min_delta (what runs
+    # before this setting kept), or "lowest", the epoch with the lowest held-out loss, whatever min_delta.
+    keep: str = "best"
 
-    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision", "patience", "min_delta")
+    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision", "patience", "min_delta", "keep")
+    KEEP: ClassVar[tuple[str, ...]] = ("best", "lowest")
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -180,6 +184,7 @@ class TrainConfig:
         if self.patience < 0 or self.min_delta < 0:
             raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
         Precision.check(self.precision)
+        check_choice("keep", self.keep, self.KEEP)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:

@@ -102,3 +102,29 @@ def test_a_curve_too_short_or_with_a_gap_cannot_show_it_converged():
     assert still_falling([3.0, 2.0, 2.0, 2.0, 2.0])  # under two fifths of three epochs each
     assert still_falling([3.0, 2.0, None, 2.0, 2.0, 2.0, 2.0, 2.0])
     assert not still_falling([3.0, 2.0] + [2.0] * 6)
+
+
+def test_keep_lowest_keeps_the_lowest_epoch_whatever_min_delta():
+    from hetero_ae.training.stopping import Stopping
+
+    losses = [1.0, 0.90, 0.895, 0.893, 0.894, 0.95]  # epochs 3 and 4 beat 0.90 by less than 1 %
+    saved = {}
+    for keep in ("best", "lowest"):
+        rule = Stopping(patience=3, min_delta=0.01, cap=10, keep=keep)
+        saved[keep] = [e for e, v in enumerate(losses, start=1) if rule.update(e, v)]
+        record = rule.record(len(losses))
+        assert rule.done() and record["keep"] == keep
+        assert record["best_epoch"] == {"best": 2, "lowest": 4}[keep]
+        assert record["best_val_loss"] == {"best": 0.90, "lowest": 0.893}[keep]
+    assert saved == {"best": [1, 2], "lowest": [1, 2, 3, 4]}  # the epochs whose weights were taken
+
+
+def test_keep_is_checked_and_part_of_the_cache_key_only_when_set():
+    import pytest
+
+    from hetero_ae.config import TrainConfig, key_dict
+    from hetero_ae.errors import ConfigError
+
+    assert "keep" not in key_dict(TrainConfig()) and key_dict(TrainConfig(keep="lowest"))["keep"] == "lowest"
+    with pytest.raises(ConfigError, match="unknown keep 'last'"):
+        TrainConfig(keep="last")

@@ -104,3 +104,20 @@ def test_a_stochastic_method_resumes_exactly_too(images, tmp_path, monkeypatch):
     kill_after_epoch_1(vae, images, tmp_path / "run", monkeypatch)
     resumed, _ = train(vae, TRAIN, images, tmp_path / "run", resume=True, progress=False)
     assert_same_state(trained_state(reference), trained_state(resumed))
+
+
+def test_keep_lowest_returns_the_weights_of_the_lowest_held_out_epoch(images, tmp_path):
+    """min_delta 5: no epoch after the first beats the rule, yet keep="lowest" returns the lowest epoch's weights."""
+    from dataclasses import replace
+
+    cfg = replace(TRAIN, epochs=3, patience=10, min_delta=5.0, keep="lowest")
+    model, history = train(MODEL, cfg, images, tmp_path / "lowest", val=images, progress=False)
+    val = [h["val_loss"] for h in history]
+    lowest = int(np.argmin(val)) + 1
+    assert lowest > 1 and history.stop["best_epoch"] == lowest and history.stop["best_val_loss"] == min(val)
+    again, _ = train(MODEL, replace(TRAIN, epochs=lowest), images, tmp_path / "plain", progress=False)
+    assert_same_state(trained_state(model), trained_state(again))  # training is deterministic per seed
+    best, h = train(MODEL, replace(cfg, keep="best"), images, tmp_path / "best", val=images, progress=False)
+    first, _ = train(MODEL, replace(TRAIN, epochs=1), images, tmp_path / "first", progress=False)
+    assert h.stop["best_epoch"] == 1 and h.stop["keep"] == "best"  # the rule's best
+    assert_same_state(trained_state(best), trained_state(first))

@@ -66,6 +66,7 @@ class Profile:
     val_fraction: float = 0.1
     patience: int = 0
     min_delta: float = 0.0
+    keep: str = "best"  # the weights a run with the rule keeps: "best" or "lowest" (TrainConfig.keep)
     precision: str = "fp32"
     torch_compile: bool | str = False
     train_jobs: int = 1
@@ -83,7 +84,7 @@ class Profile:
 _SEQUENCES = {"datasets": str, "methods": str, "seeds": int, "baseline_seeds": int, "ablation_datasets": str,
               "ablation_seeds": int, "train_jobs_methods": str}
 _SCALARS = {"profile": str, "device": str, "image_size": int, "data_root": str, "synthetic_preset": str,
-            "synthetic_seed": int, "val_fraction": float, "patience": int, "min_delta": float, "precision": str,
+            "synthetic_seed": int, "val_fraction": float, "patience": int, "min_delta": float, "keep": str, "precision": str,
             "train_jobs": int, "complexity_size": int}
 
 

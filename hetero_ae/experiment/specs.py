@@ -62,7 +62,7 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
                         seed=seed, precision=str(s.pop("precision", profile.precision)),
                         patience=int(s.pop("patience", profile.patience)),
-                        min_delta=float(s.pop("min_delta", profile.min_delta)))
+                        min_delta=float(s.pop("min_delta", profile.min_delta)), keep=str(s.pop("keep", profile.keep)))
     if s:
         raise UserError(f"profile {profile.profile}: unknown settings for {method}: {sorted(s)}")
     return RunSpec(dataset, model, train, val_fraction=profile.val_fraction)

@@ -130,7 +130,7 @@ def train(
     optimizers = model.configure_optimizers(train_cfg.lr)
     history = History()
     stopping = Stopping(train_cfg.patience if model.stops_early and val is not None else 0, train_cfg.min_delta,
-                        train_cfg.epochs)
+                        train_cfg.epochs, keep=train_cfg.keep)
     best: dict[str, torch.Tensor] | None = None
     start = 0
     if resume and ckpt_path.exists():

@@ -5,7 +5,9 @@ run may instead stop when the loss of its held-out *normal* images (the release'
 split, or a fraction of the training normals) has not improved for ``patience`` epochs, an
 improvement being a fall of more than ``min_delta * |best|`` (relative, so one setting fits
 losses of any scale; the absolute value because Eq. 4's loss is negative). ``epochs`` is then
-a cap. The run keeps the weights of its best held-out epoch.
+a cap. The run keeps the weights of its best held-out epoch: with ``keep="best"`` the epoch that
+last beat ``min_delta`` (a later epoch may be lower by less than that), with ``keep="lowest"`` the
+epoch whose held-out loss is the lowest of all, whatever ``min_delta``.
 
 Every run records how it ended (``Stopping.record``):
 - ``plateau``: the rule fired; the held-out loss had converged;
@@ -37,20 +39,26 @@ class Stopping:
     best: float = math.inf
     best_epoch: int | None = None
     bad_epochs: int = 0
+    keep: str = "best"  # which epoch's weights the run keeps (module docstring)
+    lowest: float = math.inf
+    lowest_epoch: int | None = None
 
     @property
     def active(self) -> bool:
         return self.patience > 0
 
     def update(self, epoch: int, value: float) -> bool:
-        """Record the held-out loss of ``epoch`` (1-based); True when it is the new best."""
+        """Record the held-out loss of ``epoch`` (1-based); True when its weights are now the ones to keep."""
         if not math.isfinite(value):
             raise FloatingPointError(f"non-finite held-out loss {value} at epoch {epoch}")
+        lowest = value < self.lowest
+        if lowest:
+            self.lowest, self.lowest_epoch = value, epoch
         if self.best_epoch is None or self.best - value > self.min_delta * abs(self.best):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-            return True
+            return True if self.keep == "best" else lowest
         self.bad_epochs += 1
-        return False
+        return lowest and self.keep == "lowest"
 
     def done(self) -> bool:
         return self.active and self.bad_epochs >= self.patience
@@ -67,9 +75,11 @@ class Stopping:
         reason = "fixed" if not self.active or self.best_epoch is None else "plateau" if self.done() else "cap"
         kept = "best" if reason != "fixed" else "last"
         converged = reason == "plateau" or (reason == "fixed" and plateaued(val_losses or []))
-        return {"epochs_run": epochs_run, "cap": self.cap, "best_epoch": self.best_epoch,
-                "best_val_loss": None if self.best_epoch is None else self.best, "stop_reason": reason, "kept": kept,
-                "converged": converged, "patience": self.patience, "min_delta": self.min_delta}
+        lowest = self.keep == "lowest" and self.lowest_epoch is not None
+        epoch, value = (self.lowest_epoch, self.lowest) if lowest else (self.best_epoch, self.best)
+        return {"epochs_run": epochs_run, "cap": self.cap, "best_epoch": epoch,
+                "best_val_loss": None if epoch is None else value, "stop_reason": reason, "kept": kept,
+                "keep": self.keep, "converged": converged, "patience": self.patience, "min_delta": self.min_delta}
 
 
 def plateaued(val_losses: list[float | None], patience: int = CHECK_PATIENCE, min_delta: float = CHECK_MIN_DELTA) -> bool:
