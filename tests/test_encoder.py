@@ -102,3 +102,27 @@ def test_backbone_is_the_papers_when_its_weights_are_cached(resnet18_weights):
     from hetero_ae.model.encoder import resolve_backbone
 
     assert resolve_backbone("resnet18") == "resnet18"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet-lite0", "vgg16", "wide-resnet50", "hybrid", "transformer"])
+def test_the_first_stages_alone_are_the_full_forwards_first_maps(name):
+    enc = build_encoder(name, weights="none")
+    x = torch.randn(1, 3, 64, 64)
+    full = enc(x)
+    for stages in (1, 2, 3):
+        part = enc(x, stages=stages)
+        assert len(part) == stages and all(torch.equal(a, b) for a, b in zip(part, full))
+
+
+def test_rd4ads_teacher_stops_after_its_third_stage(monkeypatch):
+    """The fourth stage, which RD4AD never compares, is not run (Wide-ResNet-50-2's layer4 is most of the teacher)."""
+    from hetero_ae.config import ModelConfig
+    from hetero_ae.methods.rd4ad import RD4AD
+
+    model = RD4AD.from_config(ModelConfig(method="rd4ad", encoder="resnet18", encoder_weights="none", image_size=64))
+    calls = []
+    model.teacher.net.layer4.register_forward_hook(lambda *a: calls.append("layer4"))
+    x = torch.randn(2, 3, 64, 64)
+    feats = model.frozen_features(x)
+    assert calls == [] and [f.shape[1] for f in feats] == list(model.teacher.channels[:3])
+    assert all(torch.equal(a, b) for a, b in zip(feats, model.teacher(x)[:3]))

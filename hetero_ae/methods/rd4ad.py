@@ -103,8 +103,10 @@ class RD4AD(AnomalyModel):
         return cls(teacher, bottleneck, student, adam_betas=p["adam_betas"], map_sigma=p["map_sigma"])
 
     def frozen_features(self, x: Tensor) -> list[Tensor]:
-        """The teacher's F^1..F^3 only (what a feature cache stores)."""
-        return super().frozen_features(x)[:3]
+        """The teacher's F^1..F^3 only (what a feature cache stores); its fourth stage, which RD4AD never
+        compares (Wide-ResNet-50-2's layer4: 42 M of its 69 M parameters), is not computed."""
+        with torch.no_grad():
+            return list(self.teacher(x, stages=3))
 
     def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
         """([F^1, F^2, F^3] of the teacher, the same three rebuilt by the student); ``frozen``: the teacher's."""

@@ -66,19 +66,22 @@ class Encoder(nn.Module):
         super().train(mode and self.mode == "scratch")
         return self
 
-    def features(self, x: Tensor) -> list[Tensor]:
+    def features(self, x: Tensor, stages: int = 4) -> list[Tensor]:
+        """The first ``stages`` of the four maps, computing no more of the network than they need."""
         raise NotImplementedError
 
     def classify(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, stages: int = 4) -> list[Tensor]:
+        """(B, 3, H, W) -> the first ``stages`` feature maps (B, C_k, H / s_k, W / s_k), k = 1..stages."""
         assert x.ndim == 4 and x.shape[1] == 3, f"expected (B, 3, H, W), got {tuple(x.shape)}"
         assert x.shape[-1] % 32 == 0 and x.shape[-2] % 32 == 0, (
             f"image size must be a multiple of 32, got {tuple(x.shape[-2:])}"
         )
-        feats = self.features(x)
-        assert [f.shape[1] for f in feats] == list(self.channels)
+        assert 1 <= stages <= 4, f"an encoder has stages 1 to 4, got {stages}"
+        feats = self.features(x, stages)
+        assert [f.shape[1] for f in feats] == list(self.channels[:stages])
         return feats
 
     def digest(self) -> str:

@@ -105,10 +105,10 @@ class ResNet18Encoder(TorchvisionEncoder):
         n = self.net
         return n.maxpool(n.relu(n.bn1(n.conv1(x))))
 
-    def features(self, x: Tensor) -> list[Tensor]:
+    def features(self, x: Tensor, stages: int = 4) -> list[Tensor]:
         n, feats = self.net, []
         x = self.stem(x)
-        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
+        for layer in (n.layer1, n.layer2, n.layer3, n.layer4)[:stages]:
             x = layer(x)
             feats.append(x)
         return feats
@@ -128,9 +128,9 @@ class VGG16Encoder(TorchvisionEncoder):
     arch, weights_enum, hub_file = "vgg16", "VGG16_Weights", "vgg16-397923af.pth"
     taps = (9, 16, 23, 30)  # indices of the max-pool layers in vgg16.features
 
-    def features(self, x: Tensor) -> list[Tensor]:
+    def features(self, x: Tensor, stages: int = 4) -> list[Tensor]:
         feats = []
-        for i, layer in enumerate(self.net.features):
+        for i, layer in enumerate(self.net.features[: self.taps[stages - 1] + 1]):
             x = layer(x)
             if i in self.taps:
                 feats.append(x)
@@ -158,10 +158,10 @@ class EfficientNetLite0Encoder(Encoder):
         assert len(self.net._blocks) == self.taps[-1] + 1
         self.freeze()
 
-    def features(self, x: Tensor) -> list[Tensor]:
+    def features(self, x: Tensor, stages: int = 4) -> list[Tensor]:
         n, feats = self.net, []
         x = n._swish(n._bn0(n._conv_stem(x)))
-        for i, block in enumerate(n._blocks[: self.taps[-1] + 1]):
+        for i, block in enumerate(n._blocks[: self.taps[stages - 1] + 1]):
             x = block(x)  # drop-connect is a training-time regulariser: off for a frozen encoder
             if i in self.taps:
                 feats.append(x)

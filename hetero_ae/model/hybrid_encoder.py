@@ -79,10 +79,10 @@ class HybridBranchEncoder(Encoder):
             self.load_state_dict(load_state(existing_file(weights)))
         self.freeze()
 
-    def features(self, x: Tensor) -> list[Tensor]:
+    def features(self, x: Tensor, stages: int = 4) -> list[Tensor]:
         feats = []
         x = self.stem(x)
-        for down, block in zip(self.down, self.blocks):
+        for down, block in list(zip(self.down, self.blocks))[:stages]:
             x = block(down(x))
             feats.append(x)
         return feats
