@@ -73,3 +73,41 @@ def test_side_by_side_benchmark_times_both_ways_and_keeps_other_entries(tmp_path
     run = entry["methods"]["ae"]
     assert run["epochs"] == 1 and run["sequential_seconds"] > 0 and run["side_by_side_seconds"] > 0
     assert run["speed_up"] == pytest.approx(run["sequential_seconds"] / run["side_by_side_seconds"], rel=0.01)
+
+
+def _stopping_rule():
+    spec = importlib.util.spec_from_file_location("stopping_rule", ROOT / "benchmarks" / "stopping_rule.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_a_rule_replayed_on_a_curve_stops_and_keeps_where_training_would():
+    bench = _stopping_rule()
+    curve = [5.0, 4.0, 3.5, 3.49, 3.48, 3.6, 3.7, 3.47, 3.8, 3.9, 4.0]
+    assert bench.replay(curve, 2, 0.0) == (7, 5)  # epochs 6 and 7 do not beat epoch 5: stop at 7, keep 5
+    assert bench.replay(curve, 3, 0.0) == (11, 8)  # epoch 8 does: three more, stop at 11, keep 8
+    assert bench.replay(curve, 3, 0.01) == (6, 5)  # 3.49 and 3.48 beat 3.5 by under 1 %: counted from epoch 3
+    assert bench.replay(curve, 20, 0.0) == (11, 8)  # never fires: the end, keeping the lowest
+
+
+def test_the_stopping_rule_study_records_curves_aucs_and_every_rule_and_resumes(tmp_path, capsys):
+    bench = _stopping_rule()
+    out = tmp_path / "study.json"
+    args = ["--preset", "smoke", "--size", "64", "--cap", "4", "--methods", "ae", "--datasets", "synth-covid19",
+            "--design-root", str(tmp_path / "data"), "--out", str(out)]
+    assert bench.main(args) == 0
+    study = json.loads(out.read_text())
+    run = study["runs"]["synth-covid19/ae"]
+    assert run["done"] and [e["epoch"] for e in run["epochs"]] == [1, 2, 3, 4]
+    curve = [e["val_loss"] for e in run["epochs"]]
+    lowest = curve.index(min(curve)) + 1
+    assert str(lowest) in run["auc"] and all(0 <= v <= 100 for v in run["auc"].values())
+    rules = study["replay"]["rules"]
+    assert len(rules) == len(bench.PATIENCES) * len(bench.MIN_DELTAS)
+    assert all(r["runs"][0]["kept"] == bench.replay(curve, r["patience"], r["min_delta"])[1] for r in rules)
+    assert study["data"]["synth-covid19"]["key"]["synthetic"]["seed"] == 1  # the design benchmark, not the reported
+    assert not (tmp_path / "data" / ".stopping-rule-runs" / "synth-covid19-ae").exists()  # snapshots cleaned up
+    capsys.readouterr()
+    assert bench.main(args) == 0  # a finished run is not trained again
+    assert "training" not in capsys.readouterr().err

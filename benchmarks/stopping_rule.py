@@ -1,0 +1,225 @@
+"""One stopping rule for every method, chosen on the design benchmark (DESIGN 3.11; issue "Decide the paper's claims").
+
+Each method of the profile (and the Table III decoders, which decide that table) trains on the
+**design benchmark** (the synthetic data generated with seed ``--design-seed``, 1: never the
+reported seed-0 data) with its profile recipe but **no rule**, for ``--cap-factor`` times its
+profile cap. Its held-out loss is recorded every epoch, and the weights of every epoch that
+reaches a new lowest held-out loss are kept aside: those are the only weights a run with
+``keep="lowest"`` can end with. A candidate rule (patience, min_delta) is then replayed on each
+curve with ``training.stopping.Stopping`` itself (training is deterministic per seed, so the
+run the rule would have made is this run cut at its stop), which gives, per method and rule:
+
+- the epoch it stops at and the epoch whose weights it keeps (the lowest before the stop);
+- the wall time to get there (the recorded epoch seconds added up);
+- whether the curve up to the stop passes the one convergence test (``still_falling``);
+- how far the kept held-out loss is from the long run's lowest, as a share of the whole fall;
+- the image AUC on the design test set of the kept weights and of the long run's lowest epoch.
+
+The rule chosen is the cheapest (total wall time over every method and dataset) under which
+every run passes the convergence test at its stop and keeps weights within ``--auc-tolerance``
+AUC points of the long run's lowest-loss epoch. f-AnoGAN, whose two phases take all their
+epochs, is replayed for the record but does not choose (its schedule is fixed, and marked).
+
+Results (curves, AUCs, the replay of every rule, the choice) go to ``--out``
+(``results/design/stopping_rule.json``), written after every epoch, so that a killed study
+resumes at the run it was in (that run starts again) and the committed file is the study so far.
+
+    .venv/bin/python benchmarks/stopping_rule.py                       # the study (hours on 2 cores)
+    .venv/bin/python benchmarks/stopping_rule.py --replay-only         # the choice from the committed curves
+    .venv/bin/python benchmarks/stopping_rule.py --preset smoke --size 64 --cap 3 --methods ae,hetero-ae
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from hetero_ae.data.datasets import load_split
+from hetero_ae.data.identity import data_identity
+from hetero_ae.data.overview import ensure_synthetic
+from hetero_ae.evaluation.predict import predict_all
+from hetero_ae.experiment.profiles import load_profile
+from hetero_ae.experiment.specs import RunSpec, run_name, run_spec
+from hetero_ae.io import write_json
+from hetero_ae.report.manifest import device_description
+from hetero_ae.training.checkpoint import CHECKPOINT, load_model, read_checkpoint, save_weights
+from hetero_ae.training.loop import hold_out, train
+from hetero_ae.training.stopping import Stopping, still_falling
+
+FIXED_SCHEDULE = ("f-anogan",)  # its two phases need all their epochs: replayed, not choosing
+PATIENCES = (5, 10, 15, 20, 30)
+MIN_DELTAS = (0.0, 0.001, 0.005, 0.01)
+DECODERS = ("cnn", "transformer")  # Table III's single-kind decoders, beside Hetero-AE's HCTN
+
+
+def replay(val: list[float], patience: int, min_delta: float) -> tuple[int, int]:
+    """(the epoch ``patience``/``min_delta`` stops at, the epoch ``keep="lowest"`` keeps), 1-based, on a
+    recorded held-out curve; the curve's end when the rule never fires."""
+    rule = Stopping(patience, min_delta, len(val), keep="lowest")
+    for epoch, v in enumerate(val, start=1):
+        rule.update(epoch, v)
+        if rule.done():
+            return epoch, int(rule.lowest_epoch)
+    return len(val), int(rule.lowest_epoch)
+
+
+def runs_of(profile, datasets: list[str], methods: list[str]) -> list[tuple[str, RunSpec]]:
+    """(name, spec) of every long run: each method's profile recipe with no rule and a longer cap."""
+    out = []
+    for dataset in datasets:
+        for method in methods:
+            kind, _, decoder = method.partition(":")
+            spec = run_spec(profile, dataset, kind, 0, **({"decoder": decoder} if decoder else {}))
+            out.append((f"{dataset}/{method}", spec))
+    return out
+
+
+def _splits(spec: RunSpec, root: Path):
+    size = spec.model.image_size
+    normals = load_split(spec.dataset, "train", size, root=root)
+    val = load_split(spec.dataset, "val", size, root=root)
+    if val is None:
+        normals, val = hold_out(normals, spec.val_fraction, spec.train.seed)
+    return normals, val, load_split(spec.dataset, "test", size, root=root)
+
+
+def _auc(weights: Path, test, device: str) -> float:
+    model, ckpt = load_model(weights)
+    pred = predict_all(model.to(device), test.images, device=device,
+                       precision=ckpt.get("trained_precision", "fp32"))
+    return round(100 * float(roc_auc_score(test.labels, pred.scores)), 3)
+
+
+def long_run(name: str, spec: RunSpec, cap: int, root: Path, work: Path, device: str, save) -> dict[str, Any]:
+    """Train ``spec`` without a rule for ``cap`` epochs, keeping every new-lowest epoch's weights;
+    then the design test AUC of each epoch some candidate rule (or the lowest) would keep."""
+    normals, val, test = _splits(spec, root)
+    folder, snaps = work / name.replace("/", "-"), work / (name.replace("/", "-") + "-lowest")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(snaps, ignore_errors=True)
+    snaps.mkdir(parents=True)
+    record: dict[str, Any] = {"run": run_name(spec), "cap": cap, "profile_cap": spec.train.epochs,
+                              "train": len(normals), "held_out": len(val), "epochs": [], "auc": {}}
+    lowest = [float("inf")]
+
+    def on_epoch(entry: dict[str, float]) -> None:
+        record["epochs"].append({k: entry[k] for k in ("epoch", "loss", "val_loss", "seconds") if k in entry})
+        if entry.get("val_loss", float("inf")) < lowest[0]:
+            lowest[0] = entry["val_loss"]
+            save_weights(read_checkpoint(folder / CHECKPOINT), snaps / f"{int(entry['epoch'])}.pt")
+        save(record)
+
+    cfg = replace(spec.train, epochs=cap, patience=0)
+    t0 = time.perf_counter()
+    train(spec.model, cfg, normals, folder, val=val, device=device, progress=False, on_epoch_end=on_epoch)
+    record["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    curve = [e["val_loss"] for e in record["epochs"]]
+    kept = {replay(curve, p, d)[1] for p in PATIENCES for d in MIN_DELTAS} | {int(np.argmin(curve)) + 1}
+    for epoch in sorted(kept):
+        record["auc"][str(epoch)] = _auc(snaps / f"{epoch}.pt", test, device)
+        save(record)
+    record["done"] = True
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(snaps, ignore_errors=True)
+    return record
+
+
+def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """Every candidate rule replayed on every finished long run, and the rule chosen (module docstring)."""
+    table, choice = [], None
+    for p in PATIENCES:
+        for d in MIN_DELTAS:
+            rows, total, ok = [], 0.0, True
+            for name, r in runs.items():
+                curve = [e["val_loss"] for e in r["epochs"]]
+                stop, kept = replay(curve, p, d)
+                lowest = int(np.argmin(curve)) + 1
+                whole = curve[0] - min(curve)
+                row = {"run": name, "stop": stop, "kept": kept, "lowest": lowest,
+                       "seconds": round(sum(e["seconds"] for e in r["epochs"][:stop]), 1),
+                       "converged": not still_falling(curve[:stop]),
+                       "loss_gap": round((curve[kept - 1] - min(curve)) / whole, 4) if whole > 0 else 0.0,
+                       "auc_kept": r["auc"].get(str(kept)), "auc_lowest": r["auc"].get(str(lowest)),
+                       "chooses": name.split("/", 1)[1] not in FIXED_SCHEDULE}
+                rows.append(row)
+                if row["chooses"]:
+                    total += row["seconds"]
+                    close = None not in (row["auc_kept"], row["auc_lowest"]) and \
+                        row["auc_lowest"] - row["auc_kept"] <= tolerance
+                    ok = ok and row["converged"] and close
+            entry = {"patience": p, "min_delta": d, "seconds": round(total, 1), "acceptable": ok, "runs": rows}
+            table.append(entry)
+            if ok and (choice is None or total < choice["seconds"]):
+                choice = entry
+    return {"rules": table, "choice": None if choice is None else
+            {"patience": choice["patience"], "min_delta": choice["min_delta"], "seconds": choice["seconds"]},
+            "auc_tolerance": tolerance}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--datasets", default="synth-brain-mri,synth-chest-xray")
+    p.add_argument("--methods", default=None, help="comma-separated; hetero-ae:cnn for a Table III decoder "
+                                                    "(default: the profile's methods and both Table III decoders)")
+    p.add_argument("--design-root", type=Path, default=Path("data/design"))
+    p.add_argument("--design-seed", type=int, default=1)
+    p.add_argument("--preset", default=None, help="default: the profile's synthetic preset")
+    p.add_argument("--size", type=int, default=None, help="generated image size (default: the profile's)")
+    p.add_argument("--cap-factor", type=float, default=2.0, help="long runs train this many times the profile cap")
+    p.add_argument("--cap", type=int, default=None, help="one cap for every long run (tests)")
+    p.add_argument("--auc-tolerance", type=float, default=1.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("results/design/stopping_rule.json"))
+    p.add_argument("--replay-only", action="store_true", help="train nothing: replay the rules on the runs in --out")
+    a = p.parse_args(argv)
+
+    profile = load_profile(a.profile)
+    size = a.size or profile.image_size
+    if a.size:
+        profile = replace(profile, image_size=a.size, method_settings={
+            m: {k: v for k, v in s.items() if k != "image_size"} for m, s in profile.method_settings.items()})
+    methods = a.methods.split(",") if a.methods else [*profile.methods, *(f"hetero-ae:{d}" for d in DECODERS)]
+    study = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    study.setdefault("runs", {})
+    study.update(design_seed=a.design_seed, device=device_description(a.device), profile=profile.profile)
+
+    def save(record: dict[str, Any] | None = None, name: str | None = None) -> None:
+        if record is not None:
+            study["runs"][name] = record
+        write_json(a.out, study)
+
+    if not a.replay_only:
+        ensure_synthetic(a.design_root, size, a.design_seed, a.preset or profile.synthetic_preset)
+        study["data"] = {d: data_identity(d, a.design_root).record() for d in a.datasets.split(",")}
+        work = a.design_root / ".stopping-rule-runs"
+        for name, spec in runs_of(profile, a.datasets.split(","), methods):
+            if study["runs"].get(name, {}).get("done"):
+                continue
+            cap = a.cap or max(1, round(a.cap_factor * spec.train.epochs))
+            print(f"{name}: training {cap} epochs without a rule", file=sys.stderr, flush=True)
+            record = long_run(name, spec, cap, a.design_root, work, a.device, lambda r, n=name: save(r, n))
+            save(record, name)
+            print(f"{name}: {len(record['epochs'])} epochs in {record['wall_seconds'] / 60:.1f} min, "
+                  f"lowest held-out loss at epoch {int(np.argmin([e['val_loss'] for e in record['epochs']])) + 1}",
+                  file=sys.stderr, flush=True)
+    finished = {n: r for n, r in study["runs"].items() if r.get("done")}
+    study["replay"] = replay_all(finished, a.auc_tolerance)
+    save()
+    choice = study["replay"]["choice"]
+    print(f"{len(finished)} long run(s); rule chosen: " + ("none is acceptable" if choice is None else
+          f"patience {choice['patience']}, min_delta {choice['min_delta']} ({choice['seconds'] / 60:.0f} min in all)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
