@@ -146,7 +146,9 @@ def plan_runs(specs: list[RunSpec], *, results: str | Path = "results", root: st
     results = Path(results)
     cached, missing, identities = [], [], {}
     for spec in specs:
-        identity = identities.setdefault(spec.dataset, data_identity(spec.dataset, root))
+        if spec.dataset not in identities:  # once per dataset: it stats every file
+            identities[spec.dataset] = data_identity(spec.dataset, root)
+        identity = identities[spec.dataset]
         hit = cached_result(spec, results, root, identity=identity)
         if hit is not None:
             cached.append(hit)
