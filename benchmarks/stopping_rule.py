@@ -17,8 +17,10 @@ run the rule would have made is this run cut at its stop), which gives, per meth
 
 The rule chosen is the cheapest (total wall time over every method and dataset) under which
 every run passes the convergence test at its stop and keeps weights within ``--auc-tolerance``
-AUC points of the long run's lowest-loss epoch. f-AnoGAN, whose two phases take all their
-epochs, is replayed for the record but does not choose (its schedule is fixed, and marked).
+AUC points of the long run's lowest-loss epoch. Two kinds of run are replayed for the record but
+do not choose: f-AnoGAN, whose two phases take all their epochs (its schedule is fixed, and
+marked), and a long run whose own curve still fails the convergence test at its end: it cannot
+say where a rule should stop, only that its recipe needs more epochs or a faster schedule.
 
 Results (curves, AUCs, the replay of every rule, the choice) go to ``--out``
 (``results/design/stopping_rule.json``), written after every epoch, so that a killed study
@@ -149,7 +151,8 @@ def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, A
                        "converged": not still_falling(curve[:stop]),
                        "loss_gap": round((curve[kept - 1] - min(curve)) / whole, 4) if whole > 0 else 0.0,
                        "auc_kept": r["auc"].get(str(kept)), "auc_lowest": r["auc"].get(str(lowest)),
-                       "chooses": name.split("/", 1)[1] not in FIXED_SCHEDULE}
+                       "long_run_converged": not still_falling(curve)}
+                row["chooses"] = name.split("/", 1)[1] not in FIXED_SCHEDULE and row["long_run_converged"]
                 rows.append(row)
                 if row["chooses"]:
                     total += row["seconds"]
@@ -160,9 +163,10 @@ def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, A
             table.append(entry)
             if ok and (choice is None or total < choice["seconds"]):
                 choice = entry
+    unresolved = sorted(n for n, r in runs.items() if still_falling([e["val_loss"] for e in r["epochs"]]))
     return {"rules": table, "choice": None if choice is None else
             {"patience": choice["patience"], "min_delta": choice["min_delta"], "seconds": choice["seconds"]},
-            "auc_tolerance": tolerance}
+            "auc_tolerance": tolerance, "still_falling_at_the_long_cap": unresolved}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     choice = study["replay"]["choice"]
     print(f"{len(finished)} long run(s); rule chosen: " + ("none is acceptable" if choice is None else
           f"patience {choice['patience']}, min_delta {choice['min_delta']} ({choice['seconds'] / 60:.0f} min in all)"))
+    if study["replay"]["still_falling_at_the_long_cap"]:
+        print("still falling at the end of the long run (not choosing): "
+              + ", ".join(study["replay"]["still_falling_at_the_long_cap"]))
     return 0
 
 

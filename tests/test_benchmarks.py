@@ -111,3 +111,19 @@ def test_the_stopping_rule_study_records_curves_aucs_and_every_rule_and_resumes(
     capsys.readouterr()
     assert bench.main(args) == 0  # a finished run is not trained again
     assert "training" not in capsys.readouterr().err
+
+
+def test_the_rule_is_chosen_on_runs_whose_long_curve_converged_and_the_others_are_named():
+    bench = _stopping_rule()
+    flat = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.02 * ((-1) ** i) for i in range(34)]  # flat after epoch 6
+    falling = [10.0 - 0.2 * i for i in range(40)]  # still falling at its end
+    runs = {name: {"epochs": [{"val_loss": v, "seconds": 1.0} for v in curve],
+                   "auc": {str(e): 80.0 for e in range(1, 41)}}
+            for name, curve in (("d/hetero-ae", flat), ("d/mkd", falling), ("d/f-anogan", falling))}
+    out = bench.replay_all(runs, tolerance=1.0)
+    assert out["still_falling_at_the_long_cap"] == ["d/f-anogan", "d/mkd"]
+    rows = {r["run"]: r for r in out["rules"][0]["runs"]}
+    assert rows["d/hetero-ae"]["chooses"] and not rows["d/mkd"]["chooses"] and not rows["d/f-anogan"]["chooses"]
+    choice = out["choice"]  # the cheapest acceptable rule on the converged run alone
+    acceptable = [r for r in out["rules"] if r["acceptable"]]
+    assert choice["seconds"] == min(r["seconds"] for r in acceptable)
