@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from hetero_ae.config import TrainConfig
 from hetero_ae.data.datasets import load_split
 from hetero_ae.data.identity import data_identity
 from hetero_ae.data.overview import ensure_synthetic
@@ -101,15 +102,17 @@ def _auc(weights: Path, test, device: str) -> float:
     return round(100 * float(roc_auc_score(test.labels, pred.scores)), 3)
 
 
-def long_run(name: str, spec: RunSpec, cap: int, root: Path, work: Path, device: str, save) -> dict[str, Any]:
-    """Train ``spec`` without a rule for ``cap`` epochs, keeping every new-lowest epoch's weights;
-    then the design test AUC of each epoch some candidate rule (or the lowest) would keep."""
+def long_run(name: str, spec: RunSpec, cfg: TrainConfig, root: Path, work: Path, device: str, save,
+             patiences: tuple[int, ...] = PATIENCES, min_deltas: tuple[float, ...] = MIN_DELTAS) -> dict[str, Any]:
+    """Train ``spec`` with the training settings ``cfg`` (here: no rule, a longer cap), keeping every
+    new-lowest epoch's weights; then the design test AUC of each epoch that a rule of ``patiences``
+    x ``min_deltas`` replayed on the curve (or the lowest) would keep."""
     normals, val, test = _splits(spec, root)
     folder, snaps = work / name.replace("/", "-"), work / (name.replace("/", "-") + "-lowest")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(snaps, ignore_errors=True)
     snaps.mkdir(parents=True)
-    record: dict[str, Any] = {"run": run_name(spec), "cap": cap, "profile_cap": spec.train.epochs,
+    record: dict[str, Any] = {"run": run_name(spec), "cap": cfg.epochs, "profile_cap": spec.train.epochs,
                               "train": len(normals), "held_out": len(val), "epochs": [], "auc": {}}
     lowest = [float("inf")]
 
@@ -120,12 +123,12 @@ def long_run(name: str, spec: RunSpec, cap: int, root: Path, work: Path, device:
             save_weights(read_checkpoint(folder / CHECKPOINT), snaps / f"{int(entry['epoch'])}.pt")
         save(record)
 
-    cfg = replace(spec.train, epochs=cap, patience=0)
     t0 = time.perf_counter()
-    train(spec.model, cfg, normals, folder, val=val, device=device, progress=False, on_epoch_end=on_epoch)
+    _, history = train(spec.model, cfg, normals, folder, val=val, device=device, progress=False, on_epoch_end=on_epoch)
     record["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    record["setup_seconds"] = round(history.setup_seconds, 1)
     curve = [e["val_loss"] for e in record["epochs"]]
-    kept = {replay(curve, p, d)[1] for p in PATIENCES for d in MIN_DELTAS} | {int(np.argmin(curve)) + 1}
+    kept = {replay(curve, p, d)[1] for p in patiences for d in min_deltas} | {int(np.argmin(curve)) + 1}
     for epoch in sorted(kept):
         record["auc"][str(epoch)] = _auc(snaps / f"{epoch}.pt", test, device)
         save(record)
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cap = a.cap or max(1, round(a.cap_factor * spec.train.epochs))
             print(f"{name}: training {cap} epochs without a rule", file=sys.stderr, flush=True)
-            record = long_run(name, spec, cap, a.design_root, work, a.device, lambda r, n=name: save(r, n))
+            record = long_run(name, spec, replace(spec.train, epochs=cap, patience=0), a.design_root, work, a.device,
+                              lambda r, n=name: save(r, n))
             save(record, name)
             print(f"{name}: {len(record['epochs'])} epochs in {record['wall_seconds'] / 60:.1f} min, "
                   f"lowest held-out loss at epoch {int(np.argmin([e['val_loss'] for e in record['epochs']])) + 1}",

@@ -171,8 +171,12 @@ class TrainConfig:
     # Which weights a run with the rule keeps: "best", the epoch that last beat min_delta (what runs
     # before this setting kept), or "lowest", the epoch with the lowest held-out loss, whatever min_delta.
     keep: str = "best"
+    # The learning rate on the plateau (hetero_ae.training.stopping): multiplied by lr_factor after every
+    # lr_patience epochs without a held-out improvement, short of patience; 0 = a constant rate.
+    lr_patience: int = 0
+    lr_factor: float = 0.1
 
-    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision", "patience", "min_delta", "keep")
+    KEY_SINCE: ClassVar[tuple[str, ...]] = ("precision", "patience", "min_delta", "keep", "lr_patience", "lr_factor")
     KEEP: ClassVar[tuple[str, ...]] = ("best", "lowest")
 
     def __post_init__(self) -> None:
@@ -185,6 +189,13 @@ class TrainConfig:
             raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
         Precision.check(self.precision)
         check_choice("keep", self.keep, self.KEEP)
+        if isinstance(self.lr_patience, bool) or not isinstance(self.lr_patience, int) or self.lr_patience < 0:
+            raise ConfigError(f"lr_patience must be a whole number of 0 or more, got {self.lr_patience!r}")
+        if self.lr_patience and not 0 < self.lr_patience < self.patience:
+            raise ConfigError(f"lr_patience ({self.lr_patience}) must be below patience ({self.patience}): "
+                              "the rate is lowered on the way to the rule's stop, which needs the rule on")
+        if not 0 < self.lr_factor < 1:
+            raise ConfigError(f"lr_factor must be between 0 and 1, got {self.lr_factor}")
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:

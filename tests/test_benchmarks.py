@@ -127,3 +127,40 @@ def test_the_rule_is_chosen_on_runs_whose_long_curve_converged_and_the_others_ar
     choice = out["choice"]  # the cheapest acceptable rule on the converged run alone
     acceptable = [r for r in out["rules"] if r["acceptable"]]
     assert choice["seconds"] == min(r["seconds"] for r in acceptable)
+
+
+def _recipes(monkeypatch):
+    spec = importlib.util.spec_from_file_location("recipes", ROOT / "benchmarks" / "recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "recipes", bench)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_recipe_study_trains_before_and_candidates_replays_patiences_and_chooses_within_tolerance(
+        tmp_path, monkeypatch, capsys):
+    bench = _recipes(monkeypatch)
+    monkeypatch.setattr(bench, "RECIPES", {"ae": {"plateau": {}}})
+    out = tmp_path / "recipes.json"
+    args = ["--preset", "smoke", "--sizes", "64", "--cap", "4", "--methods", "ae", "--dataset", "synth-covid19",
+            "--design-root", str(tmp_path / "data"), "--out", str(out)]
+    assert bench.main(args) == 0
+    entry = json.loads(out.read_text())["methods"]["64/ae"]
+    before, run = entry["before"], entry["candidates"]["plateau"]
+    assert before["done"] and before["stop"] <= 4 and 0 <= before["auc"] <= 100 and before["seconds"] > 0
+    assert run["done"] and run["lr"] == before["lr"] and run["cap"] == 4
+    curve = [e["val_loss"] for e in run["epochs"]]
+    rows = bench.replays(run)
+    assert [r["patience"] for r in rows] == list(bench.PATIENCES)
+    assert all(r["kept"] == curve.index(min(curve)) + 1 and r["auc"] == run["auc"][str(r["kept"])] for r in rows)
+    # a candidate is chosen only if it converges within the tolerance of before's AUC
+    ok = {**run, "epochs": [{"val_loss": v, "seconds": 1.0} for v in [5.0, 4.0] + [3.0] * 30], "cap": 100,
+          "auc": {"3": before["auc"] - 0.5}}
+    assert bench.choose(before, {"ok": ok}, tolerance=1.0) == "ok"
+    assert bench.choose(before, {"ok": ok}, tolerance=0.4) is None
+    falling = {**ok, "epochs": [{"val_loss": 10.0 - 0.1 * i, "seconds": 1.0} for i in range(40)],
+               "auc": {"40": before["auc"]}, "cap": 40}
+    assert bench.choose(before, {"falling": falling}, tolerance=1.0) is None
+    capsys.readouterr()
+    assert bench.main(args) == 0  # finished runs are not trained again
+    assert "before (" not in capsys.readouterr().err

@@ -128,3 +128,39 @@ def test_keep_is_checked_and_part_of_the_cache_key_only_when_set():
     assert "keep" not in key_dict(TrainConfig()) and key_dict(TrainConfig(keep="lowest"))["keep"] == "lowest"
     with pytest.raises(ConfigError, match="unknown keep 'last'"):
         TrainConfig(keep="last")
+
+
+def test_the_learning_rate_is_lowered_every_lr_patience_epochs_without_improvement_short_of_the_stop():
+    rule = Stopping(patience=6, min_delta=0.0, cap=50, lr_patience=2, lr_factor=0.5)
+    losses = [1.0, 0.9, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85]
+    factors = []
+    for epoch, v in enumerate(losses, start=1):
+        rule.update(epoch, v)
+        factors.append(rule.lower_lr())
+        if rule.done():
+            break
+    # bad epochs: 3,4 (lowered at 4); 5 improves; 6..11 bad: lowered at 7 and 9, stop at 11 (6 bad), not lowered there
+    assert factors == [1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 0.5, 1.0, 0.5, 1.0, 1.0]
+    assert epoch == 11 and rule.lr_steps == 3
+    record = rule.record(epoch)
+    assert record["lr_steps"] == 3 and record["lr_patience"] == 2 and record["lr_factor"] == 0.5
+    assert "lr_steps" not in Stopping(patience=6, min_delta=0.0, cap=50).record(3)  # runs without it keep their record
+
+
+def test_no_learning_rate_step_without_the_rule():
+    rule = Stopping(patience=0, min_delta=0.0, cap=50, lr_patience=2)
+    assert [rule.update(e, 1.0) or rule.lower_lr() for e in range(1, 8)] == [1.0] * 7 and rule.lr_steps == 0
+
+
+def test_lr_patience_is_checked_and_keyed_only_when_set():
+    from hetero_ae.config import TrainConfig, key_dict
+    from hetero_ae.errors import ConfigError
+
+    assert "lr_patience" not in key_dict(TrainConfig()) and "lr_factor" not in key_dict(TrainConfig())
+    assert key_dict(TrainConfig(patience=15, lr_patience=5))["lr_patience"] == 5
+    with pytest.raises(ConfigError, match=r"lr_patience \(5\) must be below patience \(5\)"):
+        TrainConfig(patience=5, lr_patience=5)
+    with pytest.raises(ConfigError, match="lr_patience must be a whole number"):
+        TrainConfig(patience=5, lr_patience=-1)
+    with pytest.raises(ConfigError, match="lr_factor must be between 0 and 1"):
+        TrainConfig(patience=5, lr_patience=2, lr_factor=1.0)

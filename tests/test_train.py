@@ -121,3 +121,32 @@ def test_keep_lowest_returns_the_weights_of_the_lowest_held_out_epoch(images, tm
     first, _ = train(MODEL, replace(TRAIN, epochs=1), images, tmp_path / "first", progress=False)
     assert h.stop["best_epoch"] == 1 and h.stop["keep"] == "best"  # the rule's best
     assert_same_state(trained_state(best), trained_state(first))
+
+
+def test_lr_patience_lowers_the_optimisers_rate_on_the_plateau_and_a_resumed_run_ends_the_same(images, tmp_path):
+    """min_delta 5: every epoch after the first is without improvement, so with lr_patience 1 the rate
+    falls tenfold after epochs 2 and 3, and the rule stops at epoch 4 (patience 3)."""
+    from dataclasses import replace
+
+    cfg = replace(TRAIN, epochs=6, patience=3, min_delta=5.0, keep="lowest", lr_patience=1)
+    model, history = train(MODEL, cfg, images, tmp_path / "run", val=images, progress=False)
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert history.stop["epochs_run"] == 4 and history.stop["lr_steps"] == 2
+    assert [g["lr"] for g in ckpt["optimizers"][0]["param_groups"]] == pytest.approx([1e-5])
+
+
+def test_a_run_killed_after_a_learning_rate_step_resumes_to_the_same_weights(images, tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(TRAIN, epochs=6, patience=3, min_delta=5.0, keep="lowest", lr_patience=1)
+    reference, _ = train(MODEL, cfg, images, tmp_path / "ref", val=images, progress=False)
+
+    def kill(entry):
+        if entry["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(MODEL, cfg, images, tmp_path / "run", val=images, progress=False, on_epoch_end=kill)
+    resumed, history = train(MODEL, cfg, images, tmp_path / "run", val=images, resume=True, progress=False)
+    assert history.stop["lr_steps"] == 2
+    assert_same_state(trained_state(reference), trained_state(resumed))

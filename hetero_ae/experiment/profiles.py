@@ -15,7 +15,8 @@ method's own hyper-parameters), ``precision`` (over the profile's) and any other
 ``ModelConfig`` field (``decoder``, ``upsample``, ``alpha``, ``map_sigma``, ...).
 
 Convergence (``hetero_ae.training.stopping``): ``patience`` and ``min_delta`` (per method, or for the
-whole profile) stop a run on its held-out normals' loss; ``epochs`` is then the cap.
+whole profile) stop a run on its held-out normals' loss; ``epochs`` is then the cap; ``keep`` says
+which epoch's weights it keeps, and ``lr_patience``/``lr_factor`` lower its learning rate on the way.
 
 How runs execute (``hetero_ae.training.runtime``): ``precision`` (``fp32``, the default and the
 paper's, or ``bf16``; part of each run's configuration) and ``torch_compile`` (``false``, the
@@ -67,6 +68,8 @@ class Profile:
     patience: int = 0
     min_delta: float = 0.0
     keep: str = "best"  # the weights a run with the rule keeps: "best" or "lowest" (TrainConfig.keep)
+    lr_patience: int = 0  # lower the learning rate on the held-out plateau (TrainConfig.lr_patience); 0 = never
+    lr_factor: float = 0.1
     precision: str = "fp32"
     torch_compile: bool | str = False
     train_jobs: int = 1
@@ -85,6 +88,7 @@ _SEQUENCES = {"datasets": str, "methods": str, "seeds": int, "baseline_seeds": i
               "ablation_seeds": int, "train_jobs_methods": str}
 _SCALARS = {"profile": str, "device": str, "image_size": int, "data_root": str, "synthetic_preset": str,
             "synthetic_seed": int, "val_fraction": float, "patience": int, "min_delta": float, "keep": str, "precision": str,
+            "lr_patience": int, "lr_factor": float,
             "train_jobs": int, "complexity_size": int}
 
 

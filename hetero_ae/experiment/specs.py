@@ -62,7 +62,9 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
     train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
                         seed=seed, precision=str(s.pop("precision", profile.precision)),
                         patience=int(s.pop("patience", profile.patience)),
-                        min_delta=float(s.pop("min_delta", profile.min_delta)), keep=str(s.pop("keep", profile.keep)))
+                        min_delta=float(s.pop("min_delta", profile.min_delta)), keep=str(s.pop("keep", profile.keep)),
+                        lr_patience=int(s.pop("lr_patience", profile.lr_patience)),
+                        lr_factor=float(s.pop("lr_factor", profile.lr_factor)))
     if s:
         raise UserError(f"profile {profile.profile}: unknown settings for {method}: {sorted(s)}")
     return RunSpec(dataset, model, train, val_fraction=profile.val_fraction)

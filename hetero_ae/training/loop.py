@@ -19,7 +19,8 @@
 - Convergence (``hetero_ae.training.stopping``): after each epoch the loss of the held-out normal
   images ``val`` is recorded beside the training loss (every named term of both, e.g. Eq. 4's
   cosine and MSE parts); with ``train_cfg.patience`` > 0 the run stops when it plateaus and
-  keeps its best held-out epoch's weights. How it ended is ``History.stop``, also stored in
+  keeps its best held-out epoch's weights, and with ``train_cfg.lr_patience`` > 0 its learning
+  rates are lowered on the way there. How it ended is ``History.stop``, also stored in
   the checkpoint; a finished run resumed returns at once.
 - Frozen features (``hetero_ae.training.feature_cache``): when the model's frozen network's features
   are fixed (``caches_features``), they are computed once for the training and held-out images
@@ -130,7 +131,8 @@ def train(
     optimizers = model.configure_optimizers(train_cfg.lr)
     history = History()
     stopping = Stopping(train_cfg.patience if model.stops_early and val is not None else 0, train_cfg.min_delta,
-                        train_cfg.epochs, keep=train_cfg.keep)
+                        train_cfg.epochs, keep=train_cfg.keep, lr_patience=train_cfg.lr_patience,
+                        lr_factor=train_cfg.lr_factor)
     best: dict[str, torch.Tensor] | None = None
     start = 0
     if resume and ckpt_path.exists():
@@ -301,6 +303,11 @@ class _Loop:
                 raise TrainingDiverged(f"{e}; the last good checkpoint is kept at {self.ckpt_path}") from e
             if improved and stopping.active:
                 best = _trained_state(model)
+            factor = stopping.lower_lr()
+            if factor != 1.0:  # the optimisers' states (and so a resumed run) carry the lowered rates
+                for opt in self.optimizers:
+                    for group in opt.param_groups:
+                        group["lr"] *= factor
             done = stopping.done() or epoch + 1 == cfg.epochs
             if done:
                 if best is not None:

@@ -9,6 +9,14 @@ a cap. The run keeps the weights of its best held-out epoch: with ``keep="best"`
 last beat ``min_delta`` (a later epoch may be lower by less than that), with ``keep="lowest"`` the
 epoch whose held-out loss is the lowest of all, whatever ``min_delta``.
 
+The same counter may also lower the learning rate on the plateau (``lr_patience`` > 0, the schedule
+of Keras' and PyTorch's ``ReduceLROnPlateau``, counted the rule's way so that one definition of an
+improvement serves both): after every ``lr_patience`` epochs without an improvement, short of the
+rule's ``patience``, each optimiser's learning rate is multiplied by ``lr_factor``. With
+``lr_patience`` 5 and ``patience`` 15, a run lowers its rate after 5 and 10 epochs without
+improvement and stops after 15. (PyTorch's own class is not used: its relative threshold moves
+the wrong way for a negative loss such as Eq. 4's.)
+
 Every run records how it ended (``Stopping.record``):
 - ``plateau``: the rule fired; the held-out loss had converged;
 - ``cap``: the rule was on but the cap came first (a table marks such a cell as not converged);
@@ -42,6 +50,9 @@ class Stopping:
     keep: str = "best"  # which epoch's weights the run keeps (module docstring)
     lowest: float = math.inf
     lowest_epoch: int | None = None
+    lr_patience: int = 0  # lower the learning rate after this many epochs without improvement; 0 = never
+    lr_factor: float = 0.1
+    lr_steps: int = 0  # how many times it was lowered
 
     @property
     def active(self) -> bool:
@@ -63,6 +74,14 @@ class Stopping:
     def done(self) -> bool:
         return self.active and self.bad_epochs >= self.patience
 
+    def lower_lr(self) -> float:
+        """After ``update``: the factor to multiply the learning rates by now (1.0: leave them); counts the step."""
+        if (self.active and self.lr_patience > 0 and self.bad_epochs > 0 and not self.done()
+                and self.bad_epochs % self.lr_patience == 0):
+            self.lr_steps += 1
+            return self.lr_factor
+        return 1.0
+
     def state(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -79,7 +98,9 @@ class Stopping:
         epoch, value = (self.lowest_epoch, self.lowest) if lowest else (self.best_epoch, self.best)
         return {"epochs_run": epochs_run, "cap": self.cap, "best_epoch": epoch,
                 "best_val_loss": None if epoch is None else value, "stop_reason": reason, "kept": kept,
-                "keep": self.keep, "converged": converged, "patience": self.patience, "min_delta": self.min_delta}
+                "keep": self.keep, "converged": converged, "patience": self.patience, "min_delta": self.min_delta,
+                **({"lr_patience": self.lr_patience, "lr_factor": self.lr_factor, "lr_steps": self.lr_steps}
+                   if self.lr_patience else {})}
 
 
 def plateaued(val_losses: list[float | None], patience: int = CHECK_PATIENCE, min_delta: float = CHECK_MIN_DELTA) -> bool:
