@@ -18,10 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_run(method: str, dataset: str, seed: int = 0, pixel: dict | None = None, folder: Path = Path("."),
-             encoder: str = "none") -> RunResult:
+             encoder: str = "none", converged: bool = True) -> RunResult:
     spec = SimpleNamespace(dataset=dataset, model=SimpleNamespace(method=method, encoder=encoder),
                            train=SimpleNamespace(seed=seed))
-    return RunResult(spec, folder, {} if pixel is None else {"pixel": pixel}, cached=True)
+    run = type("FakeRun", (RunResult,), {"converged": converged})  # the test's verdict, not the folder's curve
+    return run(spec, folder, {} if pixel is None else {"pixel": pixel}, cached=True)
 
 
 def test_pick_examples_takes_the_anomalous_images_with_the_largest_masks():
@@ -62,10 +63,11 @@ def test_pixel_metric_table_is_per_method_and_dataset_in_percent_averaged_over_s
     runs = [fake_run("ae", "synth-oct", 0, {"pixel_auroc": 0.6, "aupro": 0.2, "best_dice": 0.1}),
             fake_run("ae", "synth-oct", 1, {"pixel_auroc": 0.8, "aupro": 0.4, "best_dice": 0.1}),
             fake_run("hetero-ae", "synth-oct", 0, {"pixel_auroc": 0.9, "aupro": 0.5, "best_dice": 0.3},
-                     encoder="efficientnet-lite0"),
+                     encoder="efficientnet-lite0", converged=False),
             fake_run("hetero-ae", "oct")]  # a real dataset: no masks, no pixel metrics
     table = heatmaps.pixel_metric_table(runs, {"ae": "AE", "hetero-ae": "Hetero-AE"})
-    assert list(table.columns) == ["method", "encoder", "synth-oct pixel AUROC", "synth-oct AUPRO"]
+    assert list(table.columns) == ["method", "encoder", "synth-oct pixel AUROC", "synth-oct AUPRO", "still falling †"]
+    assert table["still falling †"].tolist() == ["-", "synth-oct"]
     assert table["method"].tolist() == ["AE", "Hetero-AE"]
     assert table["encoder"].tolist() == ["none", "efficientnet-lite0"]
     np.testing.assert_allclose(table["synth-oct pixel AUROC"], [70.0, 90.0])
@@ -121,7 +123,11 @@ def test_heatmap_figure_has_a_row_per_method_and_says_where_there_is_no_mask():
     assert len(fig.axes) == 4 * 2 + 1  # input, ground truth, two methods; two columns; the colour bar
     assert [ax.get_ylabel() for ax in fig.axes[:8:2]] == ["Input", "Ground truth", "AE", "Hetero-AE"]
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert texts == ["no mask"]
+    assert texts == ["no mask"] and fig.get_supxlabel() == ""
+    marked = heatmaps.heatmap_figure([heatmaps.HeatmapColumn("a", image, mask, maps, unconverged={"AE"})],
+                                     ["AE", "Hetero-AE"])
+    assert [t.get_text() for t in marked.axes[2].texts] == ["†"] and not marked.axes[3].texts  # AE's panel only
+    assert marked.get_supxlabel().startswith("† from a run whose held-out loss was still falling")
 
 
 def test_boxplot_figure_has_a_row_per_distance_a_panel_per_dataset_and_the_auc_under_each_decoder():
@@ -195,11 +201,12 @@ def test_heatmap_columns_score_each_run_at_its_own_size_and_show_its_maps_at_the
     monkeypatch.setattr(heatmaps, "predict", predict)
     monkeypatch.setattr(heatmaps, "trained_model", lambda r, **kw: r.spec.model.method)
     runs = [SimpleNamespace(spec=SimpleNamespace(dataset="synth-oct", model=SimpleNamespace(method=m, image_size=s),
-                                                 train=SimpleNamespace(precision="fp32")))
+                                                 train=SimpleNamespace(precision="fp32")), converged=m == "ae")
             for m, s in (("ae", 64), ("hetero-ae", 128))]
     (col,) = heatmaps.heatmap_columns(runs, examples=1)
     assert seen == [("ae", 64), ("hetero-ae", 128)]
     assert col.image.shape[:2] == (128, 128) and set(col.maps) == {"ae", "hetero-ae"}
+    assert col.unconverged == {"hetero-ae"}
     for m in col.maps.values():
         assert m.shape == (128, 128)
         assert m[:, :60].min() > 0.9 and m[:, 68:].max() < 0.1  # resized, not cropped or tiled

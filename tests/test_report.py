@@ -190,6 +190,46 @@ def test_readme_blocks_are_filled_from_the_tables_and_stale_ones_are_reported(tm
         readme.stale(page, tmp_path)
 
 
+def test_readme_values_are_read_from_csv_rows_aggregates_and_json_paths(tmp_path):
+    from hetero_ae.report import readme
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "t.csv").write_text("method,dataset,AUC mean,converged\nae,a,71.45,True\nae,b,80.0,False\n"
+                                          "rd4ad,a,90.25,True\n")
+    (tmp_path / "r" / "b.json").write_text('{"cpu": {"runs": [{"auc": 79.24}, {"auc": 80.66}]}, "n": 3}')
+    ev = lambda src, expr: readme.evaluate(src, expr, tmp_path)  # noqa: E731
+    assert ev("r/t.csv", "AUC mean @ method == 'rd4ad'") == "90.2"  # .1f: Python rounds half to even on the binary value
+    assert ev("r/t.csv", "AUC mean @ method == 'ae' and dataset == 'a' | .2f") == "71.45"
+    assert ev("r/t.csv", "mean(AUC mean) @ method == 'ae'") == "75.7"  # (71.45 + 80.0) / 2 = 75.725
+    assert ev("r/t.csv", "count(*) @ converged == False") == "1" and ev("r/t.csv", "count(*)") == "3"
+    assert ev("r/t.csv", "max(AUC mean) | +.1f") == "+90.2" and ev("r/t.csv", "method @ `AUC mean` > 85") == "rd4ad"
+    assert ev("r/b.json", "cpu.runs.1.auc") == "80.7" and ev("r/b.json", "n") == "3"
+    with pytest.raises(readme.BadReference, match="selects 2 rows, not one"):
+        ev("r/t.csv", "AUC mean @ method == 'ae'")
+    with pytest.raises(readme.BadReference, match="no column 'SEN'"):
+        ev("r/t.csv", "SEN @ method == 'rd4ad'")
+    with pytest.raises(readme.BadReference, match="no '5' along"):
+        ev("r/b.json", "cpu.runs.5.auc")
+    with pytest.raises(FileNotFoundError, match="r/none.csv"):
+        ev("r/none.csv", "x")
+    page = tmp_path / "README.md"
+    page.write_text("RD4AD <!-- =r/t.csv: AUC mean @ method == 'rd4ad' -->88.0<!-- / --> against 1.5 typed\n")
+    assert readme.stale(page, tmp_path) == ["<!-- =r/t.csv: AUC mean @ method == 'rd4ad' --> shows '88.0', the file '90.2'"]
+    assert readme.main(["--readme", str(page)]) == 0 and readme.stale(page, tmp_path) == []
+    assert "-->90.2<!--" in page.read_text() and readme.unreferenced(page.read_text()) == ["1.5"]
+    page.write_text("<!-- =r/t.csv: SEN -->1<!-- / -->\n")
+    assert readme.main(["--readme", str(page), "--check"]) == 2  # a bad reference: one line, exit 2
+
+
+def test_unreferenced_skips_tables_values_code_and_link_targets():
+    from hetero_ae.report import readme
+
+    text = ("a 12.5 b\n<!-- results/tables/t.md -->\n| 3.4 |\n<!-- end -->\n`x 7.7` [v1.2](a/0.5.md) "
+            "<!-- =r.csv: y -->9.9<!-- / --> 128 px, p < 0.05\n```\n6.6\n```\n")
+    assert readme.unreferenced(text) == ["12.5", "0.05"]
+    assert readme.section("# A\n## R\nx\n### S\ny\n## T\nz\n", "## R") == "x\n### S\ny"
+
+
 def test_the_readme_on_main_shows_the_committed_results():
     from hetero_ae.report import readme
 
@@ -197,6 +237,30 @@ def test_the_readme_on_main_shows_the_committed_results():
     shown = [path for path, _ in readme.blocks((root / "README.md").read_text())]
     assert "results/tables/table1_auc.md" in shown
     assert readme.stale(root / "README.md", root) == [], "run python -m hetero_ae.report.readme after ./run_all.sh"
+
+
+# Decimals the results sections may state without a file: settings and definitions, not results.
+DEFINITIONS = {
+    "0.05": "the convergence test's one-sided p",
+    "0.1": "the fine-tuned encoder's share of the learning rate",
+    "0.5": "the fixed-schedule plateau check's 0.5 %",
+    "0.7": "the paper's alpha",
+    "0.1968": "the paper's own t-test p-value, quoted",
+}
+
+
+def test_every_number_in_the_readmes_results_comes_from_a_committed_file():
+    """Each decimal of the results sections sits in a table block or a value reference (both
+    checked against their files above), or is a setting named in DEFINITIONS."""
+    from hetero_ae.report import readme
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    sections = ["## Results of the default profile", "## Model complexity at 256 px (paper Table II, last two columns)",
+                "## Speed on this machine", "## Reproduction notes", "## Status"]
+    assert len(readme.values(text)) > 100
+    for heading in sections:
+        typed = [n for n in readme.unreferenced(readme.section(text, heading)) if n not in DEFINITIONS]
+        assert typed == [], f"{heading}: numbers typed by hand; write them as <!-- =FILE: EXPR -->N<!-- / -->"
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):

@@ -22,6 +22,7 @@ import pandas as pd
 from ..data.datasets import load_split
 from ..evaluation.predict import predict
 from ..experiment.runs import RunResult, trained_model
+from .tables import UNCONVERGED_MARK
 
 PIXEL_METRICS = {"pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
 CMAP = "jet"  # the paper's colours: blue normal, red anomalous
@@ -67,6 +68,7 @@ class HeatmapColumn:
     image: np.ndarray
     mask: np.ndarray | None
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method label -> (H, W) map in [0, 1]
+    unconverged: set[str] = field(default_factory=set)  # labels whose run fails the convergence test (marked †)
 
 
 def resized_maps(maps: np.ndarray, size: int) -> np.ndarray:
@@ -108,6 +110,8 @@ def heatmap_columns(runs: Iterable[RunResult], *, examples: int = 1, root: str |
             label = (names or {}).get(r.spec.model.method, r.spec.model.method)
             for col, scaled in zip(cols, normalise_maps(maps[picks], maps)):
                 col.maps[label] = scaled
+                if not r.converged:
+                    col.unconverged.add(label)
         columns += cols
     return columns
 
@@ -143,6 +147,9 @@ def heatmap_figure(columns: list[HeatmapColumn], methods: list[str], *, alpha: f
                 ax.imshow(col.maps[row], cmap=CMAP, vmin=0, vmax=1, alpha=alpha)
                 if outlined:
                     ax.contour(np.asarray(col.mask), levels=[0.5], colors="white", linewidths=0.6)
+                if row in col.unconverged:
+                    ax.text(0.96, 0.96, UNCONVERGED_MARK, transform=ax.transAxes, ha="right", va="top", color="white",
+                            fontsize=11, fontweight="bold")
             elif row != "Input":
                 ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="white")
             if j == 0:
@@ -151,16 +158,20 @@ def heatmap_figure(columns: list[HeatmapColumn], methods: list[str], *, alpha: f
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), CMAP), ax=axes[2:, :], shrink=0.8, aspect=30)
     bar.set_label("anomaly map, scaled to the method's\nrange over the test set", fontsize=8)
     bar.ax.tick_params(labelsize=7)
+    if any(col.unconverged for col in columns):
+        fig.supxlabel(f"{UNCONVERGED_MARK} from a run whose held-out loss was still falling over its last fifth of epochs",
+                      fontsize=8)
     return fig
 
 
 def pixel_metric_table(runs: Iterable[RunResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Pixel AUROC and AUPRO (%) per method (rows) and dataset (columns), mean over seeds, from ``metrics["pixel"]``.
 
-    Datasets without masks have no pixel metrics and no columns. The paper reports none.
+    Datasets without masks have no pixel metrics and no columns. The paper reports none. The
+    last column names the datasets on which a method's run failed the convergence test ("-": none).
     """
     rows = [{"method": r.spec.model.method, "encoder": r.spec.model.encoder, "dataset": r.spec.dataset,
-             **{label: 100 * r.metrics["pixel"][key] for key, label in PIXEL_METRICS.items()}}
+             "converged": r.converged, **{label: 100 * r.metrics["pixel"][key] for key, label in PIXEL_METRICS.items()}}
             for r in runs if "pixel" in r.metrics]
     if not rows:
         return pd.DataFrame({"method": [], "encoder": []})
@@ -172,4 +183,6 @@ def pixel_metric_table(runs: Iterable[RunResult], names: Mapping[str, str] | Non
     for d in datasets:
         for label in PIXEL_METRICS.values():
             wide[f"{d} {label}"] = [mean[label].get((m, d), np.nan) for m in methods]
+    falling = long[~long["converged"]].groupby("method")["dataset"].agg(lambda d: ", ".join(dict.fromkeys(d)))
+    wide[f"still falling {UNCONVERGED_MARK}"] = [falling.get(m, "-") for m in methods]
     return wide
