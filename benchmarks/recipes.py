@@ -17,8 +17,11 @@ For each method and image size:
   new lowest held-out loss are kept aside. Because the rate falls after every 5 epochs without
   an improvement whatever the patience, the run a shorter patience would have made is this run
   cut at that patience's stop: each of ``PATIENCES`` is replayed on the curve, giving the
-  epoch it stops at, the wall time to get there (setup plus epochs) and the design AUC of the
-  weights it keeps.
+  epoch it stops at, the time to get there and the design AUC of the weights it keeps.
+
+Times: the setup (the frozen-feature cache) plus the epochs at the run's *median* epoch time
+(``median_seconds``; the wall time as measured is kept beside it), because a shared VM's busy
+spells lengthen some epochs several times over and would decide the comparison otherwise.
 
 The recipe chosen for a method is the cheapest candidate at the headline patience (``HEADLINE``,
 15) whose curve passes the convergence test at its stop and whose kept weights are within
@@ -41,6 +44,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stopping_rule import _auc, _splits, long_run, replay  # noqa: E402  (the sibling study's long runs)
@@ -81,14 +86,22 @@ def before_run(spec: RunSpec, root: Path, work: Path, device: str) -> dict[str, 
     shutil.rmtree(folder, ignore_errors=True)
     model, history = train(spec.model, spec.train, normals, folder, val=val, device=device, progress=False)
     curve = [e["val_loss"] for e in history]
-    seconds = history.setup_seconds + sum(e["seconds"] for e in history)
     auc = _auc(folder / "checkpoint.pt", test, device)
     shutil.rmtree(folder, ignore_errors=True)
+    epoch_seconds = [round(e["seconds"], 3) for e in history]
     return {"lr": spec.train.lr, "batch_size": spec.train.batch_size, "patience": spec.train.patience,
             "min_delta": spec.train.min_delta, "cap": spec.train.epochs, "stop": len(curve),
             "kept": history.stop["best_epoch"], "stop_reason": history.stop["stop_reason"],
-            "seconds": round(seconds, 1), "auc": auc, "converged": not still_falling(curve),
-            "curve": [round(v, 6) for v in curve], "done": True}
+            "setup_seconds": round(history.setup_seconds, 1), "epoch_seconds": epoch_seconds,
+            "seconds": round(history.setup_seconds + sum(epoch_seconds), 1),
+            "median_seconds": median_seconds(history.setup_seconds, epoch_seconds, len(curve)),
+            "auc": auc, "converged": not still_falling(curve), "curve": [round(v, 6) for v in curve], "done": True}
+
+
+def median_seconds(setup: float, epoch_seconds: list[float], epochs: int) -> float:
+    """The time to train ``epochs`` epochs at the run's median epoch time, setup included: what the
+    run costs on a machine that nothing else loads (a shared VM's busy spells lengthen some epochs)."""
+    return round(setup + epochs * float(np.median(epoch_seconds)), 1)
 
 
 def replays(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -98,7 +111,8 @@ def replays(record: dict[str, Any]) -> list[dict[str, Any]]:
     for p in PATIENCES:
         stop, kept = replay(curve, p, 0.0)
         seconds = record.get("setup_seconds", 0.0) + sum(e["seconds"] for e in record["epochs"][:stop])
-        rows.append({"patience": p, "stop": stop, "kept": kept, "seconds": round(seconds, 1),
+        median = median_seconds(record.get("setup_seconds", 0.0), [e["seconds"] for e in record["epochs"]], stop)
+        rows.append({"patience": p, "stop": stop, "kept": kept, "seconds": round(seconds, 1), "median_seconds": median,
                      "auc": record["auc"].get(str(kept)), "converged": not still_falling(curve[:stop]),
                      "reached_cap": stop == record["cap"] and len(curve) == record["cap"]})
     return rows
@@ -113,8 +127,8 @@ def choose(before: dict[str, Any], candidates: dict[str, dict[str, Any]], tolera
         row = next(r for r in replays(record) if r["patience"] == HEADLINE)
         ok = row["converged"] and not row["reached_cap"] and row["auc"] is not None \
             and row["auc"] >= before["auc"] - tolerance
-        if ok and (best is None or row["seconds"] < best[1]):
-            best = (name, row["seconds"])
+        if ok and (best is None or row["median_seconds"] < best[1]):
+            best = (name, row["median_seconds"])
     return None if best is None else best[0]
 
 
@@ -124,14 +138,15 @@ def report(study: dict[str, Any]) -> list[str]:
         b = entry.get("before")
         if not b:
             continue
-        lines.append(f"{key}: before {b['seconds'] / 60:.1f} min (stop {b['stop']}, {b['stop_reason']}), "
+        before = b.get("median_seconds", b["seconds"])
+        lines.append(f"{key}: before {before / 60:.1f} min (stop {b['stop']}, {b['stop_reason']}), "
                      f"AUC {b['auc']:.1f}{'' if b['converged'] else ' (still falling)'}")
         for name, record in entry.get("candidates", {}).items():
             if not record.get("done"):
                 continue
             for row in replays(record):
-                lines.append(f"  {name:<20} patience {row['patience']:>2}: {row['seconds'] / 60:5.1f} min "
-                             f"(x{b['seconds'] / max(row['seconds'], 1e-9):.2f}), stop {row['stop']:>3}, "
+                lines.append(f"  {name:<20} patience {row['patience']:>2}: {row['median_seconds'] / 60:5.1f} min "
+                             f"(x{before / max(row['median_seconds'], 1e-9):.2f}), stop {row['stop']:>3}, "
                              f"AUC {row['auc']:.1f}{'' if row['converged'] else ' (still falling)'}")
         lines.append(f"  chosen: {entry.get('chosen') or 'the profile recipe (no candidate qualifies)'}")
     return lines

@@ -22,7 +22,11 @@ do not choose: f-AnoGAN, whose two phases take all their epochs (its schedule is
 marked), and a long run whose own curve still fails the convergence test at its end: it cannot
 say where a rule should stop, only that its recipe needs more epochs or a faster schedule.
 
-Results (curves, AUCs, the replay of every rule, the choice) go to ``--out``
+The same long runs decide which baselines contend with Hetero-AE (``contenders``), before any
+reported result is read: those within ``CONTENDER_MARGIN`` AUC points of it on some design
+dataset, or whose long run was still falling there.
+
+Results (curves, AUCs, the replay of every rule, the choice, the contenders) go to ``--out``
 (``results/design/stopping_rule.json``), written after every epoch, so that a killed study
 resumes at the run it was in (that run starts again) and the committed file is the study so far.
 
@@ -61,6 +65,7 @@ from hetero_ae.training.stopping import Stopping, still_falling
 FIXED_SCHEDULE = ("f-anogan",)  # its two phases need all their epochs: replayed, not choosing
 PATIENCES = (5, 10, 15, 20, 30)
 MIN_DELTAS = (0.0, 0.001, 0.005, 0.01)
+CONTENDER_MARGIN = 5.0  # AUC points behind Hetero-AE on some design dataset within which a baseline contends
 DECODERS = ("cnn", "transformer")  # Table III's single-kind decoders, beside Hetero-AE's HCTN
 
 
@@ -136,6 +141,36 @@ def long_run(name: str, spec: RunSpec, cfg: TrainConfig, root: Path, work: Path,
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(snaps, ignore_errors=True)
     return record
+
+
+def contenders(runs: dict[str, dict[str, Any]], margin: float = CONTENDER_MARGIN) -> dict[str, Any]:
+    """Which baselines contend with Hetero-AE, decided on the design benchmark before any reported result.
+
+    On each design dataset, a baseline's AUC is that of its long run's lowest held-out epoch,
+    beside Hetero-AE's. A baseline contends when it comes within ``margin`` AUC points of
+    Hetero-AE on some dataset, or when its long run was still falling at its end there (its AUC
+    is then a lower bound, which cannot rule it out). Ablation rows (``hetero-ae:...``) are not
+    baselines. Returns the contenders and, per dataset, the evidence.
+    """
+    evidence: dict[str, dict[str, Any]] = {}
+    for name, r in runs.items():
+        dataset, method = name.split("/", 1)
+        curve = [e["val_loss"] for e in r["epochs"]]
+        auc = r["auc"].get(str(int(np.argmin(curve)) + 1))
+        evidence.setdefault(dataset, {})[method] = {"auc": auc, "still_falling": still_falling(curve)}
+    chosen: set[str] = set()
+    for dataset, methods in evidence.items():
+        ours = methods.get("hetero-ae", {}).get("auc")
+        if ours is None:
+            continue
+        for method, e in methods.items():
+            if method.startswith("hetero-ae"):
+                continue
+            e["behind"] = round(ours - e["auc"], 3)
+            e["contends"] = e["behind"] <= margin or e["still_falling"]
+            if e["contends"]:
+                chosen.add(method)
+    return {"margin": margin, "contenders": sorted(chosen), "evidence": evidence}
 
 
 def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, Any]:
@@ -222,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
     finished = {n: r for n, r in study["runs"].items() if r.get("done")}
     study["replay"] = replay_all(finished, a.auc_tolerance)
+    study["contenders"] = contenders(finished)
     save()
     choice = study["replay"]["choice"]
     print(f"{len(finished)} long run(s); rule chosen: " + ("none is acceptable" if choice is None else
           f"patience {choice['patience']}, min_delta {choice['min_delta']} ({choice['seconds'] / 60:.0f} min in all)"))
+    print("contenders (within {margin} AUC points of Hetero-AE on some design dataset, or still falling): "
+          .format(**study["contenders"]) + (", ".join(study["contenders"]["contenders"]) or "none"))
     if study["replay"]["still_falling_at_the_long_cap"]:
         print("still falling at the end of the long run (not choosing): "
               + ", ".join(study["replay"]["still_falling_at_the_long_cap"]))

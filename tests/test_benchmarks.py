@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,11 +149,14 @@ def test_the_recipe_study_trains_before_and_candidates_replays_patiences_and_cho
     entry = json.loads(out.read_text())["methods"]["64/ae"]
     before, run = entry["before"], entry["candidates"]["plateau"]
     assert before["done"] and before["stop"] <= 4 and 0 <= before["auc"] <= 100 and before["seconds"] > 0
+    assert len(before["epoch_seconds"]) == before["stop"] and before["median_seconds"] == bench.median_seconds(
+        before["setup_seconds"], before["epoch_seconds"], before["stop"])
     assert run["done"] and run["lr"] == before["lr"] and run["cap"] == 4
     curve = [e["val_loss"] for e in run["epochs"]]
     rows = bench.replays(run)
     assert [r["patience"] for r in rows] == list(bench.PATIENCES)
     assert all(r["kept"] == curve.index(min(curve)) + 1 and r["auc"] == run["auc"][str(r["kept"])] for r in rows)
+    assert bench.median_seconds(2.0, [1.0, 9.0, 1.5], 4) == 8.0  # a busy epoch (9 s) does not count: 2 + 4 x 1.5
     # a candidate is chosen only if it converges within the tolerance of before's AUC
     ok = {**run, "epochs": [{"val_loss": v, "seconds": 1.0} for v in [5.0, 4.0] + [3.0] * 30], "cap": 100,
           "auc": {"3": before["auc"] - 0.5}}
@@ -164,3 +168,20 @@ def test_the_recipe_study_trains_before_and_candidates_replays_patiences_and_cho
     capsys.readouterr()
     assert bench.main(args) == 0  # finished runs are not trained again
     assert "before (" not in capsys.readouterr().err
+
+
+def test_contenders_are_the_baselines_within_the_margin_on_some_dataset_or_still_falling():
+    bench = _stopping_rule()
+    flat = [10.0, 6.0, 4.0, 3.0] + [2.5] * 20
+    falling = [10.0 - 0.2 * i for i in range(24)]
+
+    def run(curve, auc):
+        return {"epochs": [{"val_loss": v} for v in curve], "auc": {str(int(np.argmin(curve)) + 1): auc}}
+
+    runs = {"a/hetero-ae": run(flat, 80.0), "a/rd4ad": run(flat, 75.0), "a/ae": run(flat, 74.9),
+            "a/mkd": run(falling, 50.0), "a/hetero-ae:cnn": run(flat, 79.0),
+            "b/hetero-ae": run(flat, 60.0), "b/ae": run(flat, 56.0)}
+    out = bench.contenders(runs, margin=5.0)
+    assert out["contenders"] == ["ae", "mkd", "rd4ad"]  # ae within 5 on b only; mkd a lower bound; not the decoder
+    assert out["evidence"]["a"]["ae"] == {"auc": 74.9, "still_falling": False, "behind": 5.1, "contends": False}
+    assert out["evidence"]["b"]["ae"]["contends"] and "contends" not in out["evidence"]["a"]["hetero-ae:cnn"]
