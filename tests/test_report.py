@@ -124,6 +124,25 @@ def test_manifest_records_wall_time_and_cache_hits_and_the_index_links_in_paper_
     assert json.loads((results / "manifest.json").read_text())["notebooks"] == {}
 
 
+def test_from_scratch_counts_a_shared_run_once_for_the_first_notebook_and_adds_the_cached_time(tmp_path):
+    results = tmp_path / "results"
+    (results / "logs").mkdir(parents=True)
+    pd.DataFrame({"folder": ["a", "b"], "train_seconds": [60.0, 120.0], "cached": [False, False]}).to_csv(
+        results / "logs" / "table1_comparison.runs.csv", index=False)
+    pd.DataFrame({"folder": ["b", "c"], "train_seconds": [120.0, 30.0], "cached": [True, False]}).to_csv(
+        results / "logs" / "table3_hctn.runs.csv", index=False)
+    manifest.start(results, "smoke", "cpu")
+    manifest.record(results, "table3_hctn", 6.0, "ok")  # recorded out of order: the table follows ORDER
+    manifest.record(results, "table1_comparison", 30.0, "ok")
+    manifest.from_scratch(results)
+    table = pd.read_csv(results / "tables" / "run_all_time.csv").set_index("notebook")
+    assert list(table.index) == ["table1_comparison", "table3_hctn", "all"]
+    assert table.loc["table1_comparison", "runs it trains first"] == 2
+    assert table.loc["table1_comparison", "from scratch (min, projected)"] == pytest.approx(3.0 + 0.5)
+    assert table.loc["table3_hctn", "training (min, recorded)"] == pytest.approx(0.5)  # b trained for Table I
+    assert table.loc["all", "runs"] == 3 and table.loc["all", "from scratch (min, projected)"] == pytest.approx(4.1)
+
+
 def test_notebook_order_puts_the_papers_artefacts_first(tmp_path):
     for name in ("complexity", "aaa", "fig4_heatmaps", "table1_comparison", "data_overview"):
         (tmp_path / f"{name}.ipynb").write_text("{}")

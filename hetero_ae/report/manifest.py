@@ -3,7 +3,9 @@
 The manifest records the git commit, the profile, the version of every installed package, the device, and per
 notebook its wall time, status and how many of its runs were trained now or taken from the
 cache (``report.record_runs`` writes ``results/logs/<notebook>.runs.csv``). The index links
-the HTML renderings of the executed notebooks in the paper's order.
+the HTML renderings of the executed notebooks in the paper's order; beside it,
+``results/tables/run_all_time.md`` gives each notebook's time from the cache and, projected
+from its runs' recorded training times, from scratch.
 
 Used by ``run_all.sh`` (``python -m hetero_ae.report.manifest order|start|index``) and by
 ``report.execute``, which records each notebook as it finishes (``record``).
@@ -117,6 +119,40 @@ def record(results: Path, notebook: str, seconds: float, status: str) -> dict[st
     return m
 
 
+def from_scratch(results: Path) -> Path:
+    """``results/tables/run_all_time.{csv,md}``: what each notebook costs on a clone, from the cache and from scratch.
+
+    Per notebook (in ``ORDER``): its runs, the runs it trains first (a run several notebooks share
+    trains once, for the first), the sum of those runs' training times as each recorded it when it
+    trained (``logs/<notebook>.runs.csv``; on the machine and with the side-by-side jobs of that
+    stop), its wall time with every run cached (the manifest), and the projection from scratch,
+    their sum. A projection, not a measurement: scoring a run adds seconds, and runs trained two at
+    a time recorded their own time each. Returns the Markdown path.
+    """
+    import pandas as pd
+
+    m, seen, rows = _load(results), set(), []
+    names = [n for n in ORDER if n in m.get("notebooks", {})]
+    for name in names:
+        path = results / "logs" / f"{name}.runs.csv"
+        frame = pd.read_csv(path) if path.is_file() else pd.DataFrame({"folder": [], "train_seconds": []})
+        first = frame[~frame["folder"].isin(seen)].drop_duplicates("folder")
+        seen.update(frame["folder"])
+        cached = m["notebooks"][name]["wall_seconds"] / 60
+        training = float(first["train_seconds"].sum()) / 60
+        rows.append({"notebook": name, "runs": len(frame), "runs it trains first": len(first),
+                     "training (min, recorded)": training, "from the cache (min)": cached,
+                     "from scratch (min, projected)": training + cached})
+    table = pd.DataFrame(rows)
+    if len(table):
+        total = {"notebook": "all", **{c: table[c].sum() for c in table.columns if c != "notebook"}}
+        total["runs"] = len(seen)
+        table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    out = results / "tables" / "run_all_time"
+    write_text(out.with_suffix(".csv"), table.to_csv(index=False))
+    return write_text(out.with_suffix(".md"), table.to_markdown(index=False, floatfmt=".1f") + "\n")
+
+
 def index(results: Path) -> Path:
     """``results/html/index.html``: the executed notebooks in the paper's order, with the manifest's facts."""
     m = _load(results)
@@ -164,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "start":
         start(a.results, a.profile, a.device)
     else:
+        from_scratch(a.results)
         print(f"run_all: report index {index(a.results)}")
 
 

@@ -39,7 +39,7 @@ VALUE = re.compile(r"(<!-- =(?P<source>[\w./-]+): (?P<expr>.*?) -->)(?P<shown>.*
 AGGREGATES = {"mean": "mean", "std": "std", "min": "min", "max": "max", "sum": "sum", "median": "median",
               "count": "count"}
 CALL = re.compile(r"^(?P<agg>\w+)\((?P<column>.*)\)$")
-DECIMAL = re.compile(r"(?<![\w.])[-+]?\d+\.\d+(?![\w.])")
+DECIMAL = re.compile(r"(?<![\w.])[-+]?\d+\.\d+(?!\d|\.\d)")  # "1.4x" and "1.4." count, "v1.2" and "2.14.1" do not
 
 
 class BadReference(ValueError):
