@@ -3,10 +3,11 @@
 Errors a user can fix (an option out of range, a device the machine lacks, an image size the
 model cannot take, missing or empty folders, unreadable images, a checkpoint of another model,
 missing weights) print one line and exit with status 2; options are checked before any work
-starts. Every file is written atomically, and a command that fails leaves nothing that blocks
-the next, except ``score``'s CSV after a kill: appended batch by batch, it may end in a torn
-last line, which ``score --resume`` drops. One process writes an output folder at a time
-(``io.exclusive``).
+starts, and an output folder that cannot be written is refused before any work. Every file is
+written atomically (a kill's leftover temporary files are removed when the next run starts in its
+folder), and a command that fails leaves nothing that blocks the next, except ``score``'s CSV after
+a kill: appended batch by batch, it may end in a torn last line, which ``score --resume`` drops.
+One process writes an output folder at a time (``io.exclusive``).
 
 ``train`` and ``run`` also run under ``torchrun --nproc-per-node N -m hetero_ae ...``
 (DistributedDataParallel, ``hetero_ae.training.distributed``): rank 0 alone prints and writes files.
@@ -19,7 +20,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,11 @@ from .config import (
     TrainConfig,
 )
 from .errors import ConfigError, UserError
-from .io import write_json
+from .io import check_writable, write_json
 
 VAL_SCORES = "val_scores.json"
+MIN_TRAIN_IMAGES = 2  # what train refuses to train on fewer of, after the hold-out
+OPTION_NAMES = {"num_threads": "threads"}  # configuration fields whose option is named otherwise
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -81,8 +84,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None,
                    help="processes that prepare batches (default: none on the CPU, up to 4 on CUDA)")
     g.add_argument("--val-fraction", type=float, default=0.1,
-                   help="normal images held out to fix a threshold and to stop training, without test labels "
-                        "(default: %(default)s)")
+                   help="normal images held out to fix a threshold and to stop training, without test labels; "
+                        f"at least {MIN_TRAIN_IMAGES} images must be left to train on (default: %(default)s)")
     g.add_argument("--patience", type=int, default=d.patience,
                    help="stop when the held-out loss has not improved for this many epochs (--epochs is then a cap); "
                         "0 = train every epoch, as the paper (default: %(default)s)")
@@ -100,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a method on every image under a folder of normal images.")
     t.add_argument("--data", required=True, type=Path, help="folder of normal images (searched recursively)")
     t.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt, config.json, history.json")
-    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's last checkpoint (without one: a note, and training starts "
+                        "from scratch)")
     t.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
     t.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     _model_args(t)
@@ -216,10 +221,18 @@ def _precision_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _loaded(path: Path, precision: str | None) -> tuple:
-    """(model, checkpoint, precision) of ``path``: ``precision``, or None for the one it was trained in."""
+    """(model, checkpoint, precision) of ``path``: ``precision``, or None for the one it was trained in.
+
+    The checkpoint of a run that has not finished (killed, or still training) is used with a
+    one-line warning on stderr that says so.
+    """
     from .training.checkpoint import load_model, trained_precision
+    from .training.loop import finished
 
     model, ckpt = load_model(path)
+    if not finished(ckpt):
+        print(f"hetero-ae: warning: {path} is the checkpoint of an unfinished run (epoch {ckpt['epoch']} of "
+              f"{ckpt['train_config']['epochs']}); finish it with 'hetero-ae train --resume'", file=sys.stderr)
     return model, ckpt, precision or trained_precision(ckpt)
 
 
@@ -410,6 +423,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .training import distributed
 
     model_cfg, train_cfg = _train_configs(a)  # every option is checked before any work starts
+    check_writable(a.out, "--out")
     with distributed.process_group(_device(a.device)) as device:
         _train(a, model_cfg, train_cfg, device)
 
@@ -420,7 +434,7 @@ def _as_option(message: str) -> str:
     head = re.match(r"(unknown )?(" + "|".join(map(re.escape, sorted(fields, key=len, reverse=True))) + r")\b", message)
     if head is None:
         return message
-    option = "--" + head.group(2).replace("_", "-").replace(" ", "-")
+    option = "--" + OPTION_NAMES.get(head.group(2), head.group(2)).replace("_", "-").replace(" ", "-")
     return message[: head.start(2)] + option + message[head.end(2):]
 
 
@@ -456,35 +470,101 @@ def _train(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: TrainConfig
     from .data.images import read_normal_folder
     from .io import exclusive
     from .training.distributed import is_main
-    from .training.loop import check_run_folder, hold_out, train
+    from .training.loop import check_run_folder, train
     from .training.runtime import compile_backend
 
     backend = compile_backend(a.compile)
-    check_run_folder(a.out, a.resume)
+    ckpt_path = check_run_folder(a.out, a.resume)
     data = read_normal_folder(a.data, model_cfg.image_size, strict=a.strict)
-    train_set, val_set = hold_out(data, a.val_fraction, train_cfg.seed)
+    train_set, val_set = _hold_out(a, data, train_cfg.seed)
+    record = dict(a=a, model_cfg=model_cfg, train_cfg=train_cfg, data=data, train_set=train_set, val_set=val_set,
+                  device=device, backend=backend)
     with exclusive(a.out) if is_main() else nullcontext():  # one process writes a run folder
+        on_epoch_end = _start_record(a, ckpt_path, record) if is_main() else None
         model, history = train(model_cfg, train_cfg, train_set, a.out, val=val_set, resume=a.resume, device=device,
-                               compile=backend, workers=a.workers, cache_features=not a.no_feature_cache)
+                               compile=backend, workers=a.workers, cache_features=not a.no_feature_cache,
+                               on_epoch_end=on_epoch_end)
         if is_main():
-            _record_training(a, model_cfg, train_cfg, model, history, data, train_set, val_set, device, backend)
+            _record_training(**record, model=model, history=history)
+
+
+def _hold_out(a: argparse.Namespace, data, seed: int) -> tuple:
+    """(training images, held-out normals) of ``data`` with ``--val-fraction``.
+
+    Raises UserError when fewer than MIN_TRAIN_IMAGES are left to train on, or when the fraction
+    holds out no image and ``--patience`` needs some; warns on stderr when it holds out none (no
+    threshold will be fixed without test labels).
+    """
+    from .data.images import path_text
+    from .training.distributed import is_main
+    from .training.loop import hold_out
+
+    too_few = UserError(f"--data {path_text(a.data)}: {len(data)} readable image(s) are too few with --val-fraction "
+                        f"{a.val_fraction}: at least {MIN_TRAIN_IMAGES} must be left to train on after the hold-out")
+    try:
+        train_set, val_set = hold_out(data, a.val_fraction, seed)
+    except UserError:
+        raise too_few from None
+    if len(train_set) < MIN_TRAIN_IMAGES:
+        raise too_few
+    if a.val_fraction > 0 and val_set is None:
+        held = f"--val-fraction {a.val_fraction} of {len(data)} image(s) holds out none"
+        if a.patience > 0:
+            raise UserError(f"{held}, and --patience needs held-out normal images: raise --val-fraction, "
+                            "or set --patience 0")
+        if is_main():
+            print(f"hetero-ae: warning: {held}: no threshold will be fixed without test labels (raise "
+                  "--val-fraction to hold out at least one)", file=sys.stderr)
+    return train_set, val_set
+
+
+def _start_record(a: argparse.Namespace, ckpt_path: Path, record: dict) -> Callable[[dict], None]:
+    """Before training: clear what a killed run left (temporary files; an earlier run's held-out scores when
+    this one starts afresh) and say when --resume finds nothing; the function that writes config.json (the
+    run not finished) and history.json after every epoch's checkpoint, so that a killed run keeps its record."""
+    from .io import remove_partial_writes
+    from .training.run_folder import HISTORY, read_history, write_history
+
+    remove_partial_writes(a.out)
+    fresh = not ckpt_path.exists()
+    if fresh:
+        (a.out / VAL_SCORES).unlink(missing_ok=True)
+        if a.resume:
+            print(f"hetero-ae: note: nothing to resume in {a.out} (no {ckpt_path.name}): training from scratch",
+                  file=sys.stderr)
+    so_far = [] if fresh or not (a.out / HISTORY).is_file() else read_history(a.out)
+
+    def on_epoch_end(entry: dict) -> None:
+        so_far[:] = [h for h in so_far if h["epoch"] < entry["epoch"]] + [entry]
+        _write_config(**record, training={"finished": False})
+        write_history(a.out, so_far)
+
+    return on_epoch_end
+
+
+def _write_config(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: TrainConfig, data, train_set, val_set,
+                  device: str, backend: str | None, training: dict) -> None:
+    """The run folder's config.json (``training.run_folder``), ``training`` saying how far the run went."""
+    from .training.run_folder import held_out_description, write_run_config
+
+    n_val = 0 if val_set is None else len(val_set)
+    write_run_config(a.out, dataset=str(a.data), model=model_cfg, train=train_cfg, val_fraction=a.val_fraction,
+                     held_out_normals=held_out_description(a.val_fraction, n_val), train_images=len(train_set),
+                     val_images=n_val, device=device, compile=backend, skipped=data.skipped, training=training)
 
 
 def _record_training(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: TrainConfig, model, history, data,
                      train_set, val_set, device: str, backend: str | None) -> None:
     """config.json, history.json and the held-out normals' raw scores of a trained folder; one line on stdout."""
     from .evaluation.predict import predict
-    from .training.run_folder import held_out_description, write_history, write_run_config
+    from .training.run_folder import write_history
 
-    n_val = 0 if val_set is None else len(val_set)
-    write_run_config(a.out, dataset=str(a.data), model=model_cfg, train=train_cfg, val_fraction=a.val_fraction,
-                     held_out_normals=held_out_description(a.val_fraction, n_val), train_images=len(train_set),
-                     val_images=n_val, device=device, compile=backend, skipped=data.skipped,
-                     training={**(history.stop or {}), "feature_cache": history.feature_cache})
-    write_history(a.out, history)
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
         _, val_scores = predict(model, val_set.images, device=device, normalize=False, precision=train_cfg.precision)
         write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
+    _write_config(a, model_cfg, train_cfg, data, train_set, val_set, device, backend,
+                  training={"finished": True, **(history.stop or {}), "feature_cache": history.feature_cache})
+    write_history(a.out, history)
     stop = history.stop or {}
     print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s) "
           f"({stop.get('stop_reason', 'fixed')}; kept the {stop.get('kept', 'last')} epoch's weights); final loss "
@@ -496,6 +576,23 @@ def _val_scores(checkpoint: Path) -> np.ndarray | None:
 
     f = checkpoint.parent / VAL_SCORES
     return np.asarray(json.loads(f.read_text())["scores"]) if f.is_file() else None
+
+
+def _why_no_threshold(checkpoint: Path) -> str:
+    """Why a run has no held-out normal scores beside ``checkpoint`` (its config.json says how many it held out)."""
+    from .training.run_folder import read_run_config
+
+    try:
+        config = read_run_config(checkpoint.parent)
+        held, done = int(config.get("val_images", 0)), bool(config.get("training", {}).get("finished", True))
+    except (OSError, ValueError, TypeError, AttributeError):
+        held, done = 0, True
+    if held and not done:
+        return (f"the run held out {held} normal image(s) but has not finished, so they are not scored yet "
+                f"(no {VAL_SCORES}; finish it with 'hetero-ae train --resume')")
+    if held:
+        return f"the scores of the run's {held} held-out normal image(s) ({VAL_SCORES}) are missing"
+    return f"the run held out no normal images (no {VAL_SCORES} beside the checkpoint; train with --val-fraction > 0)"
 
 
 def _device(device: str) -> str:
@@ -523,12 +620,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from .io import exclusive
 
     _scoring_options(a)
+    out = a.out or a.checkpoint.parent
+    check_writable(out, "--out" if a.out else "the checkpoint's folder")
     model, ckpt, precision = _loaded(a.checkpoint, a.precision)
     data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"], normal_class=a.normal_class,
                                 strict=a.strict)
     ev = evaluate(model, data, held_out=_val_scores(a.checkpoint), precision=precision, device=a.device,
                   batch_size=a.batch_size, progress=True)
-    out = a.out or a.checkpoint.parent
     with exclusive(out):  # one process writes a folder at a time
         save_evaluation(out, data, ev, n_normal=int((data.labels == 0).sum()),
                         n_anomalous=int((data.labels == 1).sum()), skipped=data.skipped)
@@ -540,7 +638,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             print(f"at {m['threshold']:.4g} ({rule}): " + "  ".join(
                 f"{k.upper()} {100 * m[k]:.2f}" for k in ("auc", "f1", "acc", "sen", "spe")))
     if "normal_q95" not in ev.metrics:
-        print("no threshold without test labels: the run held out no normal images (train with --val-fraction > 0)")
+        print(f"no threshold without test labels: {_why_no_threshold(a.checkpoint)}")
     print(f"written to {out}")
 
 
@@ -559,6 +657,7 @@ def cmd_export(a: argparse.Namespace) -> None:
 
     if a.out.is_dir():
         raise UserError(f"--out {a.out} is a folder: give the ONNX file to write, e.g. {a.out / 'model.onnx'}")
+    check_writable(a.out.parent, "--out")
     model, ckpt, _ = _loaded(a.checkpoint, None)
     threshold = _threshold(a.checkpoint)
     replaced = a.out.is_file()
@@ -568,7 +667,7 @@ def cmd_export(a: argparse.Namespace) -> None:
           f"({a.out.stat().st_size / 2**20:.1f} MiB): uint8 RGB "
           f"(batch, {size}, {size}, 3) in, normalisation in the graph; {', '.join(json.loads(meta['outputs']))} out; "
           + (f"threshold {threshold.value:.4g} recorded" if threshold
-             else f"no threshold recorded: no {VAL_SCORES} (held-out normal scores) beside the checkpoint"))
+             else f"no threshold recorded: {_why_no_threshold(a.checkpoint)}"))
     print(f"onnxruntime against PyTorch on {parity.images} random images, largest difference: {parity}")
 
 
@@ -578,6 +677,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     from .training.runtime import compile_backend, compiled, helper_processes
 
     _scoring_options(a)
+    check_writable(a.out, "--out")
     if a.onnx:
         model = _onnx_scorer(a)
         ckpt_path, threshold, size, precision, backend = a.onnx, model.threshold, model.image_size, "fp32", None
@@ -593,7 +693,8 @@ def cmd_score(a: argparse.Namespace) -> None:
     resumed = f" after {before} already there" if a.resume else ""
     unread = f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""
     decided = (f"; decision at {threshold.value:.4g}, {threshold.as_dict()['rule']}" if threshold
-               else f"; no decision: no held-out normal scores ({VAL_SCORES} beside the checkpoint) fix a threshold")
+               else "; no decision: " + (_why_no_threshold(ckpt_path) if a.checkpoint
+                                         else "the exported model records no threshold"))
     print(f"scored {new} image(s){resumed}{unread}{decided} -> {a.out / SCORES}")
 
 
@@ -625,5 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         where = f"[rank {os.environ.get('RANK')}] " if launched() else ""
         print(f"hetero-ae: error: {where}{e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:  # what the checks before the work could not foresee: still one line
+        print(f"hetero-ae: error: permission denied: {e.filename or e}", file=sys.stderr)
         return 2
     return status or 0

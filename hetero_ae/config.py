@@ -18,6 +18,7 @@ the runs cached before them keep their folders.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -183,6 +184,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}")
+        for name in ("seed", "num_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ConfigError(f"{name} must be a whole number of 0 or more, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be above 0, got {self.lr}")
         if self.patience < 0 or self.min_delta < 0:

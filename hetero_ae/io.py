@@ -2,6 +2,8 @@
 
 - ``atomic_write``: write to a temporary file beside the target, then rename, so that a killed
   process leaves either the previous file or the new one, never half of it.
+- ``check_writable``: a folder that cannot be written is refused before any work, by name;
+  ``remove_partial_writes``: the temporary files of ``atomic_write`` calls a kill cut short.
 - ``exclusive``: an exclusive lock on an output folder (``flock`` on the folder itself, so no
   lock file is left behind) for as long as a command writes into it; a second process that
   wants to write there is refused with a message instead of interleaving its output. The
@@ -14,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +60,34 @@ def file_digest(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # what atomic_write's mkstemp names
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that ``atomic_write`` calls left in ``folder`` when their process was
+    killed (``.NAME.XXXXXXXX.tmp``); the removed paths. Call it only while holding ``exclusive(folder)``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file())
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """A UserError naming ``option`` and the folder unless the folder ``path`` can be made (where it is
+    missing) and written into: its nearest existing folder is read-only, or it (or a folder above it) is a file."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: the folder {existing} is read-only (no permission to write there)")
 
 
 @contextmanager

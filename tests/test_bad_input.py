@@ -61,6 +61,8 @@ def run(folders, tmp_path_factory) -> Path:
     (["--method", "ae", "--device", "gpu"], "--device 'gpu' is not a torch device"),
     (["--method", "ae", "--device", "cuda"], "--device 'cuda': this machine has no CUDA GPU"),
     (["--method", "ae", "--device", "mps"], "--device 'mps': this machine has no Apple GPU"),
+    (["--method", "ae", "--seed", "-1"], "--seed must be a whole number of 0 or more, got -1"),
+    (["--method", "ae", "--threads", "-2"], "--threads must be a whole number of 0 or more, got -2"),
 ])
 def test_a_bad_training_option_is_one_line_before_any_image_is_read(args, named, folders, tmp_path, capsys,
                                                                      monkeypatch):
@@ -126,7 +128,120 @@ def test_any_exception_a_decoder_raises_is_that_files_error(tmp_path, monkeypatc
         load_image(weird, 64)
 
 
+def test_formula_cells_are_escaped_for_spreadsheets_and_read_back_as_named(run, folders, tmp_path):
+    from hetero_ae.evaluation.scores import read_scores
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    names = ["=HYPERLINK(x).png", "+1.png", "-2.png", "@3.png", "'q.png", "plain.png"]
+    for name in names:
+        shutil.copy(folders["test"] / "normal" / "n0.png", imgs / name)
+    out = tmp_path / "o"
+    assert main(["score", "--checkpoint", str(run / "checkpoint.pt"), "--images", str(imgs), "--out", str(out)]) == 0
+    import csv
+
+    cells = [row[0] for row in csv.reader((out / "scores.csv").open(newline=""))][1:]
+    assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)  # a spreadsheet shows them as text
+    assert sorted(Path(r["path"]).name for r in read_scores(out)) == sorted(names)  # the project's reader: the names
+    assert main(["score", "--checkpoint", str(run / "checkpoint.pt"), "--images", str(imgs), "--out", str(out),
+                 "--resume"]) == 0  # the escaped names match on resume
+    assert len(read_scores(out)) == len(names)
+    labelled = shutil.copytree(folders["test"], tmp_path / "labelled")
+    shutil.move(labelled / "normal", labelled / "=2+3")
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(labelled),
+                 "--normal-class", "=2+3", "--out", str(tmp_path / "e")]) == 0
+    rows = list(csv.DictReader((tmp_path / "e" / "scores.csv").open(newline="")))
+    assert {r["class"] for r in rows} == {"'=2+3", "anomalous"}
+    assert {r["class"] for r in read_scores(tmp_path / "e")} == {"=2+3", "anomalous"}
+
+
 # 2. and 3. Nothing half-written after a failure; one writer per output folder.
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "score", "export"])
+def test_a_read_only_output_folder_is_refused_by_name_before_any_work(command, run, folders, tmp_path, capsys,
+                                                                     monkeypatch):
+    import hetero_ae.training.checkpoint as checkpoint
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real(path, mode))  # as for a user
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("loaded the model before the check"))
+    ckpt = ["--checkpoint", str(run / "checkpoint.pt")]
+    args = {"train": ["--data", str(folders["train"]), "--out", str(locked / "run"), *TINY],
+            "evaluate": [*ckpt, "--data", str(folders["test"]), "--out", str(locked)],
+            "score": [*ckpt, "--images", str(folders["test"]), "--out", str(locked / "scores")],
+            "export": [*ckpt, "--out", str(locked / "model.onnx")]}[command]
+    assert main([command, *args]) == 2
+    assert f"the folder {locked} is read-only" in one_line_error(capsys)
+    assert not any(locked.iterdir())
+
+
+def test_a_killed_training_leaves_a_record_a_named_checkpoint_and_no_temporary_file(folders, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import hetero_ae.training.loop as loop
+
+    out = tmp_path / "run"
+    real_save, saves = loop.save_checkpoint, []
+
+    def killed_in_epoch_2(*args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "save_checkpoint", killed_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            main(["train", "--data", str(folders["train"]), "--out", str(out), *TINY, "--epochs", "3",
+                  "--val-fraction", "0.2"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["val_images"] == 2 and config["training"]["finished"] is False
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(folders["test"]),
+                 "--out", str(tmp_path / "e")]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "unfinished" in line]
+    assert len(warnings) == 1 and "epoch 1 of 3" in warnings[0] and str(out / "checkpoint.pt") in warnings[0]
+    assert "held out 2 normal image(s) but has not finished" in captured.out
+    record = {name: (out / name).read_bytes() for name in ("config.json", "history.json", "checkpoint.pt")}
+    assert main(["train", "--data", str(folders["train"]), "--out", str(out), *TINY, "--epochs", "2",
+                 "--val-fraction", "0.2", "--resume"]) == 2  # another setting: refused, the record as it was
+    assert {name: (out / name).read_bytes() for name in record} == record
+    stale = out / ".checkpoint.pt.ab12cd34.tmp"  # what a kill during a checkpoint's write leaves
+    stale.write_bytes(b"partial")
+    assert main(["train", "--data", str(folders["train"]), "--out", str(out), *TINY, "--epochs", "3",
+                 "--val-fraction", "0.2", "--resume"]) == 0
+    assert not stale.exists() and (out / "val_scores.json").is_file()
+    assert json.loads((out / "config.json").read_text())["training"]["finished"] is True
+    capsys.readouterr()
+    assert main(["train", "--data", str(folders["train"]), "--out", str(tmp_path / "new"), *TINY, "--resume"]) == 0
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n_images, fraction, said", [
+    (1, "0", "1 readable image(s) are too few with --val-fraction 0.0: at least 2 must be left to train on"),
+    (3, "0.5", "3 readable image(s) are too few with --val-fraction 0.5: at least 2 must be left to train on"),
+])
+def test_too_few_training_images_are_refused_below_the_stated_minimum(n_images, fraction, said, folders, tmp_path,
+                                                                     capsys):
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(n_images):
+        shutil.copy(folders["train"] / f"n{i}.png", few)
+    assert main(["train", "--data", str(few), "--out", str(tmp_path / "o"), *TINY, "--val-fraction", fraction]) == 2
+    assert said in one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_fraction_that_holds_out_no_image_is_said(folders, tmp_path, capsys):
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(4):
+        shutil.copy(folders["train"] / f"n{i}.png", few)
+    assert main(["train", "--data", str(few), "--out", str(tmp_path / "o"), *TINY, "--val-fraction", "0.1"]) == 0
+    assert "--val-fraction 0.1 of 4 image(s) holds out none: no threshold" in capsys.readouterr().err
 
 def test_a_failed_score_leaves_nothing_that_blocks_the_next(run, folders, tmp_path, capsys):
     imgs = shutil.copytree(folders["test"], tmp_path / "imgs")
@@ -203,6 +318,47 @@ def test_training_on_a_folder_that_holds_anomalies_is_refused(folders, tmp_path,
 
 
 # 5. Folder layouts that users have.
+
+def test_linked_folders_are_followed_and_a_link_loop_is_named(folders, tmp_path, capsys):
+    from hetero_ae.data.images import list_images
+
+    elsewhere = shutil.copytree(folders["test"], tmp_path / "elsewhere")
+    test = tmp_path / "test"
+    (test / "normal").mkdir(parents=True)
+    (test / "anomalous").symlink_to(elsewhere / "anomalous")  # a class folder that is a link
+    (test / "normal" / "more").symlink_to(elsewhere / "normal")  # an image folder inside a class that is a link
+    assert len(list_images(test)) == 8
+    data = layouts.read_labelled_folder(test, 64)
+    assert len(data) == 8 and sorted(set(data.labels.tolist())) == [0, 1]
+    (test / "normal" / "more" / "loop").symlink_to(test / "normal")
+    capsys.readouterr()
+    assert main(["train", "--data", str(test / "normal"), "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert f"symbolic link loop: {test / 'normal' / 'more' / 'loop'} leads back to" in one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_files_this_cannot_read_are_named_and_counted(folders, tmp_path, capsys):
+    from hetero_ae.data.images import list_images
+
+    data = shutil.copytree(folders["train"], tmp_path / "data")
+    for i in range(3):
+        (data / f"scan{i}.dcm").write_bytes(b"DICM")
+        (data / f"vol{i}.nii.gz").write_bytes(b"\x1f\x8b")
+    (data / ".DS_Store").write_bytes(b"")
+    capsys.readouterr()
+    assert len(list_images(data)) == 10
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hetero-ae: skipped 6 file(s) under {data} that are not images this reads: 3 .dcm, 3 .nii.gz "
+                   f"(first: {data / 'scan0.dcm'})")
+
+
+def test_a_file_given_for_a_folder_is_named_as_a_file(folders, tmp_path, capsys):
+    image = folders["train"] / "n0.png"
+    assert main(["train", "--data", str(image), "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert f"{image} is a file, not a folder" in one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(DataError, match="n0.png is a file, not a folder"):
+        layouts.read_labelled_folder(image, 64)  # evaluate's --data
 
 def test_oct2017_without_its_trailing_space_is_read(tmp_path):
     for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "CNV")):

@@ -182,3 +182,35 @@ def test_an_unreadable_image_is_skipped_and_named_or_fails_with_strict(checkpoin
     capsys.readouterr()
     assert score(checkpoint, folder, tmp_path / "b", "--strict") == 2
     assert "broken.png" in error_line(capsys)
+
+
+def some_images(images: Path, folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(images / "normal" / name, folder / name)
+    return folder
+
+
+def test_an_output_folder_inside_the_images_is_never_read_as_input(checkpoint, images, tmp_path, capsys):
+    imgs = some_images(images, tmp_path / "imgs", ["n0.png", "n1.png", "n2.png"])
+    for out in ("first", "second"):
+        assert score(checkpoint, imgs, imgs / out, "--heatmaps") == 0
+        assert len((imgs / out / "scores.csv").read_text().splitlines()) == 1 + 3
+    assert f"left out {imgs / 'first'}: the output of an earlier 'hetero-ae score'" in capsys.readouterr().err
+    assert score(checkpoint, imgs, imgs / "first", "--heatmaps", "--resume") == 0
+    assert "scored 0 image(s) after 3 already there" in capsys.readouterr().out
+    assert len(list((imgs / "first" / "heatmaps").glob("*.png"))) == 3
+
+
+def test_a_resumed_run_scores_the_images_added_since(checkpoint, images, tmp_path, capsys):
+    imgs = some_images(images, tmp_path / "imgs", ["n0.png", "n2.png"])
+    assert score(checkpoint, imgs, tmp_path / "out") == 0
+    shutil.copy(images / "normal" / "n1.png", imgs / "n1.png")  # sorts between the two scored
+    capsys.readouterr()
+    assert score(checkpoint, imgs, tmp_path / "out", "--resume") == 0
+    assert "scored 1 image(s) after 2 already there" in capsys.readouterr().out
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()[1:]
+    assert [Path(r.split(",")[0]).name for r in rows] == ["n0.png", "n2.png", "n1.png"]
+    (imgs / "n0.png").unlink()
+    assert score(checkpoint, imgs, tmp_path / "out", "--resume") == 2
+    assert "n0.png which is not among the images now" in error_line(capsys)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..config import check_choice
 from ..errors import DataError
@@ -33,7 +33,7 @@ from .layouts import Entry, get_layout, list_split
 
 DATA_ENV = "HETERO_AE_DATA"
 CACHE_ENV = "HETERO_AE_CACHE"
-CACHE_VERSION = 2  # 2: 16-bit colour PNGs read with every bit (data.images)
+CACHE_VERSION = 3  # 2: 16-bit colour PNGs read with every bit (data.images); 3: EXIF orientation applied
 
 
 def data_root(root: str | Path | None = None, profile_root: str | Path | None = None) -> Path:
@@ -133,8 +133,8 @@ def _decode(entries: list[Entry], size: int, strict: bool) -> ImageSet:
 def _load_mask(path: Path | None, size: int) -> np.ndarray:
     if path is None:
         return np.zeros((size, size), np.uint8)
-    with Image.open(path) as m:
-        m = m.convert("L").resize((size, size), Image.Resampling.NEAREST)
+    with Image.open(path) as m:  # upright as its image is (data.images.load_image)
+        m = ImageOps.exif_transpose(m).convert("L").resize((size, size), Image.Resampling.NEAREST)
         return (np.asarray(m) > 127).astype(np.uint8)
 
 

@@ -1,24 +1,34 @@
 """Reading images of any common format into a uint8 array at the run's size.
 
-Grayscale, RGB, RGBA, palette and 16-bit (grayscale or colour) PNG/JPEG/TIFF/BMP files all
-load: images are converted to 8-bit RGB (grayscale repeated to three channels; more than 8 bits
-per pixel min-max stretched per image, the same for grayscale and colour; alpha composited on
-black) and resized to size x size with PIL's antialiased bilinear filter, which stretches a
-non-square image to the square rather than cropping or padding it. A file that cannot be decoded,
-or whose values are NaN or infinite, is reported by path on one line and skipped and counted,
-or fails the run with ``strict=True``.
+Grayscale, RGB, RGBA, palette and 16-bit (grayscale, grayscale with alpha, or colour)
+PNG/JPEG/TIFF/BMP files all load: images are turned upright as a viewer shows them (their EXIF
+orientation, as a phone or PACS export sets it, applied by ``ImageOps.exif_transpose``), converted
+to 8-bit RGB (grayscale repeated to three channels; more than 8 bits per pixel min-max stretched
+per image, the same for grayscale and colour; alpha composited on black) and resized to size x size
+with PIL's antialiased bilinear filter, which stretches a non-square image to the square rather
+than cropping or padding it. A file that cannot be decoded, or whose values are NaN or infinite,
+is reported by path on one line and skipped and counted, or fails the run with ``strict=True``;
+an image past Pillow's decompression-bomb limit is read with one line of ours, and one past twice
+that limit is such an unreadable file.
+
+Folders are searched recursively, following symbolic links to folders (a link that leads back to
+a folder above it is an error naming it); files of other formats (DICOM, NIfTI, ...) are not
+read, and are named and counted on one line.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm  # its write keeps a line apart from a progress bar
 
 from ..errors import DataError
@@ -45,11 +55,12 @@ def stretch_to_uint8(a: np.ndarray) -> np.ndarray:
     return np.round(a).astype(np.uint8)
 
 
-def _png_16bit_colour(path: str | Path) -> np.ndarray:
-    """A 16-bit-per-channel colour PNG as (H, W, 3) float values, alpha composited on black.
+def _png_16bit(path: str | Path) -> np.ndarray:
+    """A 16-bit-per-channel colour, or grayscale-with-alpha, PNG as (H, W, 3) float values, alpha
+    composited on black (grayscale repeated to three channels).
 
     Pillow keeps only the high byte of each such channel, which shows 12-bit data stored in 16
-    bits as black; pypng reads every bit.
+    bits as black, and cannot convert 16-bit grayscale with alpha at all; pypng reads every bit.
     """
     import png
 
@@ -57,7 +68,30 @@ def _png_16bit_colour(path: str | Path) -> np.ndarray:
     a = np.vstack([np.asarray(r, dtype=np.float64) for r in rows]).reshape(height, width, info["planes"])
     if info["alpha"]:
         a = a[..., :-1] * (a[..., -1:] / (2 ** info["bitdepth"] - 1))
-    return a
+    return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
+
+
+def _is_png_16bit(img: Image.Image) -> bool:
+    """Whether Pillow would read ``img`` as 8 bits or not at all: a PNG of 16-bit colour or grayscale with alpha."""
+    return img.format == "PNG" and img.mode in ("RGB", "RGBA", "LA") and str(img.tile[0][3]).endswith(";16B")
+
+
+def _upright(rgb: Image.Image, source: Image.Image) -> Image.Image:
+    """``rgb`` (decoded from ``source``) turned as a viewer shows ``source``: its EXIF orientation applied."""
+    orientation = source.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation == 1:
+        return rgb
+    rgb.getexif()[ExifTags.Base.Orientation] = orientation
+    return ImageOps.exif_transpose(rgb)
+
+
+def _note_large(path: str | Path, img: Image.Image) -> None:
+    """One line on stderr for an image past Pillow's decompression-bomb limit (Pillow's own warning is muted)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = img.size[0] * img.size[1]
+    if limit and pixels > limit:
+        tqdm.write(f"hetero-ae: note: {path_text(path)} has {pixels / 1e6:.1f} megapixels, more than Pillow's "
+                   f"decompression-bomb limit ({limit / 1e6:.1f}); decoding it anyway", file=sys.stderr)
 
 
 def to_rgb8(img: Image.Image) -> Image.Image:
@@ -79,14 +113,19 @@ def path_text(path: str | Path) -> str:
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 array; raises UnreadableImage naming the file, whatever the decoder raised."""
+    """(size, size, 3) uint8 array, upright; raises UnreadableImage naming the file, whatever the decoder
+    raised (Pillow's DecompressionBombError for an image past twice its pixel limit included)."""
     try:
-        with Image.open(path) as img:
-            if img.format == "PNG" and img.mode in ("RGB", "RGBA") and str(img.tile[0][3]).endswith(";16B"):
-                rgb = Image.fromarray(stretch_to_uint8(_png_16bit_colour(path)), mode="RGB")
-            else:
-                img.load()
-                rgb = to_rgb8(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # said once, in our words
+            with Image.open(path) as img:
+                _note_large(path, img)
+                if _is_png_16bit(img):
+                    rgb = Image.fromarray(stretch_to_uint8(_png_16bit(path)), mode="RGB")
+                else:
+                    img.load()
+                    rgb = to_rgb8(img)
+                rgb = _upright(rgb, img)
     except Exception as e:  # noqa: BLE001 - any decoder failure is this file's: named, then skipped or fatal
         raise UnreadableImage(f"cannot read image {path_text(path)}: {e}") from e
     if rgb.size != (size, size):
@@ -94,14 +133,70 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted); a clear error if there are none."""
+def files_under(folder: Path, skip: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Every file under ``folder``, following symbolic links to folders, except in folders that ``skip`` names.
+
+    Raises DataError naming a link that leads back to a folder above it (a loop) and a folder that
+    cannot be read.
+    """
+    files: list[Path] = []
+    todo: list[tuple[Path, frozenset]] = [(folder, frozenset())]
+    while todo:
+        here, above = todo.pop()
+        try:
+            st = here.stat()
+            if (st.st_dev, st.st_ino) in above:
+                raise DataError(f"symbolic link loop: {path_text(here)} leads back to {path_text(here.resolve())}, "
+                                f"a folder that holds it, under {path_text(folder)}")
+            above = above | {(st.st_dev, st.st_ino)}
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    path = here / entry.name
+                    if entry.is_dir():  # follows a link
+                        if skip is None or not skip(path):
+                            todo.append((path, above))
+                    elif entry.is_file():
+                        files.append(path)
+        except OSError as e:
+            raise DataError(f"cannot read folder {path_text(here)}: {e.strerror}") from e
+    return files
+
+
+def _kind(path: Path) -> str:
+    """A file's format as its name gives it: ``.dcm``, ``.nii.gz``, or ``no suffix``."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if len(suffixes) == 2 and suffixes[1] in (".gz", ".bz2", ".xz"):
+        return "".join(suffixes)
+    return suffixes[-1] if suffixes else "no suffix"
+
+
+def note_not_images(folder: Path, others: list[Path]) -> None:
+    """One line on stderr counting the files under ``folder`` that are not images this reads, by format
+    (hidden files, such as ``.DS_Store``, are not counted)."""
+    others = sorted(p for p in others if not p.name.startswith("."))
+    if others:
+        kinds = Counter(_kind(p) for p in others)
+        tqdm.write(f"hetero-ae: skipped {len(others)} file(s) under {path_text(folder)} that are not images this "
+                   f"reads: {', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))} (first: {path_text(others[0])})",
+                   file=sys.stderr)
+
+
+def list_images(folder: str | Path, skip: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Image files under ``folder`` (recursive through links, sorted; not in the folders ``skip`` names);
+    the other files are counted on one line (``note_not_images``).
+
+    Raises DataError for a missing folder, a file, a link loop, or a folder without images.
+    """
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{path_text(folder)} is a file, not a folder of images")
     if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        raise DataError(f"image folder not found: {path_text(folder)}")
+    found = files_under(folder, skip)
+    files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+    note_not_images(folder, [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES])
     if not files:
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path_text(folder)}")
     return files
 
 

@@ -162,10 +162,13 @@ def read_labelled_folder(folder: str | Path, size: int, *, normal_class: str | N
     Which classes are read: with ``normal_class``, that sub-folder as normal and every other as
     anomalous; else ``normal/`` against ``anomalous/`` (or ``abnormal/``); else the classes of the
     known layout the folder holds (e.g. the Kaggle brain MRI ``Testing/`` with glioma, meningioma,
-    notumor, pituitary; notumor normal). Other sub-folders are not read in the last two cases.
-    Raises DataError naming what was found otherwise.
+    notumor, pituitary; notumor normal). Other sub-folders are not read in the last two cases. A class
+    folder, or a folder inside one, may be a symbolic link (``list_images``). Raises DataError for a
+    file, and naming what was found otherwise.
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{path_text(folder)} is a file, not a folder with one sub-folder of images per class")
     if not folder.is_dir():
         raise DataError(f"test folder not found: {path_text(folder)}")
     subdirs = {p.name: p for p in sorted(folder.iterdir()) if p.is_dir()}

@@ -11,8 +11,9 @@ the outputs, so that a deployment needs neither PyTorch nor this package:
             score             float32 (batch,), the raw image score ``hetero-ae score`` writes
             feature_distance  float32 (batch,), only for methods that define one (Fig. 6)
 
-What stays outside the graph is decoding: the file is read to RGB and resized to S x S by
-``data.images.load_image`` (PIL's antialiased bilinear filter; 16-bit images stretched to 8 bits).
+What stays outside the graph is decoding: the file is read to RGB, turned upright by its EXIF
+orientation and resized to S x S by ``data.images.load_image`` (PIL's antialiased bilinear filter;
+16-bit images stretched to 8 bits).
 The ONNX file's metadata (``metadata_props``) records that rule with everything else a
 deployment needs: the image size, the normalisation, the method and its configuration, the
 threshold the run fixed on held-out normal images (none if it held out none), the sha256 of the
@@ -61,7 +62,8 @@ OPSET = 18
 # the largest magnitude of the output over the batch (measured differences are about 1e-6 of it).
 TOLERANCE = 1e-4
 _SMALLEST_SCALE = 1e-6  # an output that is zero everywhere is compared at this scale
-DECODING = ("RGB (grayscale repeated, alpha composited over black, 16-bit stretched to 8 bits), "
+DECODING = ("turned upright by its EXIF orientation (PIL.ImageOps.exif_transpose), "
+            "RGB (grayscale repeated, alpha composited over black, 16-bit stretched to 8 bits), "
             "resized to image_size x image_size with PIL's antialiased bilinear filter (data.images.load_image)")
 
 

@@ -8,6 +8,12 @@ sub-class (``CNV``, ``glioma``, ..., or the folder that says ``normal`` / ``anom
 or empty when unknown (images scored without a labelled folder). Scores are written with six
 significant digits; rows end in ``\\r\\n`` (``csv.writer``'s default).
 
+A text cell that a spreadsheet would run as a formula (one that starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return: a file named ``=HYPERLINK(...).png``, a class ``--normal-class
+'=2+3'``) is written with a single quote before it (OWASP's rule against CSV injection), as is one
+that starts with a quote itself, so that ``read_scores`` and ``read_scored`` give back the original
+text by dropping one leading quote.
+
 A run's folder gets the whole file at once (``write_scores``, atomic); ``hetero-ae score``
 appends batch by batch to an open ``ScoresFile``, each batch flushed to disk (fsync), so a
 killed run keeps every row it wrote and at most its last line is torn (``read_scored`` cuts it).
@@ -35,8 +41,22 @@ def _label(label: object) -> str:
     return "" if label is None or label == "" or int(label) < 0 else str(int(label))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+QUOTE = "'"
+
+
+def escape_text(text: str) -> str:
+    """``text`` as a cell no spreadsheet runs: a single quote before a formula's first character (or a quote)."""
+    return QUOTE + text if text.startswith((*FORMULA_STARTS, QUOTE)) else text
+
+
+def unescape_text(cell: str) -> str:
+    """The text ``escape_text`` was given."""
+    return cell[1:] if cell.startswith(QUOTE) else cell
+
+
 def _cell(value: object) -> str:
-    return value if isinstance(value, str) else f"{value:.6g}"
+    return escape_text(value) if isinstance(value, str) else f"{value:.6g}"
 
 
 def score_rows(paths: Sequence[str], classes: Sequence[str], labels: Sequence[object], scores: Sequence[float],
@@ -44,7 +64,7 @@ def score_rows(paths: Sequence[str], classes: Sequence[str], labels: Sequence[ob
     """The rows of ``scores.csv`` for these images (``labels``: 0, 1, or -1 / None / '' for unknown;
     ``columns``: extra per-image values, numbers or words, e.g. ``feature_distance``, ``decision``)."""
     columns = columns or {}
-    return [(path_text(p), c, _label(y), _cell(s), *(_cell(v[i]) for v in columns.values()))
+    return [(_cell(path_text(p)), _cell(c), _label(y), _cell(s), *(_cell(v[i]) for v in columns.values()))
             for i, (p, c, y, s) in enumerate(zip(paths, classes, labels, scores, strict=True))]
 
 
@@ -92,13 +112,14 @@ def write_scores(folder: str | Path, paths: Sequence[str], classes: Sequence[str
 
 
 def read_scores(folder: str | Path) -> list[dict[str, str]]:
-    """The rows of ``folder/scores.csv``, as dicts keyed by column."""
+    """The rows of ``folder/scores.csv``, as dicts keyed by column (text as it was before ``escape_text``)."""
     with open(Path(folder) / SCORES, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
+        return [{k: unescape_text(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def read_scored(path: str | Path, extra_columns: Sequence[str] = ()) -> list[str]:
-    """The paths already in a ``scores.csv``, after cutting a torn last line off the file.
+    """The paths already in a ``scores.csv`` (as they were before ``escape_text``), after cutting a torn last
+    line off the file.
 
     Raises UserError when the file does not start with this layout's header.
     """
@@ -115,4 +136,4 @@ def read_scored(path: str | Path, extra_columns: Sequence[str] = ()) -> list[str
             f.flush()
             os.fsync(f.fileno())
     rows = list(csv.reader(io.StringIO(keep.decode("utf-8"), newline="")))
-    return [r[0] for r in rows[1:]]
+    return [unescape_text(r[0]) for r in rows[1:]]

@@ -16,7 +16,12 @@ the ``--images`` argument, whether heatmaps were written, the precision of the f
 one the model was trained in unless ``--precision`` says otherwise), the runtime (pytorch or
 onnxruntime; the model file's sha256 is then the ONNX file's) and the threshold. ``resume=True``
 checks it, drops a torn last line, skips the images already scored and appends the rest, so that the final CSV is
-byte for byte the one an uninterrupted run writes.
+byte for byte the one an uninterrupted run writes; images added to the folder since are scored too (their rows
+come last), and an image the CSV lists that is no longer there is an error.
+
+The output folder is never read as input: when it lies inside the image folder it is left out of
+the search, and so is any other folder holding a ``score.json`` of an earlier run (its heatmaps
+are not images to score).
 
 Scores are the method's raw image scores. A method whose score normalisation needs the whole
 set at once (GANomaly's min-max over the test set) cannot be normalised batch by batch; its
@@ -27,12 +32,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm  # plain text bars: no widget warnings in notebooks and their HTML
 
-from ..data.batches import ImageFiles, batch_loader, in_order
+from ..data.batches import ImageFiles, batch_loader
 from ..data.images import UnreadableImage, label_of, list_images, note_skipped, path_text
 from ..errors import DataError, UserError
 from ..io import atomic_write, exclusive, file_digest, write_json
@@ -56,17 +63,34 @@ def overlay(image: np.ndarray, amap: np.ndarray) -> np.ndarray:
     return np.clip(0.5 * image.astype(np.float32) + 0.5 * heat, 0, 255).astype(np.uint8)
 
 
-def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> int:
-    """Index into ``paths`` where a resumed run continues; an error if the CSV is not a prefix of this run's."""
-    position = {path_text(p): i for i, p in enumerate(paths)}
-    last = -1
+def _remaining(scored: list[str], paths: list[Path], csv_path: Path) -> list[int]:
+    """Positions in ``paths`` of the images a resumed run still has to score (those added since included);
+    UserError when the CSV lists an image twice or one that is no longer among them."""
+    names = [path_text(p) for p in paths]
+    present, seen = set(names), set()
     for p in scored:
-        i = position.get(p, -1)
-        if i <= last:
-            raise UserError(f"{csv_path} lists {p}, which is {'out of order' if i >= 0 else 'not'} among the "
-                            "images now; the image folder changed, so choose another output folder")
-        last = i
-    return last + 1
+        if p not in present or p in seen:
+            raise UserError(f"{csv_path} lists {p} {'twice' if p in seen else 'which is not among the images now'}; "
+                            "the image folder changed, so choose another output folder")
+        seen.add(p)
+    return [i for i, name in enumerate(names) if name not in seen]
+
+
+def _not_input(out: Path) -> Callable[[Path], bool]:
+    """Whether a folder under the images is to be left out of their search: ``out``, or an earlier score
+    output (its ``score.json`` and ``scores.csv``), named on one line."""
+    out = out.resolve()
+
+    def skip(folder: Path) -> bool:
+        if folder.resolve() == out:
+            return True
+        if (folder / SIDECAR).is_file() and (folder / SCORES).is_file():
+            tqdm.write(f"hetero-ae: left out {path_text(folder)}: the output of an earlier 'hetero-ae score' "
+                       f"({SIDECAR}), not images to score", file=sys.stderr)
+            return True
+        return False
+
+    return skip
 
 
 def score_images(
@@ -94,7 +118,7 @@ def score_images(
     if workers < 0:
         raise UserError(f"--workers must be 0 or more, got {workers}")
     folder = not images.is_file()
-    paths = list_images(images) if folder else [images]
+    paths = list_images(images, _not_input(out)) if folder else [images]
     csv_path, sidecar = out / SCORES, out / SIDECAR
     columns = (*(("feature_distance",) if model.has_feature_distance else ()), *(("decision",) if threshold else ()))
     meta = {"format": FORMAT, "checkpoint": path_text(ckpt_path), "checkpoint_sha256": file_digest(ckpt_path),
@@ -102,19 +126,19 @@ def score_images(
             "precision": precision, "threshold": None if threshold is None else threshold.as_dict(),
             "runtime": "onnxruntime" if isinstance(model, OnnxScorer) else "pytorch"}
     with exclusive(out):
-        start, done, fresh = 0, 0, not csv_path.exists()
+        todo, done, fresh = list(range(len(paths))), 0, not csv_path.exists()
         if not fresh:
             if not resume:
                 raise UserError(f"{csv_path} exists: pass --resume to continue it, or choose another output folder")
             _check_sidecar(sidecar, meta, csv_path)
             scored = read_scored(csv_path, columns)
-            start, done = _remaining(scored, paths, csv_path), len(scored)
+            todo, done = _remaining(scored, paths, csv_path), len(scored)
         try:
             if fresh:
                 write_json(sidecar, meta)
             with ScoresFile(csv_path, columns) as f:
                 known = [label_of(p.relative_to(images) if folder else p.name) for p in paths]
-                new, skipped = _stream(model, paths, known, start, done, image_size, f, out, precision=precision,
+                new, skipped = _stream(model, paths, known, todo, done, image_size, f, out, precision=precision,
                                        threshold=threshold, batch_size=batch_size, workers=workers, device=device,
                                        heatmaps=heatmaps, strict=strict, progress=progress)
             if done + new == 0:
@@ -155,18 +179,20 @@ def _check_sidecar(sidecar: Path, meta: dict, csv_path: Path) -> None:
                             "same settings or choose another output folder")
 
 
-def _stream(model: AnomalyModel | OnnxScorer, paths: list[Path], known: list[tuple[str, int | None]], start: int, done: int,
-            image_size: int, f: ScoresFile,
+def _stream(model: AnomalyModel | OnnxScorer, paths: list[Path], known: list[tuple[str, int | None]], todo: list[int],
+            done: int, image_size: int, f: ScoresFile,
             out: Path, *, precision: str, threshold: Threshold | None, batch_size: int, workers: int, device: str,
             heatmaps: bool, strict: bool, progress: bool) -> tuple[int, list[str]]:
+    """Score ``paths`` at the positions ``todo``, in that order, appending their rows to ``f``; (rows, skipped)."""
     from PIL import Image
 
     new, skipped = 0, []
-    if start == len(paths):
+    if not todo:
         return new, skipped
-    loader = batch_loader(ImageFiles(paths, image_size), in_order(len(paths), batch_size, start), device=device,
-                          workers=workers)
-    with tqdm(total=len(paths), initial=start, desc="scoring", unit="img", leave=False, disable=not progress) as bar:
+    batches = [np.asarray(todo[i : i + batch_size]) for i in range(0, len(todo), batch_size)]
+    loader = batch_loader(ImageFiles(paths, image_size), batches, device=device, workers=workers)
+    initial = len(paths) - len(todo)
+    with tqdm(total=len(paths), initial=initial, desc="scoring", unit="img", leave=False, disable=not progress) as bar:
         predictions = (model.predict_batches(loader) if isinstance(model, OnnxScorer)
                        else predict_batches(model, loader, device=device, precision=precision))
         for batch, maps, scores, distances in predictions:
