@@ -22,6 +22,11 @@ do not choose: f-AnoGAN, whose two phases take all their epochs (its schedule is
 marked), and a long run whose own curve still fails the convergence test at its end: it cannot
 say where a rule should stop, only that its recipe needs more epochs or a faster schedule.
 
+A method whose recipe lowers its learning rate on the plateau (``lr_patience``, chosen by
+``benchmarks/recipes.py``) needs the rule's counter to do so: its long run keeps the rule with
+``min_delta`` 0 and the longest candidate patience, so only rules with ``min_delta`` 0 replay on it
+exactly, and a rule with another ``min_delta`` is not acceptable for it.
+
 The same long runs decide which baselines contend with Hetero-AE (``contenders``), before any
 reported result is read: those within ``CONTENDER_MARGIN`` AUC points of it on some design
 dataset, or whose long run was still falling there.
@@ -107,6 +112,15 @@ def _auc(weights: Path, test, device: str) -> float:
     return round(100 * float(roc_auc_score(test.labels, pred.scores)), 3)
 
 
+def long_config(spec: RunSpec, cap: int) -> TrainConfig:
+    """The training settings of ``spec``'s long run: no rule and ``cap`` epochs; or, for a recipe that lowers
+    its learning rate on the plateau (``lr_patience``), which needs the rule's counter, the rule with
+    ``min_delta`` 0 and the longest candidate patience, so that every patience up to it replays exactly."""
+    if spec.train.lr_patience:
+        return replace(spec.train, epochs=cap, patience=max(PATIENCES), min_delta=0.0, keep="lowest")
+    return replace(spec.train, epochs=cap, patience=0)
+
+
 def long_run(name: str, spec: RunSpec, cfg: TrainConfig, root: Path, work: Path, device: str, save,
              patiences: tuple[int, ...] = PATIENCES, min_deltas: tuple[float, ...] = MIN_DELTAS) -> dict[str, Any]:
     """Train ``spec`` with the training settings ``cfg`` (here: no rule, a longer cap), keeping every
@@ -118,6 +132,7 @@ def long_run(name: str, spec: RunSpec, cfg: TrainConfig, root: Path, work: Path,
     shutil.rmtree(snaps, ignore_errors=True)
     snaps.mkdir(parents=True)
     record: dict[str, Any] = {"run": run_name(spec), "cap": cfg.epochs, "profile_cap": spec.train.epochs,
+                              "lr_patience": cfg.lr_patience,
                               "train": len(normals), "held_out": len(val), "epochs": [], "auc": {}}
     lowest = [float("inf")]
 
@@ -181,6 +196,7 @@ def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, A
             rows, total, ok = [], 0.0, True
             for name, r in runs.items():
                 curve = [e["val_loss"] for e in r["epochs"]]
+                replayable = not r.get("lr_patience") or d == 0.0  # its rate fell on min_delta 0's counter
                 stop, kept = replay(curve, p, d)
                 lowest = int(np.argmin(curve)) + 1
                 whole = curve[0] - min(curve)
@@ -189,14 +205,14 @@ def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, A
                        "converged": not still_falling(curve[:stop]),
                        "loss_gap": round((curve[kept - 1] - min(curve)) / whole, 4) if whole > 0 else 0.0,
                        "auc_kept": r["auc"].get(str(kept)), "auc_lowest": r["auc"].get(str(lowest)),
-                       "long_run_converged": not still_falling(curve)}
+                       "long_run_converged": not still_falling(curve), "replayable": replayable}
                 row["chooses"] = name.split("/", 1)[1] not in FIXED_SCHEDULE and row["long_run_converged"]
                 rows.append(row)
                 if row["chooses"]:
                     total += row["seconds"]
                     close = None not in (row["auc_kept"], row["auc_lowest"]) and \
                         row["auc_lowest"] - row["auc_kept"] <= tolerance
-                    ok = ok and row["converged"] and close
+                    ok = ok and row["converged"] and close and replayable
             entry = {"patience": p, "min_delta": d, "seconds": round(total, 1), "acceptable": ok, "runs": rows}
             table.append(entry)
             if ok and (choice is None or total < choice["seconds"]):
@@ -249,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cap = a.cap or max(1, round(a.cap_factor * spec.train.epochs))
             print(f"{name}: training {cap} epochs without a rule", file=sys.stderr, flush=True)
-            record = long_run(name, spec, replace(spec.train, epochs=cap, patience=0), a.design_root, work, a.device,
+            record = long_run(name, spec, long_config(spec, cap), a.design_root, work, a.device,
                               lambda r, n=name: save(r, n))
             save(record, name)
             print(f"{name}: {len(record['epochs'])} epochs in {record['wall_seconds'] / 60:.1f} min, "

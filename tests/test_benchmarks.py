@@ -185,3 +185,22 @@ def test_contenders_are_the_baselines_within_the_margin_on_some_dataset_or_still
     assert out["contenders"] == ["ae", "mkd", "rd4ad"]  # ae within 5 on b only; mkd a lower bound; not the decoder
     assert out["evidence"]["a"]["ae"] == {"auc": 74.9, "still_falling": False, "behind": 5.1, "contends": False}
     assert out["evidence"]["b"]["ae"]["contends"] and "contends" not in out["evidence"]["a"]["hetero-ae:cnn"]
+
+
+def test_a_plateau_schedule_run_is_long_under_the_rule_and_only_min_delta_zero_replays_on_it():
+    from dataclasses import replace
+
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.specs import run_spec
+
+    bench = _stopping_rule()
+    spec = run_spec(load_profile("smoke"), "synth-oct", "ae", 0)
+    assert bench.long_config(spec, 9).patience == 0 and bench.long_config(spec, 9).epochs == 9
+    plateau = replace(spec, train=replace(spec.train, patience=15, lr_patience=5))
+    cfg = bench.long_config(plateau, 9)
+    assert (cfg.patience, cfg.min_delta, cfg.lr_patience, cfg.keep) == (max(bench.PATIENCES), 0.0, 5, "lowest")
+    flat = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.02 * ((-1) ** i) for i in range(34)]
+    runs = {"d/hetero-ae": {"epochs": [{"val_loss": v, "seconds": 1.0} for v in flat], "lr_patience": 5,
+                            "auc": {str(e): 80.0 for e in range(1, 41)}}}
+    rules = bench.replay_all(runs, tolerance=1.0)["rules"]
+    assert all(r["acceptable"] == (r["min_delta"] == 0.0) for r in rules)
