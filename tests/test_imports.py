@@ -1,7 +1,7 @@
 """The package's import graph: no circle, and no import from a layer above (function-local imports included).
 
 The layers, lowest first, are the package's folders in the order data flows through them
-(README, "Layout"): the foundations (``config``, ``errors``, ``io``), ``data``, ``model``,
+(docs/layout.md): the foundations (``config``, ``errors``, ``io``), ``data``, ``model``,
 ``methods``, ``training``, ``evaluation``, ``experiment``, ``report``, then the interface (the
 command line, and the package's own ``__init__``, whose public names are imported lazily).
 """

@@ -64,3 +64,19 @@ def test_readme_quick_start_has_two_commands_and_ci_runs_the_test_one():
     assert [c.split("#")[0].strip() for c in commands] == ["./run_all.sh", "./run_tests.sh"]
     ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
     assert ci == ["exec ./run_tests.sh"]
+
+
+def test_the_licence_and_the_citation_agree_with_pyproject_and_name_the_paper():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "The Hetero-AE reproduction authors" in licence
+    assert project["license"] in ({"text": "MIT"}, "MIT")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT" and str(cff["version"]) == project["version"]
+    paper = cff["preferred-citation"]
+    assert paper["type"] == "article" and paper["doi"] == "10.1109/TIP.2024.3381435"
+    assert paper["title"] == "Anomaly Detection for Medical Images Using Heterogeneous Auto-Encoder"
+    assert [a["family-names"] for a in paper["authors"]] == ["Lu", "Zhang", "Zhao", "Liu", "Wang", "Li"]
+    assert (paper["journal"], paper["volume"], paper["year"]) == ("IEEE Transactions on Image Processing", 33, 2024)
+    citation = (ROOT / "README.md").read_text().split("## Citation", 1)[1]
+    assert "@article{" in citation and "doi     = {10.1109/TIP.2024.3381435}" in citation

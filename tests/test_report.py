@@ -249,13 +249,46 @@ def test_unreferenced_skips_tables_values_code_and_link_targets():
     assert readme.section("# A\n## R\nx\n### S\ny\n## T\nz\n", "## R") == "x\n### S\ny"
 
 
-def test_the_readme_on_main_shows_the_committed_results():
+ROOT = Path(__file__).resolve().parents[1]
+# The docs pages whose numbers are results, held to committed files like the README's results.
+RESULT_PAGES = ["docs/complexity.md", "docs/speed.md", "docs/reproduction-notes.md"]
+
+
+def test_several_pages_are_synced_and_checked_from_the_repository_root(tmp_path, capsys):
     from hetero_ae.report import readme
 
-    root = Path(__file__).resolve().parents[1]
-    shown = [path for path, _ in readme.blocks((root / "README.md").read_text())]
-    assert "results/tables/table1_auc.md" in shown
-    assert readme.stale(root / "README.md", root) == [], "run python -m hetero_ae.report.readme after ./run_all.sh"
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    (tmp_path / "results" / "tables" / "t.md").write_text("| a |\n|---|\n| 1 |\n")
+    (tmp_path / "results" / "t.csv").write_text("x\n2.5\n")
+    (tmp_path / "docs").mkdir()
+    page, doc = tmp_path / "README.md", tmp_path / "docs" / "speed.md"
+    page.write_text("<!-- =results/t.csv: x -->0.0<!-- / -->\n")
+    doc.write_text("<!-- results/tables/t.md -->\nold\n<!-- end -->\n")
+    assert readme.pages(tmp_path) == [page, doc] and readme.page_root(doc) == tmp_path
+    assert readme.main(["--readme", str(page), str(doc), "--check"]) == 1
+    assert "docs/speed.md shows an old copy of results/tables/t.md" in capsys.readouterr().err
+    assert readme.main(["--readme", str(doc), "--root", str(tmp_path)]) == 0  # one page: the other stays stale
+    assert readme.stale(doc, tmp_path) == [] and readme.stale(page, tmp_path) != []
+    assert readme.main(["--readme", str(doc), str(page)]) == 0  # the root is the first page's repository
+    assert "-->2.5<!--" in page.read_text() and readme.main(["--root", str(tmp_path), "--check"]) == 0
+    doc.write_text("<!-- =results/none.csv: x -->1<!-- / -->\n")
+    assert readme.main(["--root", str(tmp_path), "--check"]) == 2
+    assert "docs/speed.md: the page shows a value of results/none.csv" in capsys.readouterr().err
+
+
+def test_the_readme_on_main_shows_the_committed_results():
+    """README.md and every docs page show the committed tables and values (run on main after ./run_all.sh)."""
+    from hetero_ae.report import readme
+
+    pages = readme.pages(ROOT)
+    names = [str(p.relative_to(ROOT)) for p in pages]
+    assert names[0] == "README.md" and all(page in names for page in RESULT_PAGES)
+    shown = {name: [path for path, _ in readme.blocks(p.read_text())] for name, p in zip(names, pages)}
+    assert "results/tables/table1_auc.md" in shown["README.md"]
+    assert "results/tables/complexity_table2.md" in shown["docs/complexity.md"]
+    for name, page in zip(names, pages):
+        assert readme.stale(page, ROOT) == [], f"{name}: run python -m hetero_ae.report.readme after ./run_all.sh"
+    assert readme.main(["--root", str(ROOT), "--check"]) == 0
 
 
 # Decimals the results sections may state without a file: settings and definitions, not results.
@@ -268,18 +301,82 @@ DEFINITIONS = {
 }
 
 
-def test_every_number_in_the_readmes_results_comes_from_a_committed_file():
-    """Each decimal of the results sections sits in a table block or a value reference (both
-    checked against their files above), or is a setting named in DEFINITIONS."""
+def _results_texts() -> dict[str, str]:
+    """The README's landing text, results and Status, and the docs pages of results, by name."""
     from hetero_ae.report import readme
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    sections = ["## Results of the default profile", "## Model complexity at 256 px (paper Table II, last two columns)",
-                "## Speed on this machine", "## Reproduction notes", "## Status"]
-    assert len(readme.values(text)) > 100
-    for heading in sections:
-        typed = [n for n in readme.unreferenced(readme.section(text, heading)) if n not in DEFINITIONS]
-        assert typed == [], f"{heading}: numbers typed by hand; write them as <!-- =FILE: EXPR -->N<!-- / -->"
+    text = (ROOT / "README.md").read_text()
+    out = {"README.md (above Quick start)": text.split("\n## ", 1)[0]}
+    out |= {f"README.md, {h}": readme.section(text, h) for h in ["## Results of the default profile", "## Status"]}
+    out |= {page: (ROOT / page).read_text() for page in RESULT_PAGES}
+    return out
+
+
+def test_every_number_in_the_readmes_results_comes_from_a_committed_file():
+    """Each decimal of the results sections (README and docs pages) sits in a table block or a value
+    reference (both checked against their files above), or is a setting named in DEFINITIONS."""
+    from hetero_ae.report import readme
+
+    texts = _results_texts()
+    assert sum(len(readme.values(t)) for t in texts.values()) > 200
+    assert len(readme.values(texts["docs/speed.md"])) > 50 and readme.blocks(texts["docs/complexity.md"])
+    for where, text in texts.items():
+        typed = [n for n in readme.unreferenced(text) if n not in DEFINITIONS]
+        assert typed == [], f"{where}: numbers typed by hand; write them as <!-- =FILE: EXPR -->N<!-- / -->"
+
+
+def test_the_readmes_first_lines_say_what_it_is_how_to_run_it_and_what_it_found():
+    """A reader sees, without scrolling past line 60: the paper, where to read the report, the two
+    commands, what the default results are, the verdict, and how long a run takes."""
+    top = "\n".join((ROOT / "README.md").read_text().splitlines()[:60])
+    flat = " ".join(top.split())
+    assert "Anomaly Detection for Medical Images Using Heterogeneous Auto-Encoder" in flat
+    for author in ["Shuai Lu", "Weihang Zhang", "He Zhao", "Hanruo Liu", "Ningli Wang", "Huiqi Li"]:
+        assert author in flat
+    assert "(https://doi.org/10.1109/TIP.2024.3381435)" in top and "10.1109/TIP.2024.3381435" in top
+    assert "(results/html/index.html)" in top and "(results/notebooks/)" in top
+    assert "./run_all.sh" in top and "./run_tests.sh" in top
+    assert "synthetic" in flat and "128 px" in flat and "EfficientNet-Lite0" in flat
+    assert "inconclusive" in flat and "table1_verdict" in flat
+    assert "from the cache" in flat.lower() and "from scratch" in flat.lower()
+    assert "<!-- =results/tables/run_all_time.csv: `from the cache (min)` @ notebook == 'all'" in top
+    assert "<!-- =results/tables/run_all_time.csv: `from scratch (min, projected)` @ notebook == 'all'" in top
+
+
+def _slugs(text: str) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown page: lower case, punctuation dropped, spaces
+    to hyphens, and a repeated heading numbered (-1, -2, ...)."""
+    import re
+
+    slugs, seen = set(), {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", re.sub(r"```.*?```", "", text, flags=re.S), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        slugs.add(slug if n == 0 else f"{slug}-{n}")
+    return slugs
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_points_to_a_file_that_exists():
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) >= 10
+    broken, checked = [], 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        text = re.sub(r"`[^`\n]*`", "", text)
+        for target in re.findall(r"\]\(\s*([^)\s]+)(?:\s+\"[^\"]*\")?\s*\)", text):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+                continue
+            checked += 1
+            path, _, anchor = target.partition("#")
+            where = (page.parent / path).resolve() if path else page
+            if not where.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and where.suffix == ".md" and anchor not in _slugs(where.read_text()):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert checked > 30 and broken == []
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):

@@ -64,7 +64,7 @@ def note_difference(results: str | Path, recorded: dict[str, Any] | None, identi
     _told.add(told)
     print(f"hetero-ae: {identity.dataset}: the cached runs were trained on data of the same key "
           f"({identity.describe()}) whose content differs: {difference_text(results, recorded, identity)}; their "
-          "results are used as they are (README, 'The run cache')", file=sys.stderr)
+          "results are used as they are (docs/run-cache.md)", file=sys.stderr)
 
 
 def _spec_of(record: dict[str, Any]) -> RunSpec | None:

@@ -271,7 +271,7 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
     With ``jobs`` > 1 the runs that ``side_by_side(spec)`` accepts (default: all) train in
     ``jobs`` worker processes (spawned), each given ``cores // jobs`` torch threads; the others
     train first, one at a time, in this process with every core. Which way pays depends on the
-    network (README, "Speed"): Hetero-AE's decoder on cached features keeps two cores busier as
+    network (docs/speed.md): Hetero-AE's decoder on cached features keeps two cores busier as
     two one-thread processes, a convolutional baseline as one two-thread process. A run is
     computed the same either way; threads change only the order of float sums, within float
     tolerance. Runs with a ``training_twin`` are scored last, in this process, so that no two

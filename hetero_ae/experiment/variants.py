@@ -14,8 +14,8 @@ compared with. Beside it are the numbers the paper printed for that row (in %, a
   and one row beyond the paper (``hetero-ae-magnitude``, no printed numbers): Hetero-AE with
   the magnitude-aware map ``map_distance="cosine+mse"``.
 
-Mapping of the paper's names onto ours (where the paper does not say, README "Reproduction
-notes"): "ResNet" is ResNet-18 with ImageNet weights (the paper's encoder, Sec. III-B1);
+Mapping of the paper's names onto ours (where the paper does not say, docs/reproduction-notes.md):
+"ResNet" is ResNet-18 with ImageNet weights (the paper's encoder, Sec. III-B1);
 "ResNet (CNN)" decoder is a mirrored ResNet-18 (RD4AD's reverse ResNet, decoder ``resnet``);
 "Efficientnet" is EfficientNet-Lite0 (the ImageNet EfficientNet this project ships) and its
 decoder the ``efficientnet`` kind (MBConv branches); "CNN+Trans" on both sides is the
@@ -122,7 +122,7 @@ TABLE_IV: tuple[Variant, ...] = (
     _v("IV", "hetero-ae-feature", "Our Hetero-AE, with feature comparison", "resnet18", "hctn",
        "90.13 88.22 84.93 90.25 76.06", "99.20 98.68 98.16 99.66 94.81"),
     # Beyond the paper (no printed numbers): the same trained model scored with Eq. 4's per-pixel loss,
-    # which also sees a change of feature magnitude (anomaly_map, README note 21).
+    # which also sees a change of feature magnitude (anomaly_map, docs/reproduction-notes.md, note 21).
     Variant("IV", "hetero-ae-magnitude", "Beyond the paper: our Hetero-AE, map of cosine + MSE", "resnet18", "hctn",
             {}, map_distance="cosine+mse"),
 )

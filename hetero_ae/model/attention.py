@@ -8,7 +8,7 @@ scales p1 = p2 / 2 and p2. h/2 heads attend to the p1 tokens and h/2 to the p2 t
 (d_head = C / h); the two multi-head outputs are concatenated into Z, which goes through
 LayerNorm and an MLP.
 
-Choices where the paper is silent (README, "Reproduction notes"; DESIGN 3.6):
+Choices where the paper is silent (docs/reproduction-notes.md; DESIGN 3.6):
 - pre-norm residual layout as in ViT/PVT: t = t + Proj(Z(LN(t), LN(region))), then
   t = t + MLP(LN(t)); an output projection W^O follows the concatenation;
 - MLP ratio 4 with GELU;

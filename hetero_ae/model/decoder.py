@@ -17,7 +17,7 @@ Decoder kinds (paper Table III, Fig. 6):
 Other decoders (``decoders()``): ``resnet``, a mirrored ResNet-18 (RD4AD's reverse ResNet),
 Table II's homogeneous "ResNet / ResNet (CNN)" pair.
 
-Choices where the paper is silent (README, "Reproduction notes"; DESIGN 3.7): the split
+Choices where the paper is silent (docs/reproduction-notes.md; DESIGN 3.7): the split
 convolutions and the 3x3 convolutions are Conv-BN-ReLU; the fusing 1x1 convolution is
 linear (no norm, no activation) so that F_D^k can match encoder features of any sign;
 upsampling is bilinear. A stage processes at its input's resolution and upsamples last,

@@ -1,8 +1,10 @@
-"""Keep the README's results in step with the committed result files.
+"""Keep the README's results, and those of the pages in ``docs/``, in step with the committed result files.
 
+The pages are ``README.md`` and every ``docs/*.md`` (``pages``), or those named by ``--readme``.
 Two kinds of reference, each rewritten from its file by ``python -m hetero_ae.report.readme``
 (after ``./run_all.sh`` on the default profile); ``--check`` only reports what differs, which
-is what the test suite runs, so the README on main always shows what the committed results hold.
+is what the test suite runs, so the pages on main always show what the committed results hold.
+Paths in references are relative to the repository root (``--root``), whichever page holds them.
 
 - **A table block**: the lines between ``<!-- results/tables/NAME.md -->`` and ``<!-- end -->``
   hold a copy of that table.
@@ -102,7 +104,7 @@ def evaluate(source: str, expr: str, root: Path) -> str:
     expr, _, fmt = expr.partition(" | ")
     path = root / source
     if not path.is_file():
-        raise FileNotFoundError(f"the README shows a value of {source}, which does not exist; run ./run_all.sh first")
+        raise FileNotFoundError(f"the page shows a value of {source}, which does not exist; run ./run_all.sh first")
     if path.suffix == ".json":
         value = _json_value(json.loads(path.read_text()), expr.strip(), where)
     else:
@@ -119,7 +121,7 @@ def synced(text: str, root: Path) -> str:
     def fill(m: re.Match[str]) -> str:
         table = root / m.group(2)
         if not table.is_file():
-            raise FileNotFoundError(f"the README shows {m.group(2)}, which does not exist; run ./run_all.sh first")
+            raise FileNotFoundError(f"the page shows {m.group(2)}, which does not exist; run ./run_all.sh first")
         return m.group(1) + table.read_text().rstrip("\n") + "\n" + m.group(4)
 
     def value(m: re.Match[str]) -> str:
@@ -129,7 +131,7 @@ def synced(text: str, root: Path) -> str:
 
 
 def stale(readme: Path, root: Path) -> list[str]:
-    """The tables and values whose README copy differs from the files."""
+    """The tables and values whose copy in the page ``readme`` differs from the files under ``root``."""
     text = readme.read_text()
     new = synced(text, root)
     fresh = dict(blocks(new))
@@ -157,29 +159,67 @@ def unreferenced(text: str) -> list[str]:
     return [m.group(0) for m in DECIMAL.finditer(text)]
 
 
+def pages(root: Path) -> list[Path]:
+    """The pages kept in step under ``root``: README.md, then every docs/*.md (those that exist)."""
+    return [page for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if page.is_file()]
+
+
+def page_root(page: Path) -> Path:
+    """The repository root of ``page``: its folder, or the folder above for a page in ``docs/``."""
+    folder = page.resolve().parent
+    return folder.parent if folder.name == "docs" else folder
+
+
+def _name(page: Path, root: Path) -> str:
+    try:
+        return str(page.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(page)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hetero_ae.report.readme", description=__doc__.splitlines()[0])
-    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--readme", type=Path, nargs="+", metavar="PAGE",
+                   help="the pages to sync or check (default: README.md and docs/*.md of the root)")
+    p.add_argument("--root", type=Path, help="the repository root, which the references' paths start from "
+                   "(default: the first page's folder, the one above for a page in docs/; without --readme, "
+                   "the current folder)")
     p.add_argument("--check", action="store_true", help="report differing tables and values and exit 1; write nothing")
     a = p.parse_args(argv)
-    root = a.readme.resolve().parent
+    root = (a.root or (page_root(a.readme[0]) if a.readme else Path.cwd())).resolve()
+    todo = a.readme or pages(root)
+    if not todo:
+        print(f"error: no README.md or docs/*.md under {root}", file=sys.stderr)
+        return 2
     try:
-        return _run(a, root)
+        return _run(todo, root, a.check)
     except (BadReference, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def _run(a: argparse.Namespace, root: Path) -> int:
-    if a.check:
-        bad = stale(a.readme, root)
-        for what in bad:
-            print(f"README.md shows an old copy of {what}; run python -m hetero_ae.report.readme", file=sys.stderr)
-        return 1 if bad else 0
-    text = a.readme.read_text()
-    write_text(a.readme, synced(text, root))
-    print(f"updated {len(blocks(text))} result blocks and {len(values(text))} values in {a.readme}")
-    return 0
+def _run(todo: list[Path], root: Path, check: bool) -> int:
+    bad = 0
+    for page in todo:
+        name = _name(page, root)
+        try:
+            text = page.read_text()
+            if check:
+                found = stale(page, root)
+            else:
+                new = synced(text, root)
+        except (BadReference, FileNotFoundError) as e:
+            raise type(e)(f"{name}: {e}") from None
+        if check:
+            for what in found:
+                print(f"{name} shows an old copy of {what}; run python -m hetero_ae.report.readme", file=sys.stderr)
+            bad += len(found)
+            continue
+        if new != text:
+            write_text(page, new)
+        print(f"{name}: {len(blocks(text))} result blocks and {len(values(text))} values"
+              f"{', updated' if new != text else ', already current'}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

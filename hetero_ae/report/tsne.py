@@ -219,7 +219,7 @@ def pair_stats(enc: np.ndarray, dec: np.ndarray, patch_map: np.ndarray, anomalou
 def pair_table(pe: PatchEmbedding) -> pd.DataFrame:
     """``pair_stats`` of a Fig. 5 embedding, with the dataset and image it describes, to 6 significant
     digits: the features are computed again from the weights, and CPUs with and without AVX-512 round
-    float32 convolutions differently in the 7th (README, "The run cache")."""
+    float32 convolutions differently in the 7th (docs/run-cache.md)."""
     frame = pair_stats(pe.enc, pe.dec, pe.patch_map, pe.anomalous)
     floats = frame.select_dtypes("float").columns
     frame[floats] = frame[floats].map(lambda v: float(f"{v:.6g}"))
