@@ -10,8 +10,10 @@ For each method and image size:
 - **before**: the profile's recipe under the profile's rule, exactly as the committed runs trained
   (constant learning rate; Hetero-AE patience 15, min_delta 0.005; the baselines 5 and 0.01;
   ``keep: best``).
-- **candidates** (``RECIPES``): the same method with a schedule that lowers the learning rate on
-  the held-out plateau (``TrainConfig.lr_patience``, tenfold after every 5 epochs without an
+- **candidates** (``RECIPES``): the profile's recipe itself, trained without a rule (its rate
+  does not depend on one, so every patience replays on it exactly; at the profile's size the
+  stopping-rule study's long run of the same run is reused), and the same method with a schedule
+  that lowers the learning rate on the held-out plateau (``TrainConfig.lr_patience``, tenfold after every 5 epochs without an
   improvement), and where named another learning rate or batch. Each trains once with
   ``min_delta`` 0, ``keep: lowest`` and ``LONG_PATIENCE`` 30; the weights of every epoch with a
   new lowest held-out loss are kept aside. Because the rate falls after every 5 epochs without
@@ -24,9 +26,11 @@ Times: the setup (the frozen-feature cache) plus the epochs at the run's *median
 spells lengthen some epochs several times over and would decide the comparison otherwise.
 
 The recipe chosen for a method is the cheapest candidate at the headline patience (``HEADLINE``,
-15) whose curve passes the convergence test at its stop and whose kept weights are within
-``--auc-tolerance`` AUC points of *before*; if none is, the profile's recipe stays. At
-``--sizes``' larger sizes only *before* and the recipe chosen at the first size are trained.
+15) whose curve passes the convergence test at its stop, before its cap, and whose kept weights
+are within ``--auc-tolerance`` AUC points of the profile recipe's under the same rule (so a
+recipe and a rule are never compared with another rule); if none is, the profile's recipe
+stays. At ``--sizes``' larger sizes only *before*, the profile's recipe and the recipe chosen
+at the first size are trained.
 Results go to ``--out`` (``results/design/recipes.json``), written after every epoch; a killed
 study resumes at the run it was in (that run starts again).
 
@@ -63,20 +67,40 @@ LR_PATIENCE = 5
 LONG_PATIENCE = 30
 PATIENCES = (10, 15, 20, 30)
 HEADLINE = 15
-# candidates over the profile's recipe: each lowers its rate on the plateau (LR_PATIENCE)
+PROFILE = "profile (constant rate)"  # the profile's own recipe, the reference every candidate is held to
+# the candidates: the profile's recipe, and others that lower their rate on the plateau (LR_PATIENCE)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "hetero-ae": {"plateau": {}, "plateau, lr x3": {"lr_scale": 3.0}},
-    "rd4ad": {"plateau": {}, "plateau, batch 32": {"batch_size": 32}},
-    "mkd": {"plateau": {}, "plateau, lr x3": {"lr_scale": 3.0}},
-    "stfpm": {"plateau": {}},
+    "hetero-ae": {PROFILE: {"constant": True}, "plateau": {}, "plateau, lr x3": {"lr_scale": 3.0}},
+    "rd4ad": {PROFILE: {"constant": True}, "plateau": {}, "plateau, batch 32": {"batch_size": 32}},
+    "mkd": {PROFILE: {"constant": True}, "plateau": {}, "plateau, lr x3": {"lr_scale": 3.0}},
+    "stfpm": {PROFILE: {"constant": True}, "plateau": {}},
 }
 
 
 def candidate_config(spec: RunSpec, recipe: dict[str, Any], cap: int):
-    """The training settings of a candidate's long run."""
+    """The training settings of a candidate's long run: the profile's recipe without a rule (its rate does
+    not depend on one, so any patience replays on it), or a plateau schedule under the longest patience."""
+    if recipe.get("constant"):
+        return replace(spec.train, epochs=cap, patience=0)
     return replace(spec.train, epochs=cap, lr=spec.train.lr * recipe.get("lr_scale", 1.0),
                    batch_size=recipe.get("batch_size", spec.train.batch_size), patience=LONG_PATIENCE,
                    min_delta=0.0, keep="lowest", lr_patience=LR_PATIENCE)
+
+
+def reused_long_run(rule_study: Path, dataset: str, spec: RunSpec, cap: int) -> dict[str, Any] | None:
+    """The stopping-rule study's long run of the same run (same name, so the same recipe, size and
+    data seed; same cap), which is the profile recipe's candidate here: trained once, not twice."""
+    if not rule_study.is_file():
+        return None
+    from hetero_ae.experiment.specs import run_name
+
+    study = json.loads(rule_study.read_text())
+    run = study.get("runs", {}).get(f"{dataset}/{spec.model.method}")
+    if not run or not run.get("done") or run["run"] != run_name(spec) or run["cap"] != cap:
+        return None
+    if any(k in run and run[k] != getattr(spec.train, k) for k in ("lr", "batch_size", "lr_patience")):
+        return None  # another recipe under the same name
+    return {**run, "reused_from": str(rule_study)}
 
 
 def before_run(spec: RunSpec, root: Path, work: Path, device: str) -> dict[str, Any]:
@@ -119,14 +143,20 @@ def replays(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def choose(before: dict[str, Any], candidates: dict[str, dict[str, Any]], tolerance: float) -> str | None:
-    """The cheapest candidate at ``HEADLINE`` patience that converges within ``tolerance`` AUC of before."""
+    """The cheapest candidate at ``HEADLINE`` patience that converges (by the test, before its cap) within
+    ``tolerance`` AUC of the reference: the profile's recipe under the same rule where it was run, else
+    *before* (the profile's recipe under the profile's rule)."""
+    reference = before["auc"]
+    own = candidates.get(PROFILE, {})
+    if own.get("done"):
+        reference = next(r for r in replays(own) if r["patience"] == HEADLINE)["auc"]
     best = None
     for name, record in candidates.items():
         if not record.get("done"):
             continue
         row = next(r for r in replays(record) if r["patience"] == HEADLINE)
         ok = row["converged"] and not row["reached_cap"] and row["auc"] is not None \
-            and row["auc"] >= before["auc"] - tolerance
+            and reference is not None and row["auc"] >= reference - tolerance
         if ok and (best is None or row["median_seconds"] < best[1]):
             best = (name, row["median_seconds"])
     return None if best is None else best[0]
@@ -168,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("results/design/recipes.json"))
     p.add_argument("--report-only", action="store_true", help="train nothing: print the table of the runs in --out")
+    p.add_argument("--rule-study", type=Path, default=Path("results/design/stopping_rule.json"),
+                   help="its long runs of the profile recipes at the profile's size are reused, not trained again")
     a = p.parse_args(argv)
 
     profile = load_profile(a.profile)
@@ -198,12 +230,19 @@ def main(argv: list[str] | None = None) -> int:
                     entry["before"] = before_run(spec, root, work, a.device)
                     save()
                 names = list(RECIPES.get(method, {})) if i == 0 else \
-                    [study["methods"].get(f"{sizes[0]}/{method}", {}).get("chosen")]
+                    list(dict.fromkeys([PROFILE, study["methods"].get(f"{sizes[0]}/{method}", {}).get("chosen")]))
                 for name in [n for n in names if n]:
                     if entry["candidates"].get(name, {}).get("done"):
                         continue
                     cap = a.cap or max(1, round(a.cap_factor * spec.train.epochs))
                     cfg = candidate_config(spec, RECIPES[method][name], cap)
+                    reused = reused_long_run(a.rule_study, a.dataset, spec, cap) if RECIPES[method][name].get(
+                        "constant") and size == profile.image_size and a.design_seed == 1 else None
+                    if reused:
+                        entry["candidates"][name] = {**reused, "recipe": RECIPES[method][name], "lr": cfg.lr,
+                                                     "batch_size": cfg.batch_size}
+                        save()
+                        continue
                     print(f"{key}: {name} ({cfg.epochs} epochs at most)", file=sys.stderr, flush=True)
 
                     def keep(record: dict[str, Any], n: str = name) -> None:

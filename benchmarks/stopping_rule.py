@@ -132,7 +132,7 @@ def long_run(name: str, spec: RunSpec, cfg: TrainConfig, root: Path, work: Path,
     shutil.rmtree(snaps, ignore_errors=True)
     snaps.mkdir(parents=True)
     record: dict[str, Any] = {"run": run_name(spec), "cap": cfg.epochs, "profile_cap": spec.train.epochs,
-                              "lr_patience": cfg.lr_patience,
+                              "lr_patience": cfg.lr_patience, "lr": cfg.lr, "batch_size": cfg.batch_size,
                               "train": len(normals), "held_out": len(val), "epochs": [], "auc": {}}
     lowest = [float("inf")]
 

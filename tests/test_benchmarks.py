@@ -141,13 +141,15 @@ def _recipes(monkeypatch):
 def test_the_recipe_study_trains_before_and_candidates_replays_patiences_and_chooses_within_tolerance(
         tmp_path, monkeypatch, capsys):
     bench = _recipes(monkeypatch)
-    monkeypatch.setattr(bench, "RECIPES", {"ae": {"plateau": {}}})
+    monkeypatch.setattr(bench, "RECIPES", {"ae": {bench.PROFILE: {"constant": True}, "plateau": {}}})
     out = tmp_path / "recipes.json"
     args = ["--preset", "smoke", "--sizes", "64", "--cap", "4", "--methods", "ae", "--dataset", "synth-covid19",
             "--design-root", str(tmp_path / "data"), "--out", str(out)]
     assert bench.main(args) == 0
     entry = json.loads(out.read_text())["methods"]["64/ae"]
     before, run = entry["before"], entry["candidates"]["plateau"]
+    own = entry["candidates"][bench.PROFILE]  # the profile's recipe without a rule, the reference
+    assert own["done"] and len(own["epochs"]) == 4 and own["lr_patience"] == 0
     assert before["done"] and before["stop"] <= 4 and 0 <= before["auc"] <= 100 and before["seconds"] > 0
     assert len(before["epoch_seconds"]) == before["stop"] and before["median_seconds"] == bench.median_seconds(
         before["setup_seconds"], before["epoch_seconds"], before["stop"])
@@ -162,6 +164,8 @@ def test_the_recipe_study_trains_before_and_candidates_replays_patiences_and_cho
           "auc": {"3": before["auc"] - 0.5}}
     assert bench.choose(before, {"ok": ok}, tolerance=1.0) == "ok"
     assert bench.choose(before, {"ok": ok}, tolerance=0.4) is None
+    reference = {**ok, "auc": {"3": before["auc"] + 5.0}}  # the profile recipe under the same rule: held to it
+    assert bench.choose(before, {"ok": ok, bench.PROFILE: reference}, tolerance=1.0) == bench.PROFILE
     falling = {**ok, "epochs": [{"val_loss": 10.0 - 0.1 * i, "seconds": 1.0} for i in range(40)],
                "auc": {"40": before["auc"]}, "cap": 40}
     assert bench.choose(before, {"falling": falling}, tolerance=1.0) is None
@@ -204,3 +208,19 @@ def test_a_plateau_schedule_run_is_long_under_the_rule_and_only_min_delta_zero_r
                             "auc": {str(e): 80.0 for e in range(1, 41)}}}
     rules = bench.replay_all(runs, tolerance=1.0)["rules"]
     assert all(r["acceptable"] == (r["min_delta"] == 0.0) for r in rules)
+
+
+def test_the_profile_recipe_reuses_the_rule_studys_long_run_of_the_same_run_only(tmp_path, monkeypatch):
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.specs import run_name, run_spec
+
+    bench = _recipes(monkeypatch)
+    spec = run_spec(load_profile("smoke"), "synth-oct", "ae", 0)
+    record = {"run": run_name(spec), "cap": 8, "done": True, "lr": spec.train.lr, "epochs": []}
+    study = tmp_path / "rule.json"
+    study.write_text(json.dumps({"runs": {"synth-oct/ae": record}}))
+    assert bench.reused_long_run(study, "synth-oct", spec, 8)["reused_from"] == str(study)
+    assert bench.reused_long_run(study, "synth-oct", spec, 9) is None  # another cap
+    study.write_text(json.dumps({"runs": {"synth-oct/ae": {**record, "lr": 1.0}}}))
+    assert bench.reused_long_run(study, "synth-oct", spec, 8) is None  # another recipe under the same name
+    assert bench.reused_long_run(tmp_path / "none.json", "synth-oct", spec, 8) is None
