@@ -128,6 +128,31 @@ def test_a_method_may_run_at_its_own_image_size(smoke):
     assert run_spec(profile, "synth-oct", "hetero-ae", seed=0).model.image_size == smoke.image_size
 
 
+def test_a_profile_at_another_size_reads_synthetic_data_generated_at_that_size_from_their_own_folder(
+        data_root, smoke, tmp_path):
+    from hetero_ae.experiment.plan import plan_runs
+    from hetero_ae.experiment.specs import spec_root
+
+    profile = replace(smoke, method_settings={**smoke.method_settings,
+                                              "ae": {**smoke.method_settings["ae"], "image_size": 96}})
+    assert profile.at_size(smoke.image_size) is profile
+    big = profile.at_size(128)
+    assert big.image_size == 128 and big.data_subdir == "128px" and "image_size" not in big.method_settings["ae"]
+    spec = run_spec(big, "synth-covid19", "hetero-ae", seed=0)
+    assert spec.data_subdir == "128px" and spec.model.image_size == 128
+    assert "data_subdir" not in json.dumps(spec.key_dict())  # the data's identity keys it, not the folder's name
+    assert run_spec(big, "covid19", "hetero-ae", seed=0).data_subdir is None  # real data serve every size
+    assert spec_root(spec, data_root) == data_root / "128px" and spec_root(run_spec(smoke, "synth-oct", "ae", 0),
+                                                                           data_root) == data_root
+    make_synthetic(data_root / "128px" / "synthetic", size=128, seed=0, preset="smoke", workers=2)
+    assert plan_runs([spec], results=tmp_path, root=data_root).missing
+    spec = replace(spec, train=replace(spec.train, epochs=1))
+    run = run_experiment(spec, results=tmp_path, root=data_root, progress=False)
+    config = json.loads((run.folder / "config.json").read_text())
+    assert config["data"]["key"]["synthetic"]["size"] == 128  # trained on the data generated at 128 px
+    assert plan_runs([spec], results=tmp_path, root=data_root).cached[0].folder == run.folder
+
+
 def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):
     import concurrent.futures
 

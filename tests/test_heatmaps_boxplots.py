@@ -201,7 +201,8 @@ def test_heatmap_columns_score_each_run_at_its_own_size_and_show_its_maps_at_the
     monkeypatch.setattr(heatmaps, "predict", predict)
     monkeypatch.setattr(heatmaps, "trained_model", lambda r, **kw: r.spec.model.method)
     runs = [SimpleNamespace(spec=SimpleNamespace(dataset="synth-oct", model=SimpleNamespace(method=m, image_size=s),
-                                                 train=SimpleNamespace(precision="fp32")), converged=m == "ae")
+                                                 train=SimpleNamespace(precision="fp32"), data_subdir=None),
+                            converged=m == "ae")
             for m, s in (("ae", 64), ("hetero-ae", 128))]
     (col,) = heatmaps.heatmap_columns(runs, examples=1)
     assert seen == [("ae", 64), ("hetero-ae", 128)]

@@ -41,6 +41,12 @@ def data_root(root: str | Path | None = None, profile_root: str | Path | None = 
     return Path(root or os.environ.get(DATA_ENV) or profile_root or "data")
 
 
+def is_synthetic(name: str) -> bool:
+    """Whether dataset ``name`` is one of the generated synthetic benchmarks (``data.synthetic``)."""
+    ds = DATASETS.get(name)
+    return isinstance(ds, FolderDataset) and ds.folder.startswith("synthetic/")
+
+
 def cache_root(root: Path) -> Path:
     """Where decoded images of datasets under ``root`` are cached: ``$HETERO_AE_CACHE``, else
     ``root/.cache`` where ``root`` is writable, else a ``hetero-ae`` folder in the user's cache folder

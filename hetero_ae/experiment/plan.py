@@ -25,7 +25,7 @@ from ..data.identity import data_identity
 from ..io import write_json
 from .provenance import explain_miss, same_configuration
 from .runs import RunResult, cached_result, training_twin
-from .specs import RunSpec, run_name
+from .specs import RunSpec, run_name, spec_root
 
 SPEED_FILE = "speed.json"
 
@@ -146,9 +146,10 @@ def plan_runs(specs: list[RunSpec], *, results: str | Path = "results", root: st
     results = Path(results)
     cached, missing, identities = [], [], {}
     for spec in specs:
-        if spec.dataset not in identities:  # once per dataset: it stats every file
-            identities[spec.dataset] = data_identity(spec.dataset, root)
-        identity = identities[spec.dataset]
+        where = (spec.dataset, spec.data_subdir)
+        if where not in identities:  # once per dataset and data folder: it stats every file
+            identities[where] = data_identity(spec.dataset, spec_root(spec, root))
+        identity = identities[where]
         hit = cached_result(spec, results, root, identity=identity)
         if hit is not None:
             cached.append(hit)

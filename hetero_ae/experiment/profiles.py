@@ -76,6 +76,16 @@ class Profile:
     train_jobs_methods: tuple[str, ...] | None = None  # None: every method trains side by side
     method_settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     complexity_size: int = 256
+    data_subdir: str | None = None  # set by ``at_size``, not by a profile file: where its synthetic data are
+
+    def at_size(self, size: int) -> Profile:
+        """This profile at input size ``size``: every method at that size (per-method sizes dropped), and
+        its synthetic data generated at that size in their own folder, ``<data root>/<size>px``
+        (``RunSpec.data_subdir``); itself at its own size."""
+        if size == self.image_size:
+            return self
+        settings = {m: {k: v for k, v in s.items() if k != "image_size"} for m, s in self.method_settings.items()}
+        return dataclasses.replace(self, image_size=size, method_settings=settings, data_subdir=f"{size}px")
 
     def method_seed_list(self, method: str) -> list[int]:
         """The seeds ``method`` runs over: ``method_seeds`` where it names the method, else Hetero-AE's

@@ -52,7 +52,7 @@ from ..training.run_folder import held_out_description, read_history, read_run_c
 from ..training.runtime import compiled
 from ..training.stopping import still_falling
 from .provenance import keep_reference, note_difference
-from .specs import RunSpec, run_name
+from .specs import RunSpec, run_name, spec_root
 
 
 @dataclass
@@ -81,7 +81,7 @@ class RunResult:
 def run_folder(spec: RunSpec, results: str | Path = "results", root: str | Path | None = None, *,
                identity: DataIdentity | None = None) -> Path:
     """Where ``spec``'s run is cached: its configuration and its data's key, hashed (module docstring)."""
-    identity = identity or data_identity(spec.dataset, root)
+    identity = identity or data_identity(spec.dataset, spec_root(spec, root))
     payload = json.dumps({**spec.key_dict(), "data": identity.key}, sort_keys=True)
     key = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return Path(results) / "runs" / spec.model.method / spec.dataset / key
@@ -110,7 +110,7 @@ def cached_result(spec: RunSpec, results: str | Path = "results", root: str | Pa
     A run trained on data of the same key but other content (``config.json``'s ``data``) is
     reported once on stderr (``provenance.note_difference``) and returned.
     """
-    identity = identity or data_identity(spec.dataset, root)
+    identity = identity or data_identity(spec.dataset, spec_root(spec, root))
     folder = run_folder(spec, results, root, identity=identity)
     metrics = folder / "metrics.json"
     if not metrics.is_file():
@@ -128,14 +128,14 @@ def run_experiment(spec: RunSpec, *, results: str | Path = "results", root: str 
     A run with a ``training_twin`` trains nothing: it scores the twin's weights (trained first if
     needed) its own way, and its folder records ``weights_from`` and copies the twin's curves.
     """
-    identity = data_identity(spec.dataset, root)
+    identity = data_identity(spec.dataset, spec_root(spec, root))
     cached = cached_result(spec, results, root, identity=identity)
     if cached is not None:
         return cached
     folder = run_folder(spec, results, root, identity=identity)
-    size = spec.model.image_size
-    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=root), root)
-    test = load_split(spec.dataset, "test", size, root=root)  # every split is checked before anything trains
+    size, data = spec.model.image_size, spec_root(spec, root)
+    train_set, val_set, held_out = _held_out(spec, load_split(spec.dataset, "train", size, root=data), data)
+    test = load_split(spec.dataset, "test", size, root=data)  # every split is checked before anything trains
     with exclusive(folder) if distributed.is_main() else nullcontext():  # one process writes a run
         if distributed.is_main():
             keep_reference(results, identity)
@@ -227,8 +227,9 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
     took = result.metrics.get("train_seconds")
     print(f"{run_name(result.spec)}: its weights are not on disk; training it again from its recorded configuration"
           + (f" (it took {took / 60:.0f} min where it was trained)" if took else ""), file=sys.stderr, flush=True)
+    data = spec_root(result.spec, root)
     train_set, val_set, _ = _held_out(result.spec, load_split(result.spec.dataset, "train",
-                                                              result.spec.model.image_size, root=root), root)
+                                                              result.spec.model.image_size, root=data), data)
     model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, val=val_set, resume=True,
                      device=device, progress=progress)
     if keep_weights:

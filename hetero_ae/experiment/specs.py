@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig, TrainConfig, key_dict, to_dict
+from ..data.datasets import data_root, is_synthetic
 from ..errors import UserError
 from ..methods import method_class
 from ..methods.hetero_ae import resolve_feature_scale
@@ -21,6 +23,9 @@ class RunSpec:
     model: ModelConfig
     train: TrainConfig
     val_fraction: float = 0.1  # only used when the dataset has no val split
+    # Where its data are under the data root (``spec_root``): synthetic data generated at another size
+    # than the profile's live in a folder of their own. Not keyed: the data's identity is.
+    data_subdir: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "model": to_dict(self.model), "train": to_dict(self.train),
@@ -30,6 +35,12 @@ class RunSpec:
         """What the cache key hashes (``config.key_dict``: new fields only when set)."""
         return {**self.as_dict(), "model": key_dict(self.model), "train": key_dict(self.train)}
 
+
+
+def spec_root(spec: RunSpec, root: str | Path | None) -> str | Path | None:
+    """The data root of ``spec``: ``root`` (None: ``data.datasets.data_root``'s default), or its
+    ``data_subdir`` under it."""
+    return root if spec.data_subdir is None else data_root(root) / spec.data_subdir
 
 
 def backbone(method: str, setting: str = "auto") -> str:
@@ -67,7 +78,8 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
                         lr_factor=float(s.pop("lr_factor", profile.lr_factor)))
     if s:
         raise UserError(f"profile {profile.profile}: unknown settings for {method}: {sorted(s)}")
-    return RunSpec(dataset, model, train, val_fraction=profile.val_fraction)
+    return RunSpec(dataset, model, train, val_fraction=profile.val_fraction,
+                   data_subdir=profile.data_subdir if is_synthetic(dataset) else None)
 
 
 def run_name(spec: RunSpec) -> str:

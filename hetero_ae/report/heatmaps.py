@@ -22,6 +22,7 @@ import pandas as pd
 from ..data.datasets import load_split
 from ..evaluation.predict import predict
 from ..experiment.runs import RunResult, trained_model
+from ..experiment.specs import spec_root
 from .tables import UNCONVERGED_MARK
 
 PIXEL_METRICS = {"pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
@@ -96,14 +97,15 @@ def heatmap_columns(runs: Iterable[RunResult], *, examples: int = 1, root: str |
         by_dataset.setdefault(r.spec.dataset, []).append(r)
     columns = []
     for dataset, group in by_dataset.items():
-        size = max(r.spec.model.image_size for r in group)
-        test = load_split(dataset, "test", size, root=root)
+        largest = max(group, key=lambda r: r.spec.model.image_size)
+        size = largest.spec.model.image_size
+        test = load_split(dataset, "test", size, root=spec_root(largest.spec, root))
         picks = pick_examples(test.labels, test.masks, examples)
         cols = [HeatmapColumn(f"{dataset}\n{test.classes[i]}", np.asarray(test.images[i]),
                               None if test.masks is None else np.asarray(test.masks[i])) for i in picks]
         for r in group:
             own = r.spec.model.image_size
-            images = test.images if own == size else load_split(dataset, "test", own, root=root).images
+            images = test.images if own == size else load_split(dataset, "test", own, root=spec_root(r.spec, root)).images
             maps, _ = predict(trained_model(r, root=root, device=device, keep_weights=True), images, device=device,
                                precision=r.spec.train.precision)
             maps = resized_maps(np.asarray(maps, dtype=np.float32), size)

@@ -49,6 +49,7 @@ from torch import Tensor
 from ..data.datasets import load_split
 from ..data.images import ImageSet, path_text, to_batch
 from ..experiment.runs import RunResult
+from ..experiment.specs import spec_root
 from ..methods.hetero_ae import HeteroAE
 from .heatmaps import pick_examples
 
@@ -169,7 +170,7 @@ def image_features(model: HeteroAE, image: np.ndarray, grid: int,
 def fig5_embedding(result: RunResult, model: HeteroAE, *, root: str | Path | None = None, grid: int = 14, seed: int = 0,
                    device: str = "cpu", perplexity: float = 30.0, n_jobs: int = 1) -> PatchEmbedding:
     """Fig. 5 for a finished Hetero-AE run: pick the image, pool its features per patch, embed them."""
-    test = load_split(result.spec.dataset, "test", result.spec.model.image_size, root=root)
+    test = load_split(result.spec.dataset, "test", result.spec.model.image_size, root=spec_root(result.spec, root))
     has_masks = test.masks is not None and any(np.asarray(test.masks[i]).any() for i in np.flatnonzero(test.labels))
     index, chosen_by = pick_image(test, None if has_masks else run_scores(result, test))
     image = np.asarray(test.images[index])
