@@ -200,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--jobs", type=int, default=1,
                     help="runs trained at once, each in its own process with cores/JOBS threads; only the "
                          "profile's train_jobs_methods where it names them (default: %(default)s)")
+    rp.add_argument("--size", type=int, default=None,
+                    help="the runs at this input size instead of the profile's, every method at it, on synthetic data "
+                         "generated at it under <data root>/<size>px (e.g. Table I at the paper's 256 px)")
+    rp.add_argument("--datasets", nargs="+", default=None, help="only the runs on these datasets")
+    rp.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
 
     m = sub.add_parser("make-data", help="write the embedded synthetic benchmark",
                        description="Write synth-oct, synth-chest-xray, synth-brain-mri and synth-covid19 in the "
@@ -259,15 +264,17 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     left out with a message.
     """
     from .data.datasets import data_root, get_dataset
-    from .data.overview import ensure_synthetic
     from .experiment.profiles import load_profile
     from .experiment.runs import run_experiment
+    from .experiment.specs import ensure_profile_data
     from .training import distributed
     from .training.runtime import compile_backend
 
     for name in datasets:
         get_dataset(name)  # a misspelt name fails here, before any data is written
     profile = load_profile(a.profile)
+    if getattr(a, "size", None):
+        profile = profile.at_size(a.size)
     root = str(data_root(a.data_root, profile.data_root))
     backend = compile_backend(profile.torch_compile)
     jobs = getattr(a, "jobs", 1)
@@ -278,8 +285,8 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     results = []
     with distributed.process_group(_device(a.device or profile.device)) as device:
         main = distributed.is_main()
-        if any(d.startswith("synth-") for d in datasets) and main:
-            ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset)
+        if main:
+            ensure_profile_data(profile, root, datasets)
         distributed.barrier()  # the data is written before any process reads it
         def done(spec, folder: Path, cached: bool) -> None:
             if not cached:  # a run found in the cache is counted at the end, not listed
@@ -333,10 +340,12 @@ def cmd_compare(a: argparse.Namespace) -> None:
 def cmd_run_profile(a: argparse.Namespace) -> int:
     from .experiment.plan import plan_runs
     from .experiment.profiles import load_profile
-    from .report.tables import TABLE_NOTEBOOKS, notebook_specs
+    from .report.tables import TABLE_NOTEBOOKS
     from .training.distributed import is_main
 
     profile = load_profile(a.profile)
+    if a.size:
+        profile = profile.at_size(a.size)
     datasets = [*profile.datasets, *profile.ablation_datasets]
     others = sorted(set(a.notebook or ()) - set(TABLE_NOTEBOOKS))
     if others and is_main():
@@ -346,7 +355,7 @@ def cmd_run_profile(a: argparse.Namespace) -> int:
         return _check_profile(a, profile, datasets)
 
     def specs_of(p, root: str) -> list:
-        specs = notebook_specs(p, a.notebook, root, verbose=is_main())
+        specs = _selected(a, p, root, verbose=is_main())
         if is_main():
             plan = plan_runs(specs, results=a.results, root=root, device=_device(a.device or p.device))
             print("\n".join(plan.lines(f"run-profile {p.profile}")), file=sys.stderr)
@@ -366,17 +375,23 @@ def cmd_run_profile(a: argparse.Namespace) -> int:
     return 0
 
 
+def _selected(a: argparse.Namespace, profile, root: str, *, verbose: bool = True) -> list:
+    """The runs of ``profile``'s table notebooks (``--notebook``) that ``--datasets`` and ``--methods`` keep."""
+    from .report.tables import notebook_specs
+
+    return [s for s in notebook_specs(profile, a.notebook, root, verbose=verbose)
+            if (not a.datasets or s.dataset in a.datasets) and (not a.methods or s.model.method in a.methods)]
+
+
 def _check_profile(a: argparse.Namespace, profile, datasets: list[str]) -> int:
     """``run-profile --check``: the plan of the profile's runs, every missing run listed; 1 if any is missing."""
     from .data.datasets import data_root
-    from .data.overview import ensure_synthetic
     from .experiment.plan import plan_runs
-    from .report.tables import notebook_specs
+    from .experiment.specs import ensure_profile_data
 
     root = str(data_root(a.data_root, profile.data_root))
-    if any(d.startswith("synth-") for d in datasets):  # a fresh clone has none; other data stay as they are
-        ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset, replace=False)
-    specs = notebook_specs(profile, a.notebook, root)
+    ensure_profile_data(profile, root, datasets, replace=False)  # a fresh clone has none; other data stay as they are
+    specs = _selected(a, profile, root)
     plan = plan_runs(specs, results=a.results, root=root, device=_device(a.device or profile.device))
     print("\n".join(plan.lines(f"run-profile {profile.profile} --check", every_run=True)))
     return 1 if plan.missing else 0

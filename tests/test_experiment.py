@@ -153,6 +153,20 @@ def test_a_profile_at_another_size_reads_synthetic_data_generated_at_that_size_f
     assert plan_runs([spec], results=tmp_path, root=data_root).cached[0].folder == run.folder
 
 
+def test_run_profile_at_another_size_plans_only_the_chosen_runs_on_data_generated_at_that_size(tmp_path, capsys):
+    root = tmp_path / "data"
+    args = ["run-profile", "--profile", "smoke", "--size", "128", "--notebook", "table1_comparison",
+            "--datasets", "synth-covid19", "--methods", "hetero-ae", "--data-root", str(root),
+            "--results", str(tmp_path / "results")]
+    assert main([*args, "--check"]) == 1  # nothing is cached: every run is missing
+    out = capsys.readouterr().out
+    seeds = load_profile("smoke").method_seed_list("hetero-ae")
+    assert out.count("missing: hetero-ae") == len(seeds) and out.count("on synth-covid19, seed") == len(seeds)
+    assert "128 px" in out and "synth-oct" not in out
+    stamp = json.loads((root / "128px" / "synthetic" / "synthetic.json").read_text())
+    assert stamp["size"] == 128 and not (root / "synthetic").exists()  # the profile's own size is not generated
+
+
 def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):
     import concurrent.futures
 

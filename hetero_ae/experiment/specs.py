@@ -4,12 +4,14 @@ run a profile asks for (``run_spec``), whose key names its folder in the cache (
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig, TrainConfig, key_dict, to_dict
 from ..data.datasets import data_root, is_synthetic
+from ..data.overview import ensure_synthetic
 from ..errors import UserError
 from ..methods import method_class
 from ..methods.hetero_ae import resolve_feature_scale
@@ -41,6 +43,22 @@ def spec_root(spec: RunSpec, root: str | Path | None) -> str | Path | None:
     """The data root of ``spec``: ``root`` (None: ``data.datasets.data_root``'s default), or its
     ``data_subdir`` under it."""
     return root if spec.data_subdir is None else data_root(root) / spec.data_subdir
+
+
+def profile_root(profile: Profile, dataset: str, root: str | Path | None) -> str | Path | None:
+    """Where ``profile``'s data of ``dataset`` are: under ``root``, in the profile's ``data_subdir`` for
+    synthetic data generated at another size (``Profile.at_size``)."""
+    return data_root(root) / profile.data_subdir if profile.data_subdir and is_synthetic(dataset) else root
+
+
+def ensure_profile_data(profile: Profile, root: str | Path | None, datasets: Iterable[str], *,
+                        replace: bool = True) -> None:
+    """Generate the synthetic benchmark ``profile`` reads (its size, seed and preset, in its folder)
+    when one of ``datasets`` is synthetic and it is not there yet (``data.overview.ensure_synthetic``)."""
+    synthetic = [d for d in datasets if is_synthetic(d)]
+    if synthetic:
+        ensure_synthetic(profile_root(profile, synthetic[0], root), profile.image_size, profile.synthetic_seed,
+                         profile.synthetic_preset, replace=replace)
 
 
 def backbone(method: str, setting: str = "auto") -> str:

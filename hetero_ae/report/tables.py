@@ -33,7 +33,7 @@ from ..errors import DataError
 from ..experiment.plan import plan_runs
 from ..experiment.profiles import Profile, load_profile
 from ..experiment.runs import RunResult, run_experiment, summary
-from ..experiment.specs import RunSpec, run_spec
+from ..experiment.specs import RunSpec, profile_root, run_spec
 from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant, variant
 from ..io import atomic_write, write_text
 from ..model.encoder import resolve_backbone
@@ -211,7 +211,8 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
     specs: list[RunSpec] = []
     if "table1_comparison" in wanted:
         methods = [m for m in PAPER_ORDER if m in profile.methods]
-        specs += table1_specs(profile, present_datasets(profile.datasets, root, verbose=verbose), methods)
+        present = [d for d in profile.datasets if present_datasets([d], profile_root(profile, d, root), verbose=verbose)]
+        specs += table1_specs(profile, present, methods)
     ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
     if ablations:
         datasets = present_datasets(profile.ablation_datasets, root, verbose=verbose)
