@@ -96,6 +96,25 @@ def runs_of(profile, datasets: list[str], methods: list[str]) -> list[tuple[str,
     return out
 
 
+def with_chosen_recipe(spec: RunSpec, recipes: dict[str, Any], size: int) -> RunSpec:
+    """``spec`` with the recipe ``benchmarks/recipes.py`` chose for its method at ``size`` (its learning
+    rate, batch and plateau schedule, which needs the rule on: here the longest candidate patience, with
+    ``min_delta`` 0, as in its long run); unchanged when the profile's recipe stays or none was chosen."""
+    entry = recipes.get("methods", {}).get(f"{size}/{spec.model.method}", {})
+    chosen = entry.get("candidates", {}).get(entry.get("chosen") or "", {})
+    if not chosen.get("lr_patience"):
+        return spec
+    return replace(spec, train=replace(spec.train, lr=chosen["lr"], batch_size=chosen["batch_size"],
+                                       patience=max(PATIENCES), min_delta=0.0, keep="lowest",
+                                       lr_patience=chosen["lr_patience"]))
+
+
+def same_recipe(record: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a recorded long run trained with ``cfg``'s recipe (learning rate, batch, schedule)."""
+    return all(record.get(k, getattr(cfg, k)) == getattr(cfg, k) for k in ("lr", "batch_size", "lr_patience")) \
+        and bool(record.get("lr_patience")) == bool(cfg.lr_patience)
+
+
 def _splits(spec: RunSpec, root: Path):
     size = spec.model.image_size
     normals = load_split(spec.dataset, "train", size, root=root)
@@ -239,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("results/design/stopping_rule.json"))
     p.add_argument("--replay-only", action="store_true", help="train nothing: replay the rules on the runs in --out")
+    p.add_argument("--recipes", type=Path, default=Path("results/design/recipes.json"),
+                   help="the recipe study: a method's chosen recipe replaces its profile's in its long runs")
     a = p.parse_args(argv)
 
     profile = load_profile(a.profile)
@@ -260,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
         ensure_synthetic(a.design_root, size, a.design_seed, a.preset or profile.synthetic_preset)
         study["data"] = {d: data_identity(d, a.design_root).record() for d in a.datasets.split(",")}
         work = a.design_root / ".stopping-rule-runs"
+        recipes = json.loads(a.recipes.read_text()) if a.recipes.is_file() else {}
         for name, spec in runs_of(profile, a.datasets.split(","), methods):
-            if study["runs"].get(name, {}).get("done"):
-                continue
+            spec = with_chosen_recipe(spec, recipes, size)
             cap = a.cap or max(1, round(a.cap_factor * spec.train.epochs))
-            print(f"{name}: training {cap} epochs without a rule", file=sys.stderr, flush=True)
-            record = long_run(name, spec, long_config(spec, cap), a.design_root, work, a.device,
-                              lambda r, n=name: save(r, n))
+            cfg = long_config(spec, cap)
+            done = study["runs"].get(name, {})
+            if done.get("done") and same_recipe(done, cfg):
+                continue
+            print(f"{name}: training {cap} epochs" + (" under the rule's counter (plateau schedule)"
+                  if cfg.lr_patience else " without a rule"), file=sys.stderr, flush=True)
+            record = long_run(name, spec, cfg, a.design_root, work, a.device, lambda r, n=name: save(r, n))
             save(record, name)
             print(f"{name}: {len(record['epochs'])} epochs in {record['wall_seconds'] / 60:.1f} min, "
                   f"lowest held-out loss at epoch {int(np.argmin([e['val_loss'] for e in record['epochs']])) + 1}",

@@ -224,3 +224,23 @@ def test_the_profile_recipe_reuses_the_rule_studys_long_run_of_the_same_run_only
     study.write_text(json.dumps({"runs": {"synth-oct/ae": {**record, "lr": 1.0}}}))
     assert bench.reused_long_run(study, "synth-oct", spec, 8) is None  # another recipe under the same name
     assert bench.reused_long_run(tmp_path / "none.json", "synth-oct", spec, 8) is None
+
+
+def test_the_rule_studys_long_runs_take_the_chosen_recipe_and_a_run_of_another_recipe_trains_again():
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.specs import run_spec
+
+    bench = _stopping_rule()
+    spec = run_spec(load_profile("smoke"), "synth-oct", "ae", 0)
+    plateau = {"lr": 3 * spec.train.lr, "batch_size": 32, "lr_patience": 5}
+    recipes = {"methods": {"64/ae": {"chosen": "plateau, lr x3", "candidates": {"plateau, lr x3": plateau}},
+                           "64/vae": {"chosen": None, "candidates": {}}}}
+    chosen = bench.with_chosen_recipe(spec, recipes, 64)
+    assert (chosen.train.lr, chosen.train.batch_size, chosen.train.lr_patience) == (3 * spec.train.lr, 32, 5)
+    assert bench.with_chosen_recipe(spec, recipes, 128) == spec  # chosen at another size only
+    assert bench.with_chosen_recipe(spec, {}, 64) == spec
+    cfg = bench.long_config(chosen, 9)
+    assert bench.same_recipe({"lr": chosen.train.lr, "batch_size": 32, "lr_patience": 5}, cfg)
+    assert not bench.same_recipe({}, cfg)  # a long run recorded before the recipe was chosen trains again
+    assert bench.same_recipe({}, bench.long_config(spec, 9))
+    assert not bench.same_recipe({"lr": 1.0}, bench.long_config(spec, 9))
