@@ -244,3 +244,14 @@ def test_the_rule_studys_long_runs_take_the_chosen_recipe_and_a_run_of_another_r
     assert not bench.same_recipe({}, cfg)  # a long run recorded before the recipe was chosen trains again
     assert bench.same_recipe({}, bench.long_config(spec, 9))
     assert not bench.same_recipe({"lr": 1.0}, bench.long_config(spec, 9))
+
+
+def test_a_replayed_rules_time_is_the_median_epoch_times_the_epochs_so_a_busy_spell_does_not_decide():
+    bench = _stopping_rule()
+    curve = [10.0, 6.0, 4.0, 3.0] + [3.0] * 20
+    seconds = [1.0] * len(curve)
+    seconds[1] = 50.0  # one epoch slowed by something else on the machine
+    runs = {"d/ae": {"epochs": [{"val_loss": v, "seconds": s} for v, s in zip(curve, seconds)],
+                     "auc": {str(e): 60.0 for e in range(1, len(curve) + 1)}}}
+    rows = {(r["patience"], r["min_delta"]): r["runs"][0] for r in bench.replay_all(runs, tolerance=1.0)["rules"]}
+    assert rows[(5, 0.0)]["stop"] == 9 and rows[(5, 0.0)]["seconds"] == 9.0

@@ -40,13 +40,13 @@ def test_cell_formats_mean_and_std_and_leaves_out_an_undefined_std():
     assert tables.cell(float("nan"), 1.0) == "-"
 
 
-def test_with_paper_puts_the_papers_number_beside_ours_and_the_difference():
+def test_with_paper_puts_the_papers_number_beside_ours_and_no_difference():
     agg = tables.mean_std(_runs_frame(), ["dataset", "method"])
     paper = pd.DataFrame([{"dataset": "oct", "metric": "sen", "method": "mkd", "value": 97.6, "std": np.nan},
                           {"dataset": "oct", "metric": "auc", "method": "hetero-ae", "value": 98.9, "std": 0.2}])
     out = tables.with_paper(agg, paper).set_index("method")
     assert out.loc["mkd", "SEN paper"] == 97.6
-    assert out.loc["mkd", "SEN diff"] == pytest.approx(94.0 - 97.6)
+    assert not [c for c in out.columns if "diff" in c]  # synthetic minus real data would mean nothing
     assert out.loc["hetero-ae", "AUC paper"] == 98.9 and np.isnan(out.loc["mkd", "AUC paper"])
     text = tables.markdown_by_dataset(out.reset_index(), names=tables.METHOD_NAMES)
     assert "retinal OCT" in text and "94.0 ± 1.4 (97.6)" in text and "| MKD" in text

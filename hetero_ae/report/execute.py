@@ -4,7 +4,9 @@
 ``notebooks/NAME.ipynb`` from the repository root with those parameters (the notebook reads the
 rest from its profile), writes the executed copy to ``R/notebooks/NAME.ipynb`` and its HTML
 rendering to ``R/html/NAME.html``, and records its wall time, status and cache hits in the
-manifest (``report.manifest.record``, which prints the notebook's one line). Each notebook gets
+manifest (``report.manifest.record``, which prints the notebook's one line). The HTML leaves out
+the code of the cells tagged ``HIDDEN_INPUT`` (their output stays), so that a page opens with its
+title, what ran and the verdicts (``report.first_screen``). Each notebook gets
 a fresh kernel; one process drives them all, so papermill and nbconvert are loaded once, not
 once per notebook.
 
@@ -30,6 +32,11 @@ from jupyter_client.manager import AsyncKernelManager
 
 from ..io import write_text
 from .manifest import record
+
+# cells whose code the HTML report leaves out, showing their output only: the notebook's parameters,
+# papermill's injected copy of them, its setup (reading the profile, the runs) and the first screen
+# (what ran, the verdicts); the notebook itself keeps them, and the first screen names it
+HIDDEN_INPUT = ("parameters", "injected-parameters", "setup", "first-screen")
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -76,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", required=True, type=Path)
     a = parser.parse_args(argv)
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
     from papermill.exceptions import PapermillExecutionError
 
-    exporter = HTMLExporter()
+    exporter = HTMLExporter(config=Config({"TagRemovePreprocessor": {"enabled": True,
+                                                                      "remove_input_tags": list(HIDDEN_INPUT)}}))
     parameters = {"profile": a.profile, "device": a.device, "results_dir": str(a.results)}
     for name in a.notebooks:
         out = a.results / "notebooks" / f"{name}.ipynb"

@@ -154,32 +154,54 @@ def from_scratch(results: Path) -> Path:
 
 
 def index(results: Path) -> Path:
-    """``results/html/index.html``: the executed notebooks in the paper's order, with the manifest's facts."""
+    """``results/html/index.html``: what ran and the verdict on each claim of the paper first (the pages'
+    ``report.first_screen`` records), then the executed notebooks in the paper's order, with the manifest's facts."""
+    from .first_screen import inline_html, read
+
     m = _load(results)
     pages = {p.stem for p in (results / "html").glob("*.html")} - {"index"}
     names = [n for n in ORDER if n in pages] + sorted(pages - set(ORDER))
-    items = []
+    screens = {n: read(results, n) for n in names}
+    items, claims, ran = [], [], ""
     for n in names:
         facts = m.get("notebooks", {}).get(n, {})
         extra = f" ({facts['wall_seconds']:.0f} s" + (f", {facts['runs']} runs, {facts['cached']} cached" if "runs" in facts
                                                         else "") + ")" if facts else ""
         items.append(f'<li><a href="{n}.html">{html.escape(ORDER.get(n, n))}</a>{html.escape(extra)}</li>')
+        screen = screens[n] or {}
+        ran = ran or (screen.get("what_ran_line", "") if screen.get("what_ran", {}).get("methods") else "")
+        if screen.get("counts"):
+            c = screen["counts"]
+            words = "".join(f"<td>{c[w]}</td>" for w in ("supported", "contradicted", "inconclusive"))
+            claims.append(f'<tr><td><a href="{n}.html">{html.escape(screen.get("claim") or ORDER.get(n, n))}</a></td>'
+                          f"{words}<td>{c['unconverged']}</td></tr>")
+    verdicts = ("<p>No page has tested a claim yet.</p>" if not claims else
+                "<table><tr><th>claim (each page opens with its verdicts and intervals)</th><th>supported</th>"
+                "<th>contradicted</th><th>inconclusive</th><th>† on a run that did not converge</th></tr>\n"
+                + "\n".join(claims) + "\n</table>\n<p>One verdict per dataset and comparison: <em>supported</em> "
+                "when the 95 % interval of the difference lies on the paper's side of 0, <em>contradicted</em> when "
+                "on the other, <em>inconclusive</em> otherwise (and always with one seed a side).</p>")
     v = m.get("versions", {})
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Hetero-AE reproduction: report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;line-height:1.5}}
-code{{background:#f3f3f3;padding:0 .2em}}</style></head><body>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;line-height:1.5}}
+code{{background:#f3f3f3;padding:0 .2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}} td+td{{text-align:right}}</style></head><body>
 <h1>Hetero-AE reproduction: report</h1>
 <p>Lu et al., "Anomaly Detection for Medical Images Using Heterogeneous Auto-Encoder", IEEE TIP 2024.
 Each page is a notebook executed by <code>./run_all.sh --profile {html.escape(str(m.get('profile', '?')))}</code>,
 with the paper's numbers beside ours.</p>
+<p id="what-ran">{inline_html(ran) if ran else "<strong>What ran:</strong> no page with runs has run yet."}</p>
+<h2 id="verdicts">The paper's claims</h2>
+{verdicts}
+<h2>Pages</h2>
 <ol>
 {chr(10).join(items)}
 </ol>
 <p>Commit <code>{html.escape(str(m.get('git_commit', '?'))[:12])}</code>{' (with local changes)' if m.get('git_dirty') else ''},
 device {html.escape(str(m.get('device', '?')))}, torch {html.escape(v.get('torch', '?'))},
 total notebook time {m.get('wall_seconds_total', 0) / 60:.1f} min. Tables are in <code>results/tables/</code>,
-figures in <code>results/figures/</code>.</p>
+figures in <code>results/figures/</code>; terms are in the <a href="../../docs/glossary.md">glossary</a>.</p>
 </body></html>
 """
     return write_text(results / "html" / "index.html", page)

@@ -275,7 +275,9 @@ def beside(ours: str, paper: float) -> str:
 
 
 def with_paper(agg: pd.DataFrame, paper: pd.DataFrame, metrics: list[str] = METRICS) -> pd.DataFrame:
-    """``agg`` (mean_std by method and dataset) with, per metric, the paper's value and ours minus the paper's.
+    """``agg`` (mean_std by method and dataset) with, per metric, the paper's value beside ours
+    (``<metric> paper``). No difference: the default data are synthetic stand-ins of the paper's, so
+    ours minus the paper's would subtract numbers of two different test sets.
 
     ``paper`` is long: dataset (the paper's name), metric (lower case), method, value, std.
     """
@@ -285,7 +287,6 @@ def with_paper(agg: pd.DataFrame, paper: pd.DataFrame, metrics: list[str] = METR
     for m in metrics:
         key = list(zip(out["paper dataset"], out["method"]))
         out[f"{m} paper"] = [p[m.lower()].get(k, np.nan) if m.lower() in p else np.nan for k in key]
-        out[f"{m} diff"] = out[f"{m} mean"] - out[f"{m} paper"]
     return out
 
 
@@ -346,7 +347,6 @@ def ablation_table(pairs: Iterable[tuple[Variant, RunResult]], metrics: list[str
     for m in metrics:
         agg[f"{m} paper"] = [variant(t, k).paper.get(paper_dataset(d) or "", {}).get(m.lower(), np.nan)
                              for d, t, k in zip(agg["dataset"], agg["table"], agg["key"])]
-        agg[f"{m} diff"] = agg[f"{m} mean"] - agg[f"{m} paper"]
     return agg
 
 
@@ -406,6 +406,19 @@ def save_table(frame: pd.DataFrame, tables: str | Path, name: str, markdown: str
     write_text(Path(tables, f"{name}.md"), (markdown if markdown is not None
                                             else frame.to_markdown(index=False, floatfmt=".2f")) + "\n")
     return frame
+
+
+def show(frame: pd.DataFrame, floatfmt: str = ".1f", note: str = "") -> Any:
+    """``frame`` for a notebook's output: a Markdown table without the 0..n index, numbers at
+    ``floatfmt``, missing cells (NaN, None) as '-', and ``note`` under it."""
+    from IPython.display import Markdown
+
+    cells = pd.DataFrame({c: [("-" if pd.isna(v) else format(v, floatfmt) if isinstance(v, float) else str(v))
+                              for v in frame[c]] for c in frame.columns})
+    align = tuple("right" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+                  else "left" for c in frame.columns)
+    text = cells.to_markdown(index=False, disable_numparse=True, colalign=align)
+    return Markdown(text + (f"\n\n{note}" if note else ""))
 
 
 def save_figure(fig: Any, figures: str | Path, name: str) -> None:
