@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             cap = a.cap or max(1, round(a.cap_factor * spec.train.epochs))
             cfg = long_config(spec, cap)
             done = study["runs"].get(name, {})
-            if done.get("done") and same_recipe(done, cfg):
-                continue
+            if done.get("done") and same_recipe(done, cfg) and done.get("cap", cap) >= cap:
+                continue  # a shorter long run (one still falling at its cap) trains again, longer
             print(f"{name}: training {cap} epochs" + (" under the rule's counter (plateau schedule)"
                   if cfg.lr_patience else " without a rule"), file=sys.stderr, flush=True)
             record = long_run(name, spec, cfg, a.design_root, work, a.device, lambda r, n=name: save(r, n))

@@ -112,6 +112,9 @@ def test_the_stopping_rule_study_records_curves_aucs_and_every_rule_and_resumes(
     capsys.readouterr()
     assert bench.main(args) == 0  # a finished run is not trained again
     assert "training" not in capsys.readouterr().err
+    assert bench.main([*args[:5], "5", *args[6:]]) == 0  # a longer cap than the run had: it trains again, longer
+    assert "training 5 epochs" in capsys.readouterr().err
+    assert len(json.loads(out.read_text())["runs"]["synth-covid19/ae"]["epochs"]) == 5
 
 
 def test_the_rule_is_chosen_on_runs_whose_long_curve_converged_and_the_others_are_named():
