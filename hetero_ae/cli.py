@@ -340,7 +340,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 def cmd_run_profile(a: argparse.Namespace) -> int:
     from .experiment.plan import plan_runs
     from .experiment.profiles import load_profile
-    from .report.tables import TABLE_NOTEBOOKS
+    from .report.table_runs import TABLE_NOTEBOOKS
     from .training.distributed import is_main
 
     profile = load_profile(a.profile)
@@ -377,7 +377,7 @@ def cmd_run_profile(a: argparse.Namespace) -> int:
 
 def _selected(a: argparse.Namespace, profile, root: str, *, verbose: bool = True) -> list:
     """The runs of ``profile``'s table notebooks (``--notebook``) that ``--datasets`` and ``--methods`` keep."""
-    from .report.tables import notebook_specs
+    from .report.table_runs import notebook_specs
 
     return [s for s in notebook_specs(profile, a.notebook, root, verbose=verbose)
             if (not a.datasets or s.dataset in a.datasets) and (not a.methods or s.model.method in a.methods)]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hetero_ae.report import first_screen, manifest, tables, verdicts
+from hetero_ae.report import first_screen, formatting, manifest, output, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,14 +38,14 @@ def _claims():
 def test_what_ran_groups_methods_by_encoder_size_and_seeds_and_says_the_data_are_synthetic():
     runs = [_run("hetero-ae", "synth-oct", 1), _run("hetero-ae", "synth-oct", 0), _run("rd4ad", "synth-oct", 0),
             _run("rd4ad", "synth-oct", 1), _run("ae", "synth-oct", 0, "none", 64), _run("ae", "synth-covid19", 0, "none", 64)]
-    what = first_screen.what_ran(runs, "cpu", tables.METHOD_NAMES)
+    what = first_screen.what_ran(runs, "cpu", formatting.METHOD_NAMES)
     assert what.synthetic and what.datasets == ("synth-oct", "synth-covid19")
     assert what.methods["Hetero-AE"] == {"encoder": "efficientnet-lite0", "px": 128, "seeds": [0, 1]}
     line = what.line()
     assert "**synthetic stand-ins**" in line and "Profile `cpu`" in line
     assert "Hetero-AE, RD4AD: encoder EfficientNet-Lite0, 128 px, seeds 0, 1" in line
     assert "AE: trained from scratch, 64 px, seed 0" in line and "the paper: ResNet-18, 256 px" in line
-    real = first_screen.what_ran([_run("hetero-ae", "oct2017", 0)], "paper", tables.METHOD_NAMES)
+    real = first_screen.what_ran([_run("hetero-ae", "oct2017", 0)], "paper", formatting.METHOD_NAMES)
     assert not real.synthetic and "the real datasets oct2017" in real.line()
     with pytest.raises(ValueError, match="no"):
         first_screen.what_ran([], "cpu")
@@ -53,7 +53,7 @@ def test_what_ran_groups_methods_by_encoder_size_and_seeds_and_says_the_data_are
 
 def test_glance_shows_what_ran_and_every_verdict_and_writes_the_record_the_index_reads(tmp_path):
     claims = _claims()
-    what = first_screen.what_ran([_run("hetero-ae", "synth-oct", 0)], "cpu", tables.METHOD_NAMES)
+    what = first_screen.what_ran([_run("hetero-ae", "synth-oct", 0)], "cpu", formatting.METHOD_NAMES)
     text = first_screen.glance("table1_comparison", what, claims, results_dir=tmp_path, verdicts_anchor="verdicts")
     assert text.startswith("**What ran:**")
     assert "**Verdicts:** 1 supported, 0 contradicted, 1 inconclusive at 95 %; † 1 rest on a run" in text
@@ -91,7 +91,7 @@ def test_the_index_opens_with_what_ran_and_the_verdict_on_each_claim(tmp_path):
     for name in ("table1_comparison", "complexity"):
         (results / "html" / f"{name}.html").write_text("<html></html>")
     manifest.start(results, "smoke", "cpu")
-    what = first_screen.what_ran([_run("hetero-ae", "synth-oct", 0)], "smoke", tables.METHOD_NAMES)
+    what = first_screen.what_ran([_run("hetero-ae", "synth-oct", 0)], "smoke", formatting.METHOD_NAMES)
     first_screen.glance("table1_comparison", what, _claims(), results_dir=results)
     first_screen.glance("complexity", "no training.", None, results_dir=results)
     page = manifest.index(results).read_text()
@@ -103,7 +103,7 @@ def test_the_index_opens_with_what_ran_and_the_verdict_on_each_claim(tmp_path):
 
 
 def test_show_drops_the_index_and_writes_missing_cells_as_a_dash():
-    text = tables.show(pd.DataFrame({"n": [1, 2], "x": [0.123, np.nan], "s": ["a", None]}), ".2f", note="N.").data
+    text = formatting.show(pd.DataFrame({"n": [1, 2], "x": [0.123, np.nan], "s": ["a", None]}), ".2f", note="N.").data
     assert text.splitlines()[2] == "|   1 | 0.12 | a   |" and "|   2 |    - | -   |" in text and text.endswith("N.")
 
 
@@ -115,8 +115,8 @@ def test_a_figure_saved_twice_gives_the_same_bytes(tmp_path):
 
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot([0, 1], [1, 0])
-    tables.save_figure(fig, tmp_path / "a", "f")
-    tables.save_figure(fig, tmp_path / "b", "f")
+    output.save_figure(fig, tmp_path / "a", "f")
+    output.save_figure(fig, tmp_path / "b", "f")
     plt.close(fig)
     for ext in ("png", "pdf"):
         assert (tmp_path / "a" / f"f.{ext}").read_bytes() == (tmp_path / "b" / f"f.{ext}").read_bytes(), ext

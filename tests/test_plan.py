@@ -78,7 +78,7 @@ def test_a_run_is_named_by_the_parts_that_make_it_differ():
 
 
 def test_a_notebook_about_to_train_says_so_then_shows_progress(roots, trained, tmp_path, capsys):
-    from hetero_ae.report.tables import run_specs
+    from hetero_ae.report.table_runs import run_specs
 
     results, spec, res = trained
     profile = replace(load_profile("smoke"), data_root=str(roots[0]))

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from hetero_ae.errors import DataError
-from hetero_ae.report import manifest, tables
+from hetero_ae.report import (aggregation, formatting, manifest, notebook_setup, output, run_log, significance,
+                              table_runs)
 
 
 def _runs_frame() -> pd.DataFrame:
@@ -25,30 +26,30 @@ def _runs_frame() -> pd.DataFrame:
 
 
 def test_mean_std_is_the_sample_std_over_seeds_and_nan_for_one_seed():
-    agg = tables.mean_std(_runs_frame(), ["dataset", "method"]).set_index("method")
+    agg = aggregation.mean_std(_runs_frame(), ["dataset", "method"]).set_index("method")
     assert agg.loc["hetero-ae", "SEN mean"] == pytest.approx(91.0)
     assert agg.loc["hetero-ae", "SEN std"] == pytest.approx(1.0)  # sqrt(((-1)^2 + 1^2 + 0) / 2)
     assert agg.loc["mkd", "SEN std"] == pytest.approx(np.std([95.0, 93.0], ddof=1))
     assert agg.loc["hetero-ae", "seeds"] == 3 and agg.loc["mkd", "seeds"] == 2
-    one = tables.mean_std(_runs_frame().iloc[:1], ["method"])
+    one = aggregation.mean_std(_runs_frame().iloc[:1], ["method"])
     assert np.isnan(one["SEN std"].iloc[0])
 
 
 def test_cell_formats_mean_and_std_and_leaves_out_an_undefined_std():
-    assert tables.cell(85.234, 1.26) == "85.2 ± 1.3"
-    assert tables.cell(85.234, float("nan")) == "85.2"
-    assert tables.cell(float("nan"), 1.0) == "-"
+    assert formatting.cell(85.234, 1.26) == "85.2 ± 1.3"
+    assert formatting.cell(85.234, float("nan")) == "85.2"
+    assert formatting.cell(float("nan"), 1.0) == "-"
 
 
 def test_with_paper_puts_the_papers_number_beside_ours_and_no_difference():
-    agg = tables.mean_std(_runs_frame(), ["dataset", "method"])
+    agg = aggregation.mean_std(_runs_frame(), ["dataset", "method"])
     paper = pd.DataFrame([{"dataset": "oct", "metric": "sen", "method": "mkd", "value": 97.6, "std": np.nan},
                           {"dataset": "oct", "metric": "auc", "method": "hetero-ae", "value": 98.9, "std": 0.2}])
-    out = tables.with_paper(agg, paper).set_index("method")
+    out = aggregation.with_paper(agg, paper).set_index("method")
     assert out.loc["mkd", "SEN paper"] == 97.6
     assert not [c for c in out.columns if "diff" in c]  # synthetic minus real data would mean nothing
     assert out.loc["hetero-ae", "AUC paper"] == 98.9 and np.isnan(out.loc["mkd", "AUC paper"])
-    text = tables.markdown_by_dataset(out.reset_index(), names=tables.METHOD_NAMES)
+    text = formatting.markdown_by_dataset(out.reset_index(), names=formatting.METHOD_NAMES)
     assert "retinal OCT" in text and "94.0 ± 1.4 (97.6)" in text and "| MKD" in text
 
 
@@ -56,34 +57,34 @@ def test_welch_matches_scipy_and_says_when_it_is_undefined():
     from scipy.stats import ttest_ind
 
     frame = _runs_frame()
-    out = tables.welch(frame, "hetero-ae", "mkd", "SEN").iloc[0]
+    out = significance.welch(frame, "hetero-ae", "mkd", "SEN").iloc[0]
     expected = ttest_ind([90.0, 92.0, 91.0], [95.0, 93.0], equal_var=False)
     assert out["t"] == pytest.approx(expected.statistic) and out["p"] == pytest.approx(expected.pvalue)
     assert out["n hetero-ae"] == 3 and out["n mkd"] == 2 and out["note"] == ""
-    single = tables.welch(frame[frame["seed"] == 0], "hetero-ae", "mkd", "SEN").iloc[0]
+    single = significance.welch(frame[frame["seed"] == 0], "hetero-ae", "mkd", "SEN").iloc[0]
     assert np.isnan(single["p"]) and "two or more seeds" in single["note"]
     flat = frame.assign(SEN=100.0)
-    same = tables.welch(flat, "hetero-ae", "mkd", "SEN").iloc[0]
+    same = significance.welch(flat, "hetero-ae", "mkd", "SEN").iloc[0]
     assert np.isnan(same["p"]) and "no spread" in same["note"]
 
 
 def test_paper_dataset_names_the_dataset_a_stand_in_replaces():
-    assert tables.paper_dataset("synth-brain-mri") == "brain-mri"
-    assert tables.paper_dataset("chest-xray") == "chest-xray"
-    assert tables.paper_dataset("octmnist") is None
+    assert aggregation.paper_dataset("synth-brain-mri") == "brain-mri"
+    assert aggregation.paper_dataset("chest-xray") == "chest-xray"
+    assert aggregation.paper_dataset("octmnist") is None
 
 
 def test_present_datasets_skips_missing_real_data_and_says_where_it_goes(tmp_path, capsys):
-    assert tables.present_datasets(["oct", "covid19"], tmp_path) == []
+    assert notebook_setup.present_datasets(["oct", "covid19"], tmp_path) == []
     out = capsys.readouterr().out
     assert "skipping oct" in out and "data/README.md" in out
     with pytest.raises(DataError, match="unknown dataset"):
-        tables.present_datasets(["no-such-data"], tmp_path)
+        notebook_setup.present_datasets(["no-such-data"], tmp_path)
 
 
 def test_setup_raises_when_no_dataset_is_there(tmp_path):
     with pytest.raises(DataError, match="none of"):
-        tables.setup("smoke", datasets=["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
+        notebook_setup.setup("smoke", datasets=["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
 
 
 def test_hetero_ae_gets_its_own_seeds_and_method_seeds_names_exceptions():
@@ -152,10 +153,10 @@ def test_notebook_order_puts_the_papers_artefacts_first(tmp_path):
 
 def test_save_table_writes_csv_and_markdown(tmp_path: Path):
     frame = pd.DataFrame({"a": [1.234], "b": ["x"]})
-    tables.save_table(frame, tmp_path, "t")
+    output.save_table(frame, tmp_path, "t")
     assert pd.read_csv(tmp_path / "t.csv").equals(frame)
     assert "1.23" in (tmp_path / "t.md").read_text()
-    tables.save_table(frame, tmp_path, "u", markdown="# given")
+    output.save_table(frame, tmp_path, "u", markdown="# given")
     assert (tmp_path / "u.md").read_text() == "# given\n"
 
 
@@ -184,12 +185,12 @@ def test_ablation_rows_on_resnet_fall_back_to_the_offline_encoder_and_say_so(res
     from hetero_ae.model import encoder
 
     row = variant("III", "hctn")
-    assert tables.variant_overrides(row)[1] == "resnet18"  # weights in the hub cache (the fixture's)
+    assert table_runs.variant_overrides(row)[1] == "resnet18"  # weights in the hub cache (the fixture's)
     resnet18_weights.unlink()
-    assert tables.variant_overrides(row) == ({**row.overrides(), "encoder": encoder.OFFLINE_ENCODER},
+    assert table_runs.variant_overrides(row) == ({**row.overrides(), "encoder": encoder.OFFLINE_ENCODER},
                                              encoder.OFFLINE_ENCODER)
     hybrid = variant("II", "hybrid-hybrid")  # random frozen encoders are not replaced
-    assert tables.variant_overrides(hybrid)[1] == "hybrid"
+    assert table_runs.variant_overrides(hybrid)[1] == "hybrid"
 
 
 def test_readme_blocks_are_filled_from_the_tables_and_stale_ones_are_reported(tmp_path):
@@ -398,9 +399,9 @@ def test_the_data_root_is_the_argument_then_the_environment_then_the_profile(mon
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     assert data_root(None, "data/design") == tmp_path and data_root("mine", "data/design") == Path("mine")
     with pytest.raises(DataError, match=f"under {tmp_path}"):  # a notebook's setup follows the variable too
-        tables.setup("smoke", datasets=["oct"], image_size=64)
+        notebook_setup.setup("smoke", datasets=["oct"], image_size=64)
     with pytest.raises(DataError, match="under elsewhere"):  # ... unless the notebook names a data root
-        tables.setup("smoke", datasets=["oct"], image_size=64, data_root="elsewhere")
+        notebook_setup.setup("smoke", datasets=["oct"], image_size=64, data_root="elsewhere")
 
 
 def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):
@@ -411,8 +412,8 @@ def test_save_figure_writes_the_same_bytes_for_the_same_figure(tmp_path):
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    tables.save_figure(fig, tmp_path / "a", "f")
-    tables.save_figure(fig, tmp_path / "b", "f")
+    output.save_figure(fig, tmp_path / "a", "f")
+    output.save_figure(fig, tmp_path / "b", "f")
     for ext in ("png", "pdf"):
         first, second = (Path(tmp_path, d, f"f.{ext}").read_bytes() for d in ("a", "b"))
         assert first == second and len(first) > 100
@@ -427,14 +428,14 @@ def test_a_run_whose_model_was_trained_again_counts_as_trained_in_the_record(tmp
     spec = run_spec(load_profile("smoke"), "synth-oct", "ae", 0)
     runs = [RunResult(spec, tmp_path / "a", {}, cached=True), RunResult(spec, tmp_path / "b", {}, cached=True,
                                                                        retrained=True)]
-    frame = tables.record_runs(tmp_path, "fig4_heatmaps", runs)
+    frame = run_log.record_runs(tmp_path, "fig4_heatmaps", runs)
     assert frame["cached"].tolist() == [True, False]
 
 
 def test_a_notebook_started_in_notebooks_runs_from_the_repository(monkeypatch):
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root / "notebooks")
-    assert tables.at_project_root() == root and Path.cwd() == root
+    assert notebook_setup.at_project_root() == root and Path.cwd() == root
 
 
 def test_a_degenerate_threshold_marks_the_threshold_metrics_but_not_the_auc():
@@ -442,9 +443,9 @@ def test_a_degenerate_threshold_marks_the_threshold_metrics_but_not_the_auc():
                            "ACC": 50.0, "SEN": sen, "SPE": spe, "converged": True,
                            "degenerate": {sen, spe} == {0.0, 100.0}} for s, sen, spe in ((0, 100.0, 0.0),
                                                                                       (1, 80.0, 40.0))])
-    agg = tables.mean_std(frame, ["dataset", "method"])
+    agg = aggregation.mean_std(frame, ["dataset", "method"])
     assert bool(agg.loc[0, "degenerate"])  # one seed of two is enough
-    row = tables.display_table(agg).iloc[0]
-    assert not row["AUC"].endswith(tables.DEGENERATE_MARK)
-    assert all(row[m].endswith(tables.DEGENERATE_MARK) for m in ("F1", "ACC", "SEN", "SPE"))
-    assert "test labels" in tables.table_notes("best_f1") and "without a test label" in tables.table_notes("normal_q95")
+    row = formatting.display_table(agg).iloc[0]
+    assert not row["AUC"].endswith(formatting.DEGENERATE_MARK)
+    assert all(row[m].endswith(formatting.DEGENERATE_MARK) for m in ("F1", "ACC", "SEN", "SPE"))
+    assert "test labels" in formatting.table_notes("best_f1") and "without a test label" in formatting.table_notes("normal_q95")

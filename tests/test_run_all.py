@@ -144,7 +144,7 @@ def test_run_profile_lists_exactly_the_runs_the_table_notebooks_used(smoke):
     """What ``run-profile`` (``--nproc``) trains ahead is what the notebooks then ask for: all cached, none missing."""
     from hetero_ae.experiment.profiles import load_profile
     from hetero_ae.experiment.runs import run_folder
-    from hetero_ae.report.tables import TABLE_NOTEBOOKS, notebook_specs
+    from hetero_ae.report.table_runs import TABLE_NOTEBOOKS, notebook_specs
 
     profile = load_profile("smoke")
     root = ROOT / profile.data_root

@@ -22,23 +22,12 @@ from ..experiment.runs import RunResult
 from ..experiment.variants import Variant
 from . import curves, first_screen, verdicts
 from .complexity import variant_complexity
-from .tables import (
-    METRICS,
-    UNCONVERGED_NOTE,
-    NOTEBOOK_VARIANTS,
-    ablation_rows,
-    ablation_table,
-    cell,
-    mark_unconverged,
-    markdown_by_dataset,
-    record_runs,
-    save_figure,
-    save_table,
-    setup,
-    show,
-    table_notes,
-    variant_runs,
-)
+from .aggregation import METRICS, ablation_rows, ablation_table
+from .formatting import UNCONVERGED_NOTE, cell, mark_unconverged, markdown_by_dataset, show, table_notes
+from .notebook_setup import setup
+from .output import save_figure, save_table
+from .run_log import record_runs
+from .table_runs import NOTEBOOK_VARIANTS, variant_runs
 
 
 @dataclass(frozen=True)
@@ -65,7 +54,7 @@ class AblationReport:
     """One ablation notebook's runs (cached) and the artefacts it writes under ``results_dir``."""
 
     def __init__(self, notebook: str, profile: str, *, results_dir: str = "results", **overrides: Any) -> None:
-        """Read the profile (``tables.setup``; ``overrides``: the notebook's parameters, None for the
+        """Read the profile (``notebook_setup.setup``; ``overrides``: the notebook's parameters, None for the
         profile's), then train or load every run of the notebook's rows on the profile's ablation
         datasets, and record which runs it used."""
         self.notebook, self.ablation = notebook, ABLATIONS[notebook]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..training.run_folder import read_history
-from .tables import METHOD_NAMES, UNCONVERGED_MARK, UNCONVERGED_NOTE, mark_unconverged  # noqa: F401 (re-exported)
+from .formatting import METHOD_NAMES, UNCONVERGED_MARK, UNCONVERGED_NOTE, mark_unconverged  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -23,7 +23,7 @@ from ..data.datasets import load_split
 from ..evaluation.predict import predict
 from ..experiment.runs import RunResult, trained_model
 from ..experiment.specs import spec_root
-from .tables import UNCONVERGED_MARK
+from .formatting import UNCONVERGED_MARK
 
 PIXEL_METRICS = {"pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
 CMAP = "jet"  # the paper's colours: blue normal, red anomalous

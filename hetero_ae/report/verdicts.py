@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..experiment.runs import RunResult
 from .significance import ImageScores, bootstrap_difference, detectable_difference, welch_interval
-from .tables import METHOD_NAMES, UNCONVERGED_MARK, cell
+from .formatting import METHOD_NAMES, UNCONVERGED_MARK, cell
 
 SECTIONS = {"table1": "IV-C, Table I", "table2": "IV-E1, Table II", "table3": "IV-E1, Table III",
             "table4": "IV-E2, Table IV", "features": "IV-D2, Fig. 5; IV-E1, Fig. 6"}
