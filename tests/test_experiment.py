@@ -77,7 +77,13 @@ def test_a_profile_is_typed_and_a_bad_setting_is_named_with_its_file(tmp_path, m
     settings = yaml.safe_load(open("profiles/smoke.yaml"))
     for change, message in [({"epochs": 3}, "unknown setting"), ({"image_size": "64"}, "image_size must be an int"),
                             ({"seeds": [0, "one"]}, "seeds must be a list of int"),
-                            ({"method_settings": []}, "method_settings must be a mapping")]:
+                            ({"method_settings": []}, "method_settings must be a mapping"),
+                            ({"second_size": settings["image_size"]}, "second_size must differ from image_size"),
+                            ({"second_size": 8}, "second_size must be a size in pixels"),
+                            ({"second_size": 96, "second_size_datasets": ["synth-none"],
+                              "second_size_methods": ["hetero-ae"]}, "second_size_datasets must name some of"),
+                            ({"second_size": 96, "second_size_datasets": settings["datasets"][:1]},
+                             "second_size_methods must name some of")]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(yaml.safe_dump({**settings, **change}))
         with pytest.raises(UserError, match=message) as e:

@@ -6,9 +6,9 @@
   5 seeds) on the real datasets, on GPUs.
 
 A profile is read once, into a typed, checked ``Profile``: by ``hetero-ae run``, ``compare`` and
-``run-profile``, and by each notebook's first cell (``report.tables.setup``; papermill passes the
-notebooks only the profile's name). An unknown setting, or a value of the wrong type, is an
-error naming the file and the setting. Per-method settings live under ``method_settings``:
+``run-profile``, and by each notebook's first cell (``report.notebook_setup.setup``; papermill
+passes the notebooks only the profile's name). An unknown setting, or a value of the wrong type,
+is an error naming the file and the setting. Per-method settings live under ``method_settings``:
 ``epochs``, ``batch_size``, ``lr``, ``encoder`` ("auto" = the method's paper backbone when
 its ImageNet weights are available, else the offline EfficientNet-Lite0), ``params`` (the
 method's own hyper-parameters), ``precision`` (over the profile's) and any other
@@ -76,6 +76,11 @@ class Profile:
     train_jobs_methods: tuple[str, ...] | None = None  # None: every method trains side by side
     method_settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     complexity_size: int = 256
+    # Table I again at a second input size (the paper's 256 px) for some of its methods and datasets, with
+    # their seeds (report notebook table1_sizes); None: the profile runs Table I at image_size only
+    second_size: int | None = None
+    second_size_datasets: tuple[str, ...] = ()
+    second_size_methods: tuple[str, ...] = ()
     data_subdir: str | None = None  # set by ``at_size``, not by a profile file: where its synthetic data are
 
     def at_size(self, size: int) -> Profile:
@@ -95,7 +100,8 @@ class Profile:
 
 
 _SEQUENCES = {"datasets": str, "methods": str, "seeds": int, "baseline_seeds": int, "ablation_datasets": str,
-              "ablation_seeds": int, "train_jobs_methods": str}
+              "ablation_seeds": int, "train_jobs_methods": str, "second_size_datasets": str,
+              "second_size_methods": str}
 _SCALARS = {"profile": str, "device": str, "image_size": int, "data_root": str, "synthetic_preset": str,
             "synthetic_seed": int, "val_fraction": float, "patience": int, "min_delta": float, "keep": str, "precision": str,
             "lr_patience": int, "lr_factor": float,
@@ -124,6 +130,10 @@ def _typed(key: str, value: Any, where: str) -> Any:
                                                   for v in value):
             raise bad(f"a list of {_SEQUENCES[key].__name__}")
         return tuple(value)
+    if key == "second_size":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
+            raise bad("a size in pixels of 16 or more, or null")
+        return value
     if key == "torch_compile":
         if not isinstance(value, (bool, str)):
             raise bad("true, false or a torch.compile backend")
@@ -146,7 +156,15 @@ def profile_from(settings: dict[str, Any], where: str = "profile") -> Profile:
         raise UserError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
     if "profile" not in settings:
         raise UserError(f"{where}: no 'profile' (its name)")
-    return Profile(path=where, **{k: _typed(k, v, where) for k, v in settings.items()})
+    profile = Profile(path=where, **{k: _typed(k, v, where) for k, v in settings.items()})
+    if profile.second_size is not None:
+        if profile.second_size == profile.image_size:
+            raise UserError(f"{where}: second_size must differ from image_size ({profile.image_size})")
+        for key, of in (("second_size_datasets", "datasets"), ("second_size_methods", "methods")):
+            chosen, known = getattr(profile, key), getattr(profile, of)
+            if not chosen or set(chosen) - set(known):
+                raise UserError(f"{where}: {key} must name some of the profile's {of} {list(known)}, got {list(chosen)}")
+    return profile
 
 
 def load_profile(name: str) -> Profile:
