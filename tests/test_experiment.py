@@ -82,7 +82,7 @@ def test_a_profile_is_typed_and_a_bad_setting_is_named_with_its_file(tmp_path, m
                             ({"second_size": 8}, "second_size must be a size in pixels"),
                             ({"second_size": 96, "second_size_datasets": ["synth-none"],
                               "second_size_methods": ["hetero-ae"]}, "second_size_datasets must name some of"),
-                            ({"second_size": 96, "second_size_datasets": settings["datasets"][:1]},
+                            ({"second_size": 96, "second_size_methods": ["patchcore"]},
                              "second_size_methods must name some of")]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(yaml.safe_dump({**settings, **change}))
@@ -260,3 +260,24 @@ def test_a_figure_that_must_train_a_run_again_says_so_and_shows_its_progress(dat
     assert res.retrained
     assert "ae on synth-oct, seed 0, 64 px: its weights are not on disk; training it again" in err
     assert "epoch" in err.lower()  # the epoch bar
+
+
+def test_a_second_size_lists_table_is_runs_at_both_sizes_and_its_data_are_generated_beside(smoke, tmp_path):
+    from hetero_ae.experiment.specs import ensure_profile_data
+    from hetero_ae.report.table_runs import notebook_specs, sizes_specs
+
+    assert smoke.second_size == 128 and smoke.at_size(128).second_size is None
+    specs = sizes_specs(smoke)
+    assert list(specs) == [smoke.image_size, 128]
+    for size, size_specs in specs.items():
+        assert {s.model.image_size for s in size_specs} == {size}
+        assert {s.dataset for s in size_specs} == set(smoke.second_size_datasets)
+        assert [s.model.method for s in size_specs] == [m for m in ("rd4ad", "hetero-ae") for _ in
+                                                        smoke.method_seed_list(m)]  # the paper's order, every seed
+    assert {s.data_subdir for s in specs[128]} == {"128px"} and {s.data_subdir for s in specs[smoke.image_size]} == {None}
+    assert sizes_specs(replace(smoke, second_size=None)) == {}
+    root = tmp_path / "data"
+    ensure_profile_data(smoke, root, smoke.datasets)
+    assert (root / "synthetic").is_dir() and (root / "128px" / "synthetic").is_dir()
+    listed = notebook_specs(smoke, ["table1_sizes"], root, verbose=False)
+    assert len(listed) == sum(map(len, specs.values()))

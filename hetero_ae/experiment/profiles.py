@@ -86,11 +86,12 @@ class Profile:
     def at_size(self, size: int) -> Profile:
         """This profile at input size ``size``: every method at that size (per-method sizes dropped), and
         its synthetic data generated at that size in their own folder, ``<data root>/<size>px``
-        (``RunSpec.data_subdir``); itself at its own size."""
+        (``RunSpec.data_subdir``), with no second size of its own; itself at its own size."""
         if size == self.image_size:
             return self
         settings = {m: {k: v for k, v in s.items() if k != "image_size"} for m, s in self.method_settings.items()}
-        return dataclasses.replace(self, image_size=size, method_settings=settings, data_subdir=f"{size}px")
+        return dataclasses.replace(self, image_size=size, method_settings=settings, data_subdir=f"{size}px",
+                                   second_size=None, second_size_datasets=(), second_size_methods=())
 
     def method_seed_list(self, method: str) -> list[int]:
         """The seeds ``method`` runs over: ``method_seeds`` where it names the method, else Hetero-AE's

@@ -16,9 +16,9 @@ from typing import Any
 
 from ..data.datasets import DATASETS, FolderDataset
 from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
-from ..data.overview import ensure_synthetic
 from ..errors import DataError
 from ..experiment.profiles import Profile, load_profile
+from ..experiment.specs import ensure_profile_data
 
 
 def present_datasets(names: Iterable[str], root: str | Path | None = None, *, verbose: bool = True) -> list[str]:
@@ -62,7 +62,8 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
     ``which``: the profile's list of datasets the notebook reports on (``datasets``, or
     ``ablation_datasets`` for Tables II-IV and Fig. 6). ``data_root`` is resolved once
     (``data.datasets.data_root``: a ``data_root`` override, else ``$HETERO_AE_DATA``, else the
-    profile's); synthetic datasets are generated first if absent (``data.overview.ensure_synthetic``);
+    profile's); synthetic datasets are generated first if absent (``experiment.specs.ensure_profile_data``,
+    which also generates those of the profile's ``second_size``);
     real ones that are missing are skipped with a message saying where they go.
     """
     at_project_root()
@@ -71,8 +72,7 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
     root = str(resolve_data_root(given.pop("data_root", None), cfg.data_root))
     cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}, data_root=root)
     datasets = list(getattr(cfg, which))
-    if any(isinstance(DATASETS.get(d), FolderDataset) and DATASETS[d].folder.startswith("synthetic/") for d in datasets):
-        ensure_synthetic(root, cfg.image_size, cfg.synthetic_seed, cfg.synthetic_preset)
+    ensure_profile_data(cfg, root, datasets)
     present = present_datasets(datasets, root)
     if not present:
         raise DataError(f"none of {datasets} is under {root}; data/README.md says where each dataset goes")

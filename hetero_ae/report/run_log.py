@@ -21,7 +21,7 @@ def record_runs(results_dir: str | Path, notebook: str, runs: Iterable[RunResult
              "seed": r.spec.train.seed, "cached": r.cached and not r.retrained, "train_seconds": r.metrics.get("train_seconds"),
              "folder": str(r.folder)} for r in runs]
     path = Path(results_dir, "logs", f"{notebook}.runs.csv")
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["notebook", "method", "dataset", "seed", "cached", "train_seconds", "folder"])
     write_text(path, frame.to_csv(index=False))
     trained = int((~frame["cached"].astype(bool)).sum())
     print(f"{notebook}: {len(frame)} runs, {len(frame) - trained} from the cache, {trained} trained now")

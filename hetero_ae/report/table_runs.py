@@ -19,7 +19,7 @@ from tqdm import tqdm  # a text bar: JupyterLab shows it in place, and it needs 
 from ..experiment.plan import plan_runs
 from ..experiment.profiles import Profile
 from ..experiment.runs import RunResult, run_experiment
-from ..experiment.specs import RunSpec, profile_root, run_spec
+from ..experiment.specs import RunSpec, profile_root, run_spec, spec_root
 from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant
 from ..model.encoder import resolve_backbone
 from ..training.runtime import compile_backend
@@ -28,7 +28,7 @@ from .notebook_setup import present_datasets
 
 NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
                      "table4_feature_comparison": TABLE_IV, "fig6_boxplots": TABLE_III}  # ablation rows per notebook
-TABLE_NOTEBOOKS = ("table1_comparison", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
+TABLE_NOTEBOOKS = ("table1_comparison", "table1_sizes", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
 
 
 def table1_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[str]) -> list[RunSpec]:
@@ -37,6 +37,18 @@ def table1_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[st
     methods = list(methods)
     return [run_spec(profile, dataset, method, seed) for dataset in datasets for method in methods
             for seed in profile.method_seed_list(method)]
+
+
+def sizes_specs(profile: Profile) -> dict[int, list[RunSpec]]:
+    """Table I's runs at the profile's two input sizes (``second_size``): per size, the run of every
+    (dataset, method, seed) of ``second_size_datasets`` and ``second_size_methods`` (in the paper's
+    order), each method over its seeds; at the second size on data generated at it
+    (``Profile.at_size``). Empty for a profile without a second size."""
+    if profile.second_size is None:
+        return {}
+    methods = [m for m in PAPER_ORDER if m in profile.second_size_methods]
+    return {size: table1_specs(profile.at_size(size), profile.second_size_datasets, methods)
+            for size in (profile.image_size, profile.second_size)}
 
 
 def run_specs(profile: Profile, specs: Iterable[RunSpec], *, results: str | Path = "results") -> list[RunResult]:
@@ -108,8 +120,8 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
                    root: str | Path | None = None, *, verbose: bool = True) -> list[RunSpec]:
     """Every run the table notebooks (``TABLE_NOTEBOOKS``) of a profile ask for, or those of ``notebooks``, once each.
 
-    Table I's (``table1_comparison``; Fig. 4 and Fig. 5 use some of them) and the ablations'
-    (Tables II-IV and Fig. 6), on the profile's datasets that are on disk: what ``hetero-ae
+    Table I's (``table1_comparison``; Fig. 4 and Fig. 5 use some of them), Table I's at two sizes
+    (``table1_sizes``: ``sizes_specs``) and the ablations' (Tables II-IV and Fig. 6), on the profile's datasets that are on disk: what ``hetero-ae
     run-profile`` trains ahead of the notebooks, so that they find every run in the cache.
     """
     wanted = set(TABLE_NOTEBOOKS if notebooks is None else notebooks)  # other notebooks: no runs of their own
@@ -118,6 +130,9 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
         methods = [m for m in PAPER_ORDER if m in profile.methods]
         present = [d for d in profile.datasets if present_datasets([d], profile_root(profile, d, root), verbose=verbose)]
         specs += table1_specs(profile, present, methods)
+    if "table1_sizes" in wanted:
+        specs += [spec for size_specs in sizes_specs(profile).values() for spec in size_specs
+                  if present_datasets([spec.dataset], spec_root(spec, root), verbose=verbose)]
     ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
     if ablations:
         datasets = present_datasets(profile.ablation_datasets, root, verbose=verbose)
