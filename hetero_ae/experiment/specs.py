@@ -55,13 +55,14 @@ def ensure_profile_data(profile: Profile, root: str | Path | None, datasets: Ite
                         replace: bool = True) -> None:
     """Generate the synthetic benchmark ``profile`` reads (its size, seed and preset, in its folder)
     when one of ``datasets`` is synthetic and it is not there yet (``data.overview.ensure_synthetic``);
-    and, for a profile with a ``second_size``, the one its second-size runs read, in theirs."""
+    and, for a profile with a ``second_size``, the one its second-size runs of ``datasets`` read, in theirs."""
     synthetic = [d for d in datasets if is_synthetic(d)]
     if synthetic:
         ensure_synthetic(profile_root(profile, synthetic[0], root), profile.image_size, profile.synthetic_seed,
                          profile.synthetic_preset, replace=replace)
-    if profile.second_size is not None:
-        ensure_profile_data(profile.at_size(profile.second_size), root, profile.second_size_datasets, replace=replace)
+    second = [d for d in profile.second_size_datasets if d in datasets]
+    if profile.second_size is not None and second:
+        ensure_profile_data(profile.at_size(profile.second_size), root, second, replace=replace)
 
 
 def backbone(method: str, setting: str = "auto") -> str:
