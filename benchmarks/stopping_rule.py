@@ -29,8 +29,9 @@ A method whose recipe lowers its learning rate on the plateau (``lr_patience``, 
 ``min_delta`` 0 and the longest candidate patience, so only rules with ``min_delta`` 0 replay on it
 exactly, and a rule with another ``min_delta`` is not acceptable for it.
 
-The same long runs decide which baselines contend with Hetero-AE (``contenders``), before any
-reported result is read: those within ``CONTENDER_MARGIN`` AUC points of it on some design
+The same long runs give each method's cap under the chosen rule (``caps``: ``CAP_MARGIN`` times the
+latest epoch the rule stops them at, so that the rule ends the reported runs, not the cap), and
+decide which baselines contend with Hetero-AE (``contenders``), before any reported result is read: those within ``CONTENDER_MARGIN`` AUC points of it on some design
 dataset, or whose long run was still falling there.
 
 Results (curves, AUCs, the replay of every rule, the choice, the contenders) go to ``--out``
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import time
@@ -72,6 +74,7 @@ from hetero_ae.training.stopping import Stopping, still_falling
 FIXED_SCHEDULE = ("f-anogan",)  # its two phases need all their epochs: replayed, not choosing
 PATIENCES = (5, 10, 15, 20, 30)
 MIN_DELTAS = (0.0, 0.001, 0.005, 0.01)
+CAP_MARGIN = 1.5  # a method's cap: this many times the latest epoch the chosen rule stops its long runs at
 CONTENDER_MARGIN = 5.0  # AUC points behind Hetero-AE on some design dataset within which a baseline contends
 DECODERS = ("cnn", "transformer")  # Table III's single-kind decoders, beside Hetero-AE's HCTN
 
@@ -209,6 +212,27 @@ def contenders(runs: dict[str, dict[str, Any]], margin: float = CONTENDER_MARGIN
     return {"margin": margin, "contenders": sorted(chosen), "evidence": evidence}
 
 
+def caps(runs: dict[str, dict[str, Any]], choice: dict[str, Any] | None, margin: float = CAP_MARGIN) -> dict[str, Any]:
+    """Each method's cap under the chosen rule: ``margin`` times the latest epoch at which the rule stops
+    its long runs (over the design datasets), rounded up to ten, so that on the reported data the rule,
+    not the cap, ends a run; None for a method whose long run reached its own cap with the rule not
+    fired, or still falling there (its cap is unknown: a longer long run decides it)."""
+    if choice is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, r in runs.items():
+        method = name.split("/", 1)[1]
+        curve = [e["val_loss"] for e in r["epochs"]]
+        stop, _ = replay(curve, choice["patience"], choice["min_delta"])
+        fired = stop < len(curve) and not still_falling(curve[:stop])
+        cap = int(math.ceil(margin * stop / 10) * 10) if fired and method not in FIXED_SCHEDULE else None
+        if method in FIXED_SCHEDULE:
+            continue
+        known = out.get(method, 0)
+        out[method] = None if cap is None or known is None else max(cap, known)
+    return {"margin": margin, "caps": out}
+
+
 def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, Any]:
     """Every candidate rule replayed on every finished long run, and the rule chosen (module docstring)."""
     table, choice = [], None
@@ -301,12 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     finished = {n: r for n, r in study["runs"].items() if r.get("done")}
     study["replay"] = replay_all(finished, a.auc_tolerance)
     study["contenders"] = contenders(finished)
+    study["caps"] = caps(finished, study["replay"]["choice"])
     save()
     choice = study["replay"]["choice"]
     print(f"{len(finished)} long run(s); rule chosen: " + ("none is acceptable" if choice is None else
           f"patience {choice['patience']}, min_delta {choice['min_delta']} ({choice['seconds'] / 60:.0f} min in all)"))
     print("contenders (within {margin} AUC points of Hetero-AE on some design dataset, or still falling): "
           .format(**study["contenders"]) + (", ".join(study["contenders"]["contenders"]) or "none"))
+    if study["caps"]:
+        print(f"caps ({study['caps']['margin']} x the rule's latest stop; none: the long run needs a longer cap): "
+              + ", ".join(f"{m} {c}" for m, c in study["caps"]["caps"].items()))
     if study["replay"]["still_falling_at_the_long_cap"]:
         print("still falling at the end of the long run (not choosing): "
               + ", ".join(study["replay"]["still_falling_at_the_long_cap"]))

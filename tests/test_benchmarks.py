@@ -258,3 +258,16 @@ def test_a_replayed_rules_time_is_the_median_epoch_times_the_epochs_so_a_busy_sp
                      "auc": {str(e): 60.0 for e in range(1, len(curve) + 1)}}}
     rows = {(r["patience"], r["min_delta"]): r["runs"][0] for r in bench.replay_all(runs, tolerance=1.0)["rules"]}
     assert rows[(5, 0.0)]["stop"] == 9 and rows[(5, 0.0)]["seconds"] == 9.0
+
+
+def test_a_methods_cap_is_a_margin_over_where_the_rule_stops_it_and_unknown_where_it_never_fired():
+    bench = _stopping_rule()
+    flat = [10.0, 6.0, 4.0, 3.0] + [3.0] * 40  # lowest at epoch 4: patience 5 stops at 9
+    falling = [10.0 - 0.1 * i for i in range(44)]  # never plateaus within its long run
+    runs = {"a/ae": {"epochs": [{"val_loss": v} for v in flat]},
+            "b/ae": {"epochs": [{"val_loss": v} for v in flat[:2] + [5.0] * 3 + flat[2:]]},  # stops at 12
+            "a/stfpm": {"epochs": [{"val_loss": v} for v in falling]},
+            "a/f-anogan": {"epochs": [{"val_loss": v} for v in flat]}}
+    out = bench.caps(runs, {"patience": 5, "min_delta": 0.0}, margin=1.5)
+    assert out["caps"] == {"ae": 20, "stfpm": None}  # 1.5 x 12 = 18 -> 20; fixed schedules have none
+    assert bench.caps(runs, None) == {}
