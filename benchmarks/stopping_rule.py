@@ -81,13 +81,24 @@ DECODERS = ("cnn", "transformer")  # Table III's single-kind decoders, beside He
 
 def replay(val: list[float], patience: int, min_delta: float) -> tuple[int, int]:
     """(the epoch ``patience``/``min_delta`` stops at, the epoch ``keep="lowest"`` keeps), 1-based, on a
-    recorded held-out curve; the curve's end when the rule never fires."""
+    recorded held-out curve; the curve's end when the rule never fires (``fires``)."""
     rule = Stopping(patience, min_delta, len(val), keep="lowest")
     for epoch, v in enumerate(val, start=1):
         rule.update(epoch, v)
         if rule.done():
             return epoch, int(rule.lowest_epoch)
     return len(val), int(rule.lowest_epoch)
+
+
+def fires(val: list[float], patience: int, min_delta: float) -> bool:
+    """Whether the rule stops the recorded curve ``val`` (at its last epoch included), rather than the curve
+    ending first."""
+    rule = Stopping(patience, min_delta, len(val), keep="lowest")
+    for epoch, v in enumerate(val, start=1):
+        rule.update(epoch, v)
+        if rule.done():
+            return True
+    return False
 
 
 def runs_of(profile, datasets: list[str], methods: list[str]) -> list[tuple[str, RunSpec]]:
@@ -224,7 +235,7 @@ def caps(runs: dict[str, dict[str, Any]], choice: dict[str, Any] | None, margin:
         method = name.split("/", 1)[1]
         curve = [e["val_loss"] for e in r["epochs"]]
         stop, _ = replay(curve, choice["patience"], choice["min_delta"])
-        fired = stop < len(curve) and not still_falling(curve[:stop])
+        fired = fires(curve, choice["patience"], choice["min_delta"]) and not still_falling(curve[:stop])
         cap = int(math.ceil(margin * stop / 10) * 10) if fired and method not in FIXED_SCHEDULE else None
         if method in FIXED_SCHEDULE:
             continue

@@ -270,4 +270,5 @@ def test_a_methods_cap_is_a_margin_over_where_the_rule_stops_it_and_unknown_wher
             "a/f-anogan": {"epochs": [{"val_loss": v} for v in flat]}}
     out = bench.caps(runs, {"patience": 5, "min_delta": 0.0}, margin=1.5)
     assert out["caps"] == {"ae": 20, "stfpm": None}  # 1.5 x 12 = 18 -> 20; fixed schedules have none
+    assert bench.fires(flat[:9], 5, 0.0) and not bench.fires(flat[:8], 5, 0.0)  # the rule fires on the last epoch
     assert bench.caps(runs, None) == {}
