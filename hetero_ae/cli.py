@@ -455,7 +455,7 @@ def _as_option(message: str) -> str:
 
 def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The run's configurations from the options; ConfigError naming the option that is wrong."""
-    from .methods import check_model_config
+    from .methods import check_model_config, method_class
     from .methods.hetero_ae import resolve_feature_scale
 
     try:
@@ -464,7 +464,9 @@ def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder, map_sigma=a.map_sigma,
             comparison=a.comparison, feature_scale=resolve_feature_scale(a.feature_scale, a.encoder),
             map_distance=a.map_distance, params=_params(a.param)))
-        train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+        fit_only = not method_class(a.method).trains_weights  # one fit (PatchCore): epochs and lr do not apply
+        train_cfg = TrainConfig(epochs=0 if fit_only else a.epochs, batch_size=a.batch_size,
+                                lr=0.0 if fit_only else a.lr, seed=a.seed,
                                 num_threads=a.threads, precision=a.precision, patience=a.patience,
                                 min_delta=a.min_delta)
     except ConfigError as e:
@@ -581,6 +583,10 @@ def _record_training(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: T
                   training={"finished": True, **(history.stop or {}), "feature_cache": history.feature_cache})
     write_history(a.out, history)
     stop = history.stop or {}
+    if stop.get("stop_reason") == "fit":  # a method that learns no weight (PatchCore)
+        print(f"fitted {a.method} on {len(train_set)} images in one pass (it learns no weight); "
+              f"checkpoint: {a.out / 'checkpoint.pt'}")
+        return
     print(f"trained {a.method} on {len(train_set)} images for {len(history)} epoch(s) "
           f"({stop.get('stop_reason', 'fixed')}; kept the {stop.get('kept', 'last')} epoch's weights); final loss "
           f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")

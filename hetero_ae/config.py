@@ -83,7 +83,7 @@ FEATURE_SCALES, MAP_DISTANCES = tuple(FeatureScale), tuple(MapDistance)
 # The names a configuration may use, kept here in the lowest layer so that the command line offers
 # them without importing torch; the registries that implement them must hold exactly these
 # (tests/test_config.py).
-METHOD_NAMES = ("hetero-ae", "ae", "vae", "ganomaly", "f-anogan", "salad", "stfpm", "mkd", "rd4ad")
+METHOD_NAMES = ("hetero-ae", "ae", "vae", "ganomaly", "f-anogan", "salad", "stfpm", "mkd", "rd4ad", "patchcore")
 ENCODER_NAMES = ("resnet18", "wide-resnet50", "vgg16", "efficientnet-lite0", "hybrid", "transformer")
 NO_ENCODER = "none"  # the encoder of a method that has none (the reconstruction baselines)
 DECODER_NAMES = ("hctn", "cnn", "transformer", "swin", "pvt", "cmt", "efficientnet", "resnet")
@@ -181,15 +181,18 @@ class TrainConfig:
     KEEP: ClassVar[tuple[str, ...]] = ("best", "lowest")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}")
+        if (self.epochs, self.lr) == (0, 0.0):  # a method that learns no weight (AnomalyModel.trains_weights)
+            pass
+        elif isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"epochs must be a whole number of at least 1, got {self.epochs!r}")
+        elif not self.lr > 0:
+            raise ConfigError(f"lr must be above 0, got {self.lr}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a whole number of at least 1, got {self.batch_size!r}")
         for name in ("seed", "num_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ConfigError(f"{name} must be a whole number of 0 or more, got {value!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be above 0, got {self.lr}")
         if self.patience < 0 or self.min_delta < 0:
             raise ConfigError(f"patience and min_delta must be 0 or more, got {self.patience} and {self.min_delta}")
         Precision.check(self.precision)

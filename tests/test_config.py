@@ -36,7 +36,7 @@ def test_the_registries_implement_exactly_the_names_the_configuration_offers():
     assert tuple(MAP_DISTANCES) == tuple(DISTANCES)
 
 
-@pytest.mark.parametrize("field, value, choice", [("method", "patchcore", "hetero-ae"), ("encoder", "resnet-18", "resnet18"),
+@pytest.mark.parametrize("field, value, choice", [("method", "padim", "hetero-ae"), ("encoder", "resnet-18", "resnet18"),
                                                   ("decoder", "unet", "hctn"), ("upsample", "both", "first"),
                                                   ("comparison", "pixels", "feature"), ("map_distance", "l2", "cosine")])
 def test_an_unknown_choice_is_a_config_error_that_lists_the_valid_ones(field, value, choice):

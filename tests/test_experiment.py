@@ -66,7 +66,7 @@ def test_other_data_or_config_gets_another_folder(data_root, smoke, tmp_path):
 
 def test_unknown_method_or_profile_is_a_clear_error(smoke):
     with pytest.raises(UserError, match="unknown method"):
-        run_spec(smoke, "synth-oct", "patchcore", seed=0)
+        run_spec(smoke, "synth-oct", "padim", seed=0)
     with pytest.raises(UserError, match="no profile 'huge'"):
         load_profile("huge")
 
@@ -82,7 +82,7 @@ def test_a_profile_is_typed_and_a_bad_setting_is_named_with_its_file(tmp_path, m
                             ({"second_size": 8}, "second_size must be a size in pixels"),
                             ({"second_size": 96, "second_size_datasets": ["synth-none"],
                               "second_size_methods": ["hetero-ae"]}, "second_size_datasets must name some of"),
-                            ({"second_size": 96, "second_size_methods": ["patchcore"]},
+                            ({"second_size": 96, "second_size_methods": ["padim"]},
                              "second_size_methods must name some of")]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(yaml.safe_dump({**settings, **change}))

@@ -221,3 +221,20 @@ def test_a_resumed_score_cannot_switch_between_pytorch_and_onnxruntime(run, imag
     assert main(["score", "--onnx", str(run / "model.onnx"), "--resume", *common]) == 2
     assert f"written by pytorch with --checkpoint {checkpoint}: resume with --checkpoint" in error_line(capsys)
     assert (tmp_path / "out" / "scores.csv").read_bytes() == before
+
+
+def test_patchcore_a_method_that_learns_no_weight_exports_and_scores_as_pytorch_does(tmp_path, images):
+    rng = np.random.default_rng(6)
+    for i in range(6):
+        write_png(tmp_path / "train" / f"n{i}.png", blob_image(rng))
+    assert main(["train", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "run"), "--method", "patchcore",
+                 "--encoder", "efficientnet-lite0", "--image-size", "64", "--val-fraction", "0.34", "--threads", "2"]) == 0
+    # export compares onnxruntime with PyTorch on random images and refuses a difference above TOLERANCE
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(tmp_path / "pc.onnx")]) == 0
+    scorer = OnnxScorer(tmp_path / "pc.onnx")
+    assert scorer.outputs == ("anomaly_map", "score") and scorer.threshold is not None  # held-out normals decide
+    for how in (["--onnx", str(tmp_path / "pc.onnx")], ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt")]):
+        assert main(["score", *how, "--images", str(images), "--out", str(tmp_path / how[0][2:]), "--workers", "0"]) == 0
+    onnx_scores = [float(r["score"]) for r in rows(tmp_path / "onnx")]
+    torch_scores = [float(r["score"]) for r in rows(tmp_path / "checkpoint")]
+    assert np.allclose(onnx_scores, torch_scores, rtol=TOLERANCE, atol=TOLERANCE * max(map(abs, torch_scores)))

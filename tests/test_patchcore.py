@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 
-from hetero_ae import config
 from hetero_ae.config import ModelConfig
 from hetero_ae.errors import ConfigError
 from hetero_ae.methods.patchcore import (PAPER_PARAMS, PatchCore, bank_memory_bytes, coreset_size, greedy_coreset,
@@ -220,9 +219,7 @@ def test_errors_before_fit_and_on_empty_input():
     assert m.configure_optimizers(0.1) == [] and not any(p.requires_grad for p in m.parameters())
 
 
-def test_from_config(monkeypatch):
-    # Not registered yet (another change wires it in): let ModelConfig accept the name here.
-    monkeypatch.setattr(config, "METHOD_NAMES", tuple(dict.fromkeys((*config.METHOD_NAMES, "patchcore"))))
+def test_from_config():
     cfg = ModelConfig(method="patchcore", encoder="efficientnet-lite0", encoder_weights="none", image_size=SIZE,
                       params={"coreset_ratio": 0.5, "num_neighbors": 3})
     m = PatchCore.from_config(cfg)
@@ -231,3 +228,43 @@ def test_from_config(monkeypatch):
     with pytest.raises(ConfigError):
         PatchCore.from_config(ModelConfig(method="patchcore", encoder="efficientnet-lite0", encoder_weights="none",
                                           image_size=SIZE, params={"k": 1}))
+
+
+def test_a_run_of_patchcore_is_one_fit_with_no_epochs_no_lr_and_nothing_to_converge(tmp_path):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hetero_ae.config import TrainConfig
+    from hetero_ae.data.images import ImageSet
+    from hetero_ae.errors import UserError
+    from hetero_ae.training.loop import train
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.runs import run_experiment
+    from hetero_ae.experiment.specs import run_spec
+    from hetero_ae.methods import method_class
+    from hetero_ae.training import distributed
+    from hetero_ae.training.checkpoint import load_model
+
+    smoke = load_profile("smoke")
+    spec = run_spec(smoke, "synth-oct", "patchcore", 0)
+    assert (spec.train.epochs, spec.train.lr) == (0, 0.0) and not method_class("patchcore").trains_weights
+    run = run_experiment(spec, results=tmp_path, root=smoke.data_root, progress=False)
+    assert run.metrics["training"]["stop_reason"] == "fit" and run.converged  # no epoch, nothing to converge
+    assert run_experiment(spec, results=tmp_path, root=smoke.data_root, progress=False).cached
+    model, _ = load_model(run.folder / "checkpoint.pt")  # the bank comes back with the weights
+    assert len(model.memory_bank) > 0
+    with pytest.raises(UserError, match="learns no weight"):
+        distributed.check_supported(model)
+    assert not distributed.supports("patchcore")
+    settings = {**smoke.method_settings, "patchcore": {**smoke.method_settings["patchcore"], "epochs": 3}}
+    with pytest.raises(UserError, match="takes no epochs or lr"):
+        run_spec(replace(smoke, method_settings=settings), "synth-oct", "patchcore", 0)
+    with pytest.raises(ConfigError, match="lr must be above 0"):
+        TrainConfig(epochs=3, lr=0.0)
+    with pytest.raises(ConfigError, match="epochs must be"):
+        TrainConfig(epochs=0, lr=1e-3)
+    ae = run_spec(smoke, "synth-oct", "ae", 0)
+    with pytest.raises(ConfigError, match="ae trains weights"):  # a method that learns weights needs both
+        train(ae.model, TrainConfig(epochs=0, lr=0.0, batch_size=4),
+              ImageSet(np.zeros((4, 64, 64, 3), np.uint8), [f"n{i}" for i in range(4)], np.zeros(4, int)), tmp_path / "ae")

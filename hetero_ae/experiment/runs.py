@@ -70,7 +70,10 @@ class RunResult:
     @property
     def converged(self) -> bool:
         """The one convergence test (``training.stopping.still_falling``) on the run's held-out curve,
-        whatever stopped it; a run without held-out losses cannot pass it."""
+        whatever stopped it; a run without held-out losses cannot pass it, except one of a method that
+        learns no weight (one fit: ``training.stop_reason`` "fit"), which has nothing to converge."""
+        if self.metrics.get("training", {}).get("stop_reason") == "fit":
+            return True
         try:
             losses = [e.get("val_loss") for e in read_history(self.folder)]
         except OSError:

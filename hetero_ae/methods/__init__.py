@@ -1,4 +1,4 @@
-"""The nine methods by name: Hetero-AE and the eight Table I baselines (DESIGN 9).
+"""The methods by name: Hetero-AE, the eight Table I baselines, and PatchCore beyond the paper (DESIGN 9).
 
 The registry (``hetero_ae.methods.registry``) holds the table and the ``AnomalyModel`` interface
 and imports no implementation; this module imports each method's module, which registers its
@@ -10,7 +10,7 @@ importing torch.
 from __future__ import annotations
 
 from ..config import METHOD_NAMES, ModelConfig, check_choice, check_image_size
-from . import ae, fanogan, ganomaly, hetero_ae, mkd, rd4ad, salad, stfpm, vae  # noqa: F401  (registers them)
+from . import ae, fanogan, ganomaly, hetero_ae, mkd, patchcore, rd4ad, salad, stfpm, vae  # noqa: F401  (registers them)
 from .registry import METHODS, AnomalyModel
 
 

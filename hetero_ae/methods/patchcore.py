@@ -58,7 +58,7 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..model.anomaly_map import smooth
 from ..model.encoder import Encoder, build_encoder
-from .registry import AnomalyModel, merge_params
+from .registry import AnomalyModel, merge_params, register
 
 PAPER_PARAMS: dict = {
     "stages": (2, 3),  # paper Sec. 4.1 / official code: WRN-50's layer2 and layer3 (this package's stages 2, 3)
@@ -145,6 +145,7 @@ def nearest_neighbours(queries: Tensor, bank: Tensor, k: int = 1, chunk_size: in
     return torch.cat(dists), torch.cat(idx)
 
 
+@register("patchcore")
 class PatchCore(AnomalyModel):
     """PatchCore: a frozen encoder and a coreset memory bank of its patch features; nothing is trained.
 
@@ -155,6 +156,7 @@ class PatchCore(AnomalyModel):
 
     paper_backbone = "wide-resnet50"  # paper Sec. 4.1 and official code (WRN-50-2, layer2 + layer3)
     frozen_network = "encoder"
+    trains_weights = False  # training is one fit of the memory bank (fit_statistics), no optimiser or epoch
 
     def __init__(self, encoder: Encoder, *, stages: Sequence[int] = (2, 3), target_dim: int = 1024,
                  coreset_ratio: float = 0.1, projection_dim: int | None = 128, num_neighbors: int = 9,
@@ -296,6 +298,10 @@ class PatchCore(AnomalyModel):
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return []  # no parameter learns
+
+    def fit_statistics(self, frozen_batches: Iterable[list[Tensor]]) -> None:
+        """The training loop's one pass over the training normals' frozen features: the memory bank."""
+        self.fit_features(frozen_batches)
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",)

@@ -63,6 +63,9 @@ class AnomalyModel(nn.Module):
     size_multiple: int = 32  # input sizes it takes are multiples of this (``config.check_image_size``)
     size_power_of_two: bool = False  # and powers of two (the DCGAN-style networks)
     stops_early: bool = True  # False where the training schedule needs every epoch (phases tied to the cap)
+    # False for a method that learns no weight (a memory bank): training is then one pass of
+    # ``fit_statistics`` over the training normals' frozen features, with no optimiser, epoch or rule
+    trains_weights: bool = True
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
@@ -99,7 +102,8 @@ class AnomalyModel(nn.Module):
 
     def fit_statistics(self, frozen_batches: Iterable[list[Tensor]]) -> None:
         """Called once before the first epoch with the frozen features of every training batch
-        (methods that calibrate on the training normals, e.g. Hetero-AE's feature scale); no-op here."""
+        (methods that calibrate on the training normals, e.g. Hetero-AE's feature scale; the whole fit
+        of a method that ``trains_weights`` not, e.g. PatchCore's memory bank); no-op here."""
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of parts that are never trained (not stored in checkpoints)."""

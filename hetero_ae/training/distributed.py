@@ -140,14 +140,19 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 def supports(method: str) -> bool:
-    """Whether DDP here can train ``method``: it trains through the default training step."""
+    """Whether DDP here can train ``method``: it trains weights, through the default training step."""
     from ..methods import method_class
 
-    return not hasattr(method_class(method), "training_step")
+    cls = method_class(method)
+    return cls.trains_weights and not hasattr(cls, "training_step")
 
 
 def check_supported(model: AnomalyModel) -> None:
-    """A clear error for methods that DDP cannot train here (those with their own training step)."""
+    """A clear error for methods that DDP cannot train here (those with their own training step, and those
+    that learn no weight: their one fit runs in one process)."""
+    if not model.trains_weights:
+        raise UserError(f"{model.method_name} learns no weight (one fit of a memory bank): nothing for DDP to train; "
+                        "run it in one process (python -m hetero_ae, not torchrun)")
     if not supports(model.method_name):
         raise UserError(
             f"{model.method_name}: multi-process (DDP) training supports methods with the default training step "

@@ -158,6 +158,10 @@ def train(
         if ckpt.get("stopping") is not None:
             stopping = Stopping(**ckpt["stopping"])
             best = ckpt.get("best")
+    if model.trains_weights and (train_cfg.epochs < 1 or not train_cfg.lr > 0):
+        raise ConfigError(f"{model.method_name} trains weights: it needs epochs of at least 1 and an lr above 0")
+    if not model.trains_weights:
+        return _fit_once(model, model_cfg, train_cfg, data, ckpt_path, history, device=device)
     caches: list[FeatureCache] = []
     try:
         with running_in(model, train_cfg.precision) as forward:
@@ -179,6 +183,23 @@ def train(
     finally:
         for cache in caches:
             cache.close()
+    return model.eval(), history
+
+
+FIT = {"epochs_run": 0, "cap": 0, "best_epoch": None, "best_val_loss": None, "stop_reason": "fit", "kept": "fitted",
+       "keep": "-", "converged": True}  # how a run that trains no weight ends: one fit, nothing to converge
+
+
+def _fit_once(model: AnomalyModel, model_cfg: ModelConfig, train_cfg: TrainConfig, data: ImageSet, ckpt_path: Path,
+              history: History, *, device: str) -> tuple[AnomalyModel, History]:
+    """The training of a method that learns no weight (``AnomalyModel.trains_weights`` False): one pass of
+    ``fit_statistics`` over the training normals' frozen features, then a finished checkpoint."""
+    t0 = time.perf_counter()
+    with running_in(model, train_cfg.precision) as forward:
+        model.fit_statistics(_frozen_batches(model, data, None, device, train_cfg.batch_size, forward))
+    history.setup_seconds = time.perf_counter() - t0
+    history.stop = dict(FIT)
+    save_checkpoint(ckpt_path, model, [], model_cfg, train_cfg, epoch=0, history=[], stop=history.stop)
     return model.eval(), history
 
 
