@@ -92,16 +92,21 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
         fields_["feature_scale"] = resolve_feature_scale("auto", encoder)
     model = ModelConfig(method=method, encoder=encoder, image_size=int(s.pop("image_size", profile.image_size)),
                         params=dict(s.pop("params", {})), **fields_)
-    fit_only = not method_class(method).trains_weights  # one fit: no epochs, no learning rate (TrainConfig 0, 0)
-    if fit_only and {"epochs", "lr"} & set(s):
-        raise UserError(f"profile {profile.profile}: {method} learns no weight (one fit); it takes no epochs or lr")
-    train = TrainConfig(epochs=0 if fit_only else int(s.pop("epochs")), batch_size=int(s.pop("batch_size")),
-                        lr=0.0 if fit_only else float(s.pop("lr")),
-                        seed=seed, precision=str(s.pop("precision", profile.precision)),
-                        patience=int(s.pop("patience", profile.patience)),
-                        min_delta=float(s.pop("min_delta", profile.min_delta)), keep=str(s.pop("keep", profile.keep)),
-                        lr_patience=int(s.pop("lr_patience", profile.lr_patience)),
-                        lr_factor=float(s.pop("lr_factor", profile.lr_factor)))
+    fit_only = not method_class(method).trains_weights  # one fit: no epochs, learning rate or stopping rule
+    rule_keys = {"epochs", "lr", "patience", "min_delta", "keep", "lr_patience", "lr_factor"}
+    if fit_only and rule_keys & set(s):
+        raise UserError(f"profile {profile.profile}: {method} learns no weight (one fit); it takes none of "
+                        f"{sorted(rule_keys & set(s))}")
+    if fit_only:
+        train = TrainConfig(epochs=0, batch_size=int(s.pop("batch_size")), lr=0.0, seed=seed,
+                            precision=str(s.pop("precision", profile.precision)))
+    else:
+        train = TrainConfig(epochs=int(s.pop("epochs")), batch_size=int(s.pop("batch_size")), lr=float(s.pop("lr")),
+                            seed=seed, precision=str(s.pop("precision", profile.precision)),
+                            patience=int(s.pop("patience", profile.patience)),
+                            min_delta=float(s.pop("min_delta", profile.min_delta)), keep=str(s.pop("keep", profile.keep)),
+                            lr_patience=int(s.pop("lr_patience", profile.lr_patience)),
+                            lr_factor=float(s.pop("lr_factor", profile.lr_factor)))
     if s:
         raise UserError(f"profile {profile.profile}: unknown settings for {method}: {sorted(s)}")
     return RunSpec(dataset, model, train, val_fraction=profile.val_fraction,
