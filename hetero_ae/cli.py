@@ -37,9 +37,8 @@ from .config import (
     TrainConfig,
 )
 from .errors import ConfigError, UserError
-from .io import check_writable, write_json
+from .io import check_writable
 
-VAL_SCORES = "val_scores.json"
 MIN_TRAIN_IMAGES = 2  # what train refuses to train on fewer of, after the hold-out
 OPTION_NAMES = {"num_threads": "threads"}  # configuration fields whose option is named otherwise
 
@@ -540,7 +539,7 @@ def _start_record(a: argparse.Namespace, ckpt_path: Path, record: dict) -> Calla
     this one starts afresh) and say when --resume finds nothing; the function that writes config.json (the
     run not finished) and history.json after every epoch's checkpoint, so that a killed run keeps its record."""
     from .io import remove_partial_writes
-    from .training.run_folder import HISTORY, read_history, write_history
+    from .training.run_folder import HISTORY, VAL_SCORES, read_history, write_history
 
     remove_partial_writes(a.out)
     fresh = not ckpt_path.exists()
@@ -574,11 +573,11 @@ def _record_training(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: T
                      train_set, val_set, device: str, backend: str | None) -> None:
     """config.json, history.json and the held-out normals' raw scores of a trained folder; one line on stdout."""
     from .evaluation.predict import predict
-    from .training.run_folder import write_history
+    from .training.run_folder import write_history, write_val_scores
 
     if val_set is not None:  # raw scores: evaluate puts them on the test set's scale
         _, val_scores = predict(model, val_set.images, device=device, normalize=False, precision=train_cfg.precision)
-        write_json(a.out / VAL_SCORES, {"paths": val_set.paths, "scores": val_scores.tolist()})
+        write_val_scores(a.out, val_set.paths, val_scores)
     _write_config(a, model_cfg, train_cfg, data, train_set, val_set, device, backend,
                   training={"finished": True, **(history.stop or {}), "feature_cache": history.feature_cache})
     write_history(a.out, history)
@@ -593,15 +592,15 @@ def _record_training(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: T
 
 
 def _val_scores(checkpoint: Path) -> np.ndarray | None:
-    import json
+    from .training.run_folder import read_val_scores
 
-    f = checkpoint.parent / VAL_SCORES
-    return np.asarray(json.loads(f.read_text())["scores"]) if f.is_file() else None
+    scores = read_val_scores(checkpoint.parent)
+    return None if scores is None else np.asarray(scores)
 
 
 def _why_no_threshold(checkpoint: Path) -> str:
     """Why a run has no held-out normal scores beside ``checkpoint`` (its config.json says how many it held out)."""
-    from .training.run_folder import read_run_config
+    from .training.run_folder import VAL_SCORES, read_run_config
 
     try:
         config = read_run_config(checkpoint.parent)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from hetero_ae.cli import main
@@ -33,14 +34,25 @@ def test_a_run_is_trained_once_then_served_from_the_cache(data_root, smoke, tmp_
     assert again.cached and again.metrics == first.metrics
 
 
-def test_metrics_hold_both_thresholds_per_class_auc_and_pixel_metrics(data_root, smoke, tmp_path):
-    m = run_experiment(run_spec(smoke, "synth-oct", "hetero-ae", seed=0), results=tmp_path, root=data_root,
-                       progress=False).metrics
+def test_metrics_hold_both_thresholds_per_class_auc_and_pixel_metrics(data_root, smoke, tmp_path, capsys):
+    run = run_experiment(run_spec(smoke, "synth-oct", "hetero-ae", seed=0), results=tmp_path, root=data_root,
+                         progress=False)
+    m = run.metrics
     for threshold in ("best_f1", "normal_q95"):
         assert set(m[threshold]) >= {"auc", "f1", "acc", "sen", "spe", "threshold"}
     assert set(m["per_class_auc"]) == {"CNV", "DME", "DRUSEN"}
     assert set(m["pixel"]) == {"pixel_auroc", "aupro", "best_dice"}
     assert m["held_out_normals"] == "val split"
+    # the run folder keeps its held-out normals' raw scores, as `hetero-ae train` does: `score` decides with them
+    from hetero_ae.evaluation.metrics import normal_quantile_threshold
+    from hetero_ae.training.run_folder import read_val_scores
+
+    held = read_val_scores(run.folder)
+    assert held and normal_quantile_threshold(np.asarray(held)) == pytest.approx(m["normal_q95"]["threshold"])
+    images = next((data_root / "synthetic" / "synth-oct").glob("*/test/DME"))
+    assert main(["score", "--checkpoint", str(run.folder / "checkpoint.pt"), "--images", str(images),
+                 "--out", str(tmp_path / "scored")]) == 0
+    assert "decision at" in capsys.readouterr().out
 
 
 def test_without_a_val_split_training_normals_are_held_out(data_root, smoke, tmp_path):

@@ -139,12 +139,14 @@ class Threshold:
 @dataclass
 class Evaluation:
     """What ``evaluate`` found: the test set's predictions, its normalised scores, the held-out
-    normals' scores on the same scale (or None), the threshold they fix (or None), and the metrics."""
+    normals' scores on the same scale (or None), the threshold they fix (or None), the metrics, and the
+    held-out normals' raw scores (or None)."""
 
     predictions: Predictions
     scores: np.ndarray
     held_out_scores: np.ndarray | None
     metrics: dict[str, Any]
+    raw_held_out_scores: np.ndarray | None = None  # before normalisation: what a single image's score is compared with
 
     @property
     def threshold(self) -> Threshold | None:
@@ -179,7 +181,7 @@ def evaluate(model: AnomalyModel, test: ImageSet, *, held_out: ImageSet | np.nda
     }
     if test.masks is not None:
         metrics["pixel"] = pixel_metrics(np.asarray(test.masks), pred.maps)
-    return Evaluation(pred, scores, held, metrics)
+    return Evaluation(pred, scores, held, metrics, None if raw_held is None else np.asarray(raw_held))
 
 
 def save_evaluation(folder: str | Path, test: ImageSet, ev: Evaluation, **extra: Any) -> dict[str, Any]:

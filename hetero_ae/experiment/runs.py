@@ -48,7 +48,8 @@ from ..methods.registry import AnomalyModel
 from ..training import distributed
 from ..training.checkpoint import CHECKPOINT, WEIGHTS, load_model, read_checkpoint, save_weights
 from ..training.loop import finished, hold_out, train
-from ..training.run_folder import held_out_description, read_history, read_run_config, write_history, write_run_config
+from ..training.run_folder import (held_out_description, read_history, read_run_config, write_history, write_run_config,
+                                   write_val_scores)
 from ..training.runtime import compiled
 from ..training.stopping import still_falling
 from .provenance import keep_reference, note_difference
@@ -199,6 +200,8 @@ def _evaluate(spec: RunSpec, model: AnomalyModel, folder: Path, test: ImageSet, 
     """Score the test split (and the held-out normals) with the final ``model``; write scores.csv and metrics.json."""
     with compiled(model, compile):
         ev = evaluate(model, test, held_out=val_set, precision=spec.train.precision, device=device, progress=progress)
+    if val_set is not None and ev.raw_held_out_scores is not None:  # score and export decide with them
+        write_val_scores(folder, val_set.paths, ev.raw_held_out_scores)
     metrics = save_evaluation(folder, test, ev, encoder=spec.model.encoder, held_out_normals=held_out_normals,
                               training=training, train_seconds=train_seconds, n_train=n_train)
     return RunResult(spec, folder, metrics, cached=False)

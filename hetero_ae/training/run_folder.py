@@ -11,7 +11,9 @@ experiment made it on a named dataset (``hetero_ae.experiment.runs``):
 - anything a caller adds (``skipped`` unreadable images, ``training``: how the run ended,
   ``weights_from``: the run whose weights a rescoring run uses).
 
-The checkpoint (``checkpoint.pt``, ``training.checkpoint``) sits beside them; writes are atomic.
+The checkpoint (``checkpoint.pt``, ``training.checkpoint``) sits beside them, and ``val_scores.json``:
+the raw image scores of the held-out normals (paths and scores), from which ``score`` and ``export``
+take their decision threshold, whichever way the run was made; writes are atomic.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from . import distributed
 
 CONFIG = "config.json"
 HISTORY = "history.json"
+VAL_SCORES = "val_scores.json"
 
 
 def held_out_description(fraction: float, n_held_out: int) -> str:
@@ -54,3 +57,15 @@ def read_history(folder: str | Path) -> list[dict[str, float]]:
 def write_history(folder: str | Path, history: list[dict[str, float]]) -> Path:
     """``folder/history.json``: one entry per epoch (loss terms, held-out ``val_`` terms, seconds)."""
     return write_json(Path(folder) / HISTORY, list(history))
+
+
+def write_val_scores(folder: str | Path, paths: list[str], scores: Any) -> Path:
+    """``folder/val_scores.json``: the held-out normals' paths and raw image scores (before any
+    test-set normalisation), one per image."""
+    return write_json(Path(folder) / VAL_SCORES, {"paths": list(paths), "scores": [float(s) for s in scores]})
+
+
+def read_val_scores(folder: str | Path) -> list[float] | None:
+    """The held-out normals' raw scores of a run folder, or None when it has none."""
+    path = Path(folder) / VAL_SCORES
+    return json.loads(path.read_text())["scores"] if path.is_file() else None
