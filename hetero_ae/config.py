@@ -17,11 +17,13 @@ the runs cached before them keep their folders.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import numbers
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ConfigError
@@ -83,7 +85,32 @@ FEATURE_SCALES, MAP_DISTANCES = tuple(FeatureScale), tuple(MapDistance)
 # The names a configuration may use, kept here in the lowest layer so that the command line offers
 # them without importing torch; the registries that implement them must hold exactly these
 # (tests/test_config.py).
-METHOD_NAMES = ("hetero-ae", "ae", "vae", "ganomaly", "f-anogan", "salad", "stfpm", "mkd", "rd4ad", "patchcore")
+
+
+def registered_methods(folder: Path = Path(__file__).parent / "methods") -> tuple[str, ...]:
+    """The names the method modules register (``@register("name")`` on a class in
+    ``hetero_ae/methods/*.py``), read from their source with ``ast``: adding a method is adding its
+    module, and listing the names imports no torch. Sorted."""
+    names = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                names += [d.args[0].value for d in node.decorator_list
+                          if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register"
+                          and d.args and isinstance(d.args[0], ast.Constant)]
+    return tuple(sorted(names))
+
+
+METHOD_NAMES = registered_methods()
+
+
+def add_method_name(name: str) -> None:
+    """Make ``name`` a method configurations may use: called by ``methods.registry.register`` for a class
+    registered from a module outside ``hetero_ae/methods`` (a plug-in, a test), which the source
+    scan does not see."""
+    global METHOD_NAMES
+    if name not in METHOD_NAMES:
+        METHOD_NAMES = tuple(sorted((*METHOD_NAMES, name)))
 ENCODER_NAMES = ("resnet18", "wide-resnet50", "vgg16", "efficientnet-lite0", "hybrid", "transformer")
 NO_ENCODER = "none"  # the encoder of a method that has none (the reconstruction baselines)
 DECODER_NAMES = ("hctn", "cnn", "transformer", "swin", "pvt", "cmt", "efficientnet", "resnet")

@@ -1,17 +1,29 @@
 """The methods by name: Hetero-AE, the eight Table I baselines, and PatchCore beyond the paper (DESIGN 9).
 
 The registry (``hetero_ae.methods.registry``) holds the table and the ``AnomalyModel`` interface
-and imports no implementation; this module imports each method's module, which registers its
-class, as timm's ``models/__init__`` does. Helpers shared by some methods (``dcgan``, ``ssim``)
-register nothing. The names are ``config.METHOD_NAMES``, which the command line offers without
-importing torch.
+and imports no implementation; this module imports every module of this package, and each
+method's module registers its class where it is defined (``@register("name")``), as timm's models
+do. Helpers shared by some methods (``dcgan``, ``ssim``) register nothing. Adding a method is
+adding its module: no list names it here, and ``config.METHOD_NAMES`` (what the command line
+offers without importing torch) reads the same decorators from the modules' source.
 """
 
 from __future__ import annotations
 
-from ..config import METHOD_NAMES, ModelConfig, check_choice, check_image_size
-from . import ae, fanogan, ganomaly, hetero_ae, mkd, patchcore, rd4ad, salad, stfpm, vae  # noqa: F401  (registers them)
+import importlib
+import pkgutil
+
+from ..config import ModelConfig, check_choice, check_image_size
 from .registry import METHODS, AnomalyModel
+
+for _module in pkgutil.iter_modules(__path__):  # each method's module registers its class
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def table_order() -> list[str]:
+    """The registered methods in the paper's Table I order (``paper_row``), those beyond the paper after
+    them by name."""
+    return sorted(METHODS, key=lambda m: (METHODS[m].paper_row is None, METHODS[m].paper_row or 0, m))
 
 
 def available_methods() -> list[str]:
@@ -21,7 +33,7 @@ def available_methods() -> list[str]:
 
 def method_class(name: str) -> type[AnomalyModel]:
     """The class registered as ``name``; ConfigError listing the names for an unknown one."""
-    check_choice("method", name, METHOD_NAMES)
+    check_choice("method", name, tuple(sorted(METHODS)))
     return METHODS[name]
 
 

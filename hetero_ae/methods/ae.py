@@ -54,7 +54,7 @@ def squared_residual_map(x: Tensor, x_hat: Tensor) -> Tensor:
     return (x - x_hat).pow(2).mean(dim=1)
 
 
-@register("ae")
+@register("ae", display_name="AE", paper_row=1)
 class AE(DCGANMethod):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, loss: str,
                  ssim_window: int, ssim_sigma: float, adam_betas: tuple[float, float], weight_decay: float) -> None:

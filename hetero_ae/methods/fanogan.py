@@ -80,7 +80,7 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
     return min(max(round(fraction * epochs), 1), epochs - 1)
 
 
-@register("f-anogan")
+@register("f-anogan", display_name="f-AnoGAN", paper_row=4)
 class FAnoGAN(DCGANMethod):
     stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.training.stopping)
 

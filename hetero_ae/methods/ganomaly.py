@@ -87,7 +87,7 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
     return 0.5 * (real + fake)
 
 
-@register("ganomaly")
+@register("ganomaly", display_name="GANomaly", paper_row=3)
 class GANomaly(DCGANMethod):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_adv: float,
                  w_con: float, w_enc: float, adam_betas: tuple[float, float], d_reinit_threshold: float) -> None:

@@ -82,7 +82,7 @@ class ImageHead(nn.Module):
         return self.out(x)
 
 
-@register("hetero-ae")
+@register("hetero-ae", display_name="Hetero-AE", paper_row=9)
 class HeteroAE(AnomalyModel):
     paper_backbone = "resnet18"
     frozen_network = "encoder"

@@ -117,7 +117,7 @@ def mkd_map(source: Sequence[Tensor], cloner: Sequence[Tensor], lamda: float, si
     return total
 
 
-@register("mkd")
+@register("mkd", display_name="MKD", paper_row=7)
 class MKD(AnomalyModel):
     paper_backbone = "vgg16"  # paper Sec. 3 and official models/network.py
     frozen_network = "source"

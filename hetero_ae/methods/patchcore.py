@@ -145,7 +145,7 @@ def nearest_neighbours(queries: Tensor, bank: Tensor, k: int = 1, chunk_size: in
     return torch.cat(dists), torch.cat(idx)
 
 
-@register("patchcore")
+@register("patchcore", display_name="PatchCore")  # not in the paper's tables
 class PatchCore(AnomalyModel):
     """PatchCore: a frozen encoder and a coreset memory bank of its patch features; nothing is trained.
 

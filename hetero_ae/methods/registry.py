@@ -27,21 +27,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, add_method_name
 from ..errors import ConfigError
 from ..model.anomaly_map import image_score
 
 METHODS: dict[str, type["AnomalyModel"]] = {}
 
 
-def register(name: str) -> Callable[[type["AnomalyModel"]], type["AnomalyModel"]]:
+def register(name: str, *, display_name: str = "", paper_row: int | None = None
+             ) -> Callable[[type["AnomalyModel"]], type["AnomalyModel"]]:
+    """Register a method class as ``name`` where it is defined, with how the report names it
+    (``display_name``) and its row in the paper's Table I (``paper_row``, 1 = the first; None for a
+    method beyond the paper, which the tables put after the paper's)."""
     def add(cls: type[AnomalyModel]) -> type[AnomalyModel]:
         assert name not in METHODS, f"method {name!r} registered twice"
         METHODS[name] = cls
-        cls.method_name = name
+        add_method_name(name)  # a no-op for the package's own methods, which config already lists
+        cls.method_name, cls.display_name, cls.paper_row = name, display_name or name, paper_row
         return cls
 
     return add
+
 
 
 def finite(loss: Tensor, what: str) -> Tensor:
@@ -55,6 +61,8 @@ class AnomalyModel(nn.Module):
     """Interface every method implements."""
 
     method_name: str = ""
+    display_name: str = ""  # how tables and figures name it (``register``)
+    paper_row: int | None = None  # its row in the paper's Table I; None beyond the paper (``register``)
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
     leaves_parameters_unused: bool = False  # True where the loss leaves some trainable parameters without a gradient
     # The attribute holding a frozen pretrained network (encoder, teacher) whose features depend on

@@ -71,7 +71,7 @@ def rotate_batch(x: Tensor) -> tuple[Tensor, Tensor]:
     return out, labels
 
 
-@register("salad")
+@register("salad", display_name="SALAD", paper_row=5)
 class SALAD(DCGANMethod):
     def __init__(self, image_size: int, *, latent_dim: int = 128, base_channels: int = 32, max_channels: int = 256,
                  w_l1: float = 1.0, w_ssim: float = 1.0, w_latent: float = 1.0, w_center: float = 0.1,

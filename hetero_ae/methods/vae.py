@@ -59,7 +59,7 @@ def negative_elbo(x: Tensor, x_hat: Tensor, mu: Tensor, logvar: Tensor, *, kl_we
     return (reconstruction_term(x, x_hat) + kl_weight * kl_divergence(mu, logvar)).mean()
 
 
-@register("vae")
+@register("vae", display_name="VAE", paper_row=2)
 class VAE(DCGANMethod):
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, kl_weight: float,
                  adam_betas: tuple[float, float]) -> None:

@@ -10,16 +10,30 @@ table in a notebook's output.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..methods import METHODS, table_order
 from .aggregation import METRICS, PAPER_DATASETS, paper_dataset
 
-METHOD_NAMES = {"ae": "AE", "vae": "VAE", "ganomaly": "GANomaly", "f-anogan": "f-AnoGAN", "salad": "SALAD",
-                "stfpm": "STFPM", "mkd": "MKD", "rd4ad": "RD4AD", "hetero-ae": "Hetero-AE"}
-PAPER_ORDER = list(METHOD_NAMES)  # Table I's row order
+class DisplayNames(Mapping[str, str]):
+    """Each registered method's name as the report writes it (``AnomalyModel.display_name``), in Table I's
+    order (``table_order``): read from the registry when asked, so a method registered later is named too."""
+
+    def __getitem__(self, method: str) -> str:
+        return METHODS[method].display_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(table_order())
+
+    def __len__(self) -> int:
+        return len(METHODS)
+
+
+METHOD_NAMES = DisplayNames()
 UNCONVERGED_MARK = "†"
 DEGENERATE_MARK = "‡"
 THRESHOLD_NOTES = {
@@ -97,7 +111,8 @@ def metric_grid(agg: pd.DataFrame, metric: str = "AUC", names: dict[str, str] | 
     grid = agg.assign(cell=[beside(mark_unconverged(cell(m, s), bool(c)), p) for m, s, p, c
                             in zip(agg[f"{metric} mean"], agg[f"{metric} std"], paper, converged)])
     grid = grid.pivot(index="method", columns="dataset", values="cell")
-    grid = grid.reindex([m for m in PAPER_ORDER if m in grid.index] + [m for m in grid.index if m not in PAPER_ORDER])
+    order = table_order()
+    grid = grid.reindex([m for m in order if m in grid.index] + [m for m in grid.index if m not in order])
     grid = grid[list(dict.fromkeys(agg["dataset"]))]
     grid.index = [(names or METHOD_NAMES).get(m, m) for m in grid.index]
     return grid.rename_axis(metric).reset_index()

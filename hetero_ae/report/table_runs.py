@@ -21,9 +21,9 @@ from ..experiment.profiles import Profile
 from ..experiment.runs import RunResult, run_experiment
 from ..experiment.specs import RunSpec, profile_root, run_spec, spec_root
 from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant
+from ..methods import table_order
 from ..model.encoder import resolve_backbone
 from ..training.runtime import compile_backend
-from .formatting import PAPER_ORDER
 from .notebook_setup import present_datasets
 
 NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
@@ -46,7 +46,7 @@ def sizes_specs(profile: Profile) -> dict[int, list[RunSpec]]:
     (``Profile.at_size``). Empty for a profile without a second size."""
     if profile.second_size is None:
         return {}
-    methods = [m for m in PAPER_ORDER if m in profile.second_size_methods]
+    methods = [m for m in table_order() if m in profile.second_size_methods]
     return {size: table1_specs(profile.at_size(size), profile.second_size_datasets, methods)
             for size in (profile.image_size, profile.second_size)}
 
@@ -127,7 +127,7 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
     wanted = set(TABLE_NOTEBOOKS if notebooks is None else notebooks)  # other notebooks: no runs of their own
     specs: list[RunSpec] = []
     if "table1_comparison" in wanted:
-        methods = [m for m in PAPER_ORDER if m in profile.methods]
+        methods = [m for m in table_order() if m in profile.methods]
         present = [d for d in profile.datasets if present_datasets([d], profile_root(profile, d, root), verbose=verbose)]
         specs += table1_specs(profile, present, methods)
     if "table1_sizes" in wanted:
