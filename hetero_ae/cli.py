@@ -455,13 +455,12 @@ def _as_option(message: str) -> str:
 def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The run's configurations from the options; ConfigError naming the option that is wrong."""
     from .methods import check_model_config, method_class
-    from .methods.hetero_ae import resolve_feature_scale
 
     try:
         model_cfg = check_model_config(ModelConfig(
             method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
             image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder, map_sigma=a.map_sigma,
-            comparison=a.comparison, feature_scale=resolve_feature_scale(a.feature_scale, a.encoder),
+            comparison=a.comparison, feature_scale=a.feature_scale,
             map_distance=a.map_distance, params=_params(a.param)))
         fit_only = not method_class(a.method).trains_weights  # one fit (PatchCore): epochs and lr do not apply
         train_cfg = TrainConfig(epochs=0 if fit_only else a.epochs, batch_size=a.batch_size,

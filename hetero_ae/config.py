@@ -113,6 +113,22 @@ def add_method_name(name: str) -> None:
         METHOD_NAMES = tuple(sorted((*METHOD_NAMES, name)))
 ENCODER_NAMES = ("resnet18", "wide-resnet50", "vgg16", "efficientnet-lite0", "hybrid", "transformer")
 NO_ENCODER = "none"  # the encoder of a method that has none (the reconstruction baselines)
+# Encoders whose feature maps follow a ReLU (ResNet stages, VGG max-pools of ReLUs): a student ending in a
+# ReLU (RD4AD's, MKD's) can match them, and Hetero-AE compares them raw; EfficientNet-Lite0's linear MBConv
+# outputs, the hybrid's and the Transformer's are signed (DESIGN 3.9).
+POST_RELU_ENCODERS = frozenset({"resnet18", "wide-resnet50", "vgg16"})
+
+
+def ends_in_relu(encoder: str) -> bool:
+    """Whether ``encoder``'s four feature maps follow a ReLU (``POST_RELU_ENCODERS``)."""
+    return encoder in POST_RELU_ENCODERS
+
+
+def resolve_feature_scale(setting: str, encoder: str) -> str:
+    """``setting``, with "auto" resolved: "rms" for encoders with signed features, "raw" for ReLU ones."""
+    if setting != FeatureScale.AUTO:
+        return setting
+    return FeatureScale.RAW if ends_in_relu(encoder) else FeatureScale.RMS
 DECODER_NAMES = ("hctn", "cnn", "transformer", "swin", "pvt", "cmt", "efficientnet", "resnet")
 IMAGE_SIZES = (64, 1024)  # the smallest and largest input sizes, in px
 EMBEDDING_SIZE = 256  # the paper's input size: where MSTB's position embeddings are stored (``ModelConfig``)
@@ -177,6 +193,8 @@ class ModelConfig:
         Upsample.check(self.upsample)
         Comparison.check(self.comparison)
         FeatureScale.check(self.feature_scale)
+        # "auto" is decided here, once, from the encoder, before the configuration is keyed or built
+        object.__setattr__(self, "feature_scale", str(resolve_feature_scale(self.feature_scale, self.encoder)))
         MapDistance.check(self.map_distance)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha (Eq. 4's weight of the cosine term) must lie in [0, 1], got {self.alpha}")

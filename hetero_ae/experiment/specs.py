@@ -14,7 +14,6 @@ from ..data.datasets import data_root, is_synthetic
 from ..data.overview import ensure_synthetic
 from ..errors import UserError
 from ..methods import method_class
-from ..methods.hetero_ae import resolve_feature_scale
 from ..model.encoder import resolve_backbone
 from .profiles import Profile
 
@@ -88,8 +87,6 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
     s.pop("encoder", None)
     fields_ = {**model_fields, **overrides}
     encoder = backbone(method, encoder)
-    if method == "hetero-ae" and fields_.get("feature_scale") == "auto":  # resolved before it is keyed
-        fields_["feature_scale"] = resolve_feature_scale("auto", encoder)
     model = ModelConfig(method=method, encoder=encoder, image_size=int(s.pop("image_size", profile.image_size)),
                         params=dict(s.pop("params", {})), **fields_)
     fit_only = not method_class(method).trains_weights  # one fit: no epochs, learning rate or stopping rule

@@ -22,7 +22,8 @@ loss MSE alone. ``"rms"`` divides each stage's encoder *and* decoder features by
 the RMS of F_E^k over the training normals (``fit_statistics``, before the first epoch, stored
 in the checkpoint as the buffer ``feature_scale``). The cosine is unchanged by it, so Eq. 6-8
 are too; only the balance of Eq. 4 moves. ``"raw"`` is the paper's; ``"auto"`` picks rms for
-encoders with signed features and raw for ReLU ones (``ends_in_relu``).
+encoders with signed features and raw for ReLU ones; ``ModelConfig`` decides it, once, from the
+encoder (``config.resolve_feature_scale``, ``config.ends_in_relu``), so a model is never built with it.
 
 The frozen encoder's features depend on the image alone, so training may compute them once per
 run (``frozen_network = "encoder"``, ``hetero_ae.training.feature_cache``) and pass them as ``frozen``;
@@ -51,13 +52,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import Comparison, FeatureScale, MapDistance, ModelConfig, check_choice
+from ..config import Comparison, FeatureScale, MapDistance, ModelConfig, check_choice, ends_in_relu
 from ..errors import ConfigError
 from ..model.anomaly_map import anomaly_map, image_score, pixel_error_map, smooth
 from ..model.decoder import build_decoder, conv_bn_relu, decoder_size_multiple
 from ..model.encoder import ENCODERS, Encoder, build_encoder
 from ..model.loss import feature_comparison_terms, pixel_loss
-from ..model.reverse_resnet import ends_in_relu
 from .registry import AnomalyModel, merge_params, register
 
 
@@ -111,7 +111,7 @@ class HeteroAE(AnomalyModel):
         dec = build_decoder(cfg.decoder, enc.channels, strides=enc.strides, upsample=cfg.upsample,
                             relu_out=ends_in_relu(cfg.encoder), embedding_size=cfg.embedding_size)
         return cls(enc, dec, alpha=cfg.alpha, map_sigma=cfg.map_sigma, encoder_lr_scale=cfg.encoder_lr_scale,
-                   comparison=cfg.comparison, feature_scale=resolve_feature_scale(cfg.feature_scale, cfg.encoder),
+                   comparison=cfg.comparison, feature_scale=cfg.feature_scale,
                    map_distance=cfg.map_distance)
 
     @classmethod
@@ -216,13 +216,6 @@ class ComparisonRule:
     raw_map: Callable[[HeteroAE, Tensor], Tensor]
     head: Callable[[int], nn.Module] | None
     compares_features: bool  # whether raw_map is a feature distance (Fig. 6)
-
-
-def resolve_feature_scale(setting: str, encoder: str) -> str:
-    """``setting``, with "auto" resolved: "rms" for encoders with signed features, "raw" for ReLU ones."""
-    if setting != "auto":
-        return setting
-    return "raw" if ends_in_relu(encoder) else "rms"
 
 
 def _feature_loss(model: HeteroAE, x: Tensor, frozen: list[Tensor] | None) -> dict[str, Tensor]:

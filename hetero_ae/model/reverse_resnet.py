@@ -19,18 +19,10 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..config import ends_in_relu  # noqa: F401  TEMPORARY until rd4ad.py and mkd.py import it from config
+
 BLOCK_KINDS = ("basic", "bottleneck")
 RESAMPLE = ("same", "down", "up")
-POST_RELU_ENCODERS = frozenset({"resnet18", "wide-resnet50", "vgg16"})
-
-
-def ends_in_relu(encoder: str) -> bool:
-    """Whether an encoder's four feature maps follow a ReLU (ResNet stages, VGG max-pools of ReLUs).
-
-    A student whose outputs end in a ReLU (as RD4AD's and MKD's official students do) can only
-    match non-negative features; EfficientNet-Lite0's linear MBConv outputs are signed.
-    """
-    return encoder in POST_RELU_ENCODERS
 
 
 def _conv(cin: int, cout: int, kernel: int, resample: str) -> nn.Module:
