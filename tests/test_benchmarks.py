@@ -272,3 +272,20 @@ def test_a_methods_cap_is_a_margin_over_where_the_rule_stops_it_and_unknown_wher
     assert out["caps"] == {"ae": 20, "stfpm": None}  # 1.5 x 12 = 18 -> 20; fixed schedules have none
     assert bench.fires(flat[:9], 5, 0.0) and not bench.fires(flat[:8], 5, 0.0)  # the rule fires on the last epoch
     assert bench.caps(runs, None) == {}
+
+
+def test_the_patchcore_benchmark_reports_its_fit_bank_and_scoring_per_set_and_keeps_other_entries(tmp_path):
+    spec = importlib.util.spec_from_file_location("patchcore_bench", ROOT / "benchmarks" / "patchcore.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"cpu": {"kept": True}}))
+    assert bench.main(["--profile", "smoke", "--datasets", "synth-oct", "--paper-images", "6", "--paper-size", "64",
+                       "--paper-test-images", "3", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["cpu"] == {"kept": True}
+    sets = results["patchcore"]["sets"]
+    assert set(sets) == {"synth-oct at 64 px", "6 synthetic brain slices at 64 px"}
+    paper = sets["6 synthetic brain slices at 64 px"]
+    assert paper["patches"] == 6 * 8 * 8 and paper["bank_entries"] == round(0.1 * paper["patches"])  # H/8 grid, 10 %
+    assert all(s["fit_seconds"] >= s["coreset_seconds"] >= 0 and s["score_images_per_second"] > 0 for s in sets.values())
