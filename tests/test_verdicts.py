@@ -167,6 +167,14 @@ def test_table1_verdict_ignores_an_unconverged_method_that_is_neither_ours_nor_t
     assert v.word == "supported" and v.converged and v.detail == "runner-up MKD"
 
 
+def test_a_method_beyond_the_paper_is_never_the_runner_up_of_the_papers_claim():
+    scores = {"hetero-ae": HIGH, "mkd": LOW, "patchcore": [99.0, 99.5, 98.5]}  # PatchCore: not in the paper's table
+    frame = pd.DataFrame([{"method": m, "dataset": "synth-oct", "seed": s, "AUC": auc}
+                          for m, aucs in scores.items() for s, auc in enumerate(aucs)])
+    (v,) = verdicts.table1_verdicts(frame)
+    assert v.detail == "runner-up MKD" and v.word == "supported"
+
+
 def test_table1_verdicts_bootstrap_the_runs_test_scores(tmp_path):
     smoke = load_profile("smoke")
     rng = np.random.default_rng(3)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.runs import RunResult
+from ..methods import METHODS
 from .significance import ImageScores, bootstrap_difference, detectable_difference, welch_interval
 from .formatting import METHOD_NAMES, UNCONVERGED_MARK, cell
 
@@ -158,10 +159,13 @@ def table1_verdicts(frame: pd.DataFrame, *, ours: str = "hetero-ae", metric: str
 
     Only the ``best_f1`` rows are used where a ``threshold`` column repeats each run; a
     boolean ``converged`` column, if present, marks each verdict on Hetero-AE and the runner-up;
-    ``runs`` (those behind the rows) give the bootstrap over test images.
+    ``runs`` (those behind the rows) give the bootstrap over test images. The claim is about the
+    paper's table: a method beyond the paper (``paper_row`` None, e.g. PatchCore) is shown in the
+    tables but is not a runner-up here.
     """
     if "threshold" in frame:
         frame = frame[frame["threshold"] == "best_f1"]
+    frame = frame[[m == ours or METHODS[m].paper_row is not None if m in METHODS else True for m in frame["method"]]]
     images = None if runs is None else scores_by(runs, lambda r: (r.spec.dataset, r.spec.model.method))
     out = []
     for dataset, g in frame.groupby("dataset", sort=False):
