@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -14,12 +15,8 @@ from torch import Tensor, nn
 from hetero_ae import ModelConfig, build_model
 from hetero_ae.evaluation.predict import predict
 from hetero_ae.methods.ae import AE, ssim
-from hetero_ae.methods.ae import PAPER_PARAMS as AE_PARAMS
-from hetero_ae.methods.fanogan import PAPER_PARAMS as FANOGAN_PARAMS
 from hetero_ae.methods.fanogan import FAnoGAN, encoder_epochs, gradient_penalty, izif_score
-from hetero_ae.methods.ganomaly import PAPER_PARAMS as GANOMALY_PARAMS
 from hetero_ae.methods.ganomaly import GANomaly, discriminator_loss
-from hetero_ae.methods.vae import PAPER_PARAMS as VAE_PARAMS
 from hetero_ae.methods.vae import VAE, kl_divergence, negative_elbo
 from hetero_ae.training.loop import optimisation_step
 
@@ -36,9 +33,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def tiny(cls: type, defaults: dict, **extra) -> nn.Module:
+def tiny(cls: type, **extra) -> nn.Module:
+    """``cls`` with its paper hyper-parameters (``cls.hyper_parameters``), but ``TINY`` widths and ``extra``."""
     torch.manual_seed(0)
-    return cls(SIZE, **{**defaults, **TINY, **extra})
+    return cls(SIZE, **{**asdict(cls.hyper_parameters()), **TINY, **extra})
 
 
 def snapshot(module: nn.Module) -> dict[str, Tensor]:
@@ -72,7 +70,7 @@ def test_ssim_is_one_for_identical_images_and_differentiable():
 
 
 def test_ae_l2_loss_map_and_mean_score_by_hand():
-    model = tiny(AE, AE_PARAMS)
+    model = tiny(AE)
     model.reconstruct = lambda x: x + 0.5
     x = torch.randn(2, 3, SIZE, SIZE)
     assert model.loss(x).item() == pytest.approx(0.25)
@@ -82,7 +80,7 @@ def test_ae_l2_loss_map_and_mean_score_by_hand():
 
 
 def test_ae_ssim_loss_is_zero_for_a_perfect_reconstruction():
-    model = tiny(AE, AE_PARAMS, loss="ssim")
+    model = tiny(AE, loss="ssim")
     model.reconstruct = lambda x: x.clone()
     x = torch.randn(2, 3, SIZE, SIZE)
     assert model.loss(x).item() == pytest.approx(0.0, abs=1e-5)
@@ -105,7 +103,7 @@ def test_vae_kl_and_negative_elbo_by_hand():
 
 
 def test_vae_scores_the_reconstruction_at_the_posterior_mean():
-    model = tiny(VAE, VAE_PARAMS).eval()
+    model = tiny(VAE).eval()
     x = torch.randn(3, 3, SIZE, SIZE)
     with torch.no_grad():
         maps, scores = model.predict(x)
@@ -125,7 +123,7 @@ class FeatureTimesTwo(nn.Module):
 
 
 def test_ganomaly_generator_loss_combines_the_official_terms_and_weights():
-    model = tiny(GANomaly, GANOMALY_PARAMS)
+    model = tiny(GANomaly)
     model.discriminator = FeatureTimesTwo()
     x, x_hat = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     z, z_hat = torch.zeros(1, 3), torch.tensor([[1.0, 2.0, 2.0]])
@@ -143,7 +141,7 @@ def test_ganomaly_discriminator_loss_by_hand():
 
 @pytest.mark.parametrize("threshold, reinitialised", [(1e9, True), (0.0, False)])
 def test_ganomaly_reinitialises_the_discriminator_below_the_threshold(threshold, reinitialised):
-    model = tiny(GANomaly, GANOMALY_PARAMS, d_reinit_threshold=threshold)
+    model = tiny(GANomaly, d_reinit_threshold=threshold)
     first = model.discriminator.body[0]
     with torch.no_grad():
         first.weight.fill_(5.0)
@@ -152,7 +150,7 @@ def test_ganomaly_reinitialises_the_discriminator_below_the_threshold(threshold,
 
 
 def test_ganomaly_normalised_scores_do_not_depend_on_batch_order_or_size():
-    model = tiny(GANomaly, GANOMALY_PARAMS)
+    model = tiny(GANomaly)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (7, SIZE, SIZE, 3), dtype=np.uint8)
     images[:3] = images[:3] // 8  # darker images: a spread of scores
@@ -192,7 +190,7 @@ def test_both_phases_get_an_epoch(epochs, fraction, expected):
 
 
 def test_fanogan_encoder_phase_trains_only_the_encoder():
-    model = tiny(FAnoGAN, FANOGAN_PARAMS).train()
+    model = tiny(FAnoGAN).train()
     opts = model.configure_optimizers(1e-3)
     model.on_epoch_start(1, 2)
     assert model.phase == "encoder" and not model.generator.training and model.encoder.training
@@ -202,7 +200,7 @@ def test_fanogan_encoder_phase_trains_only_the_encoder():
 
 
 def test_fanogan_gan_phase_steps_the_generator_every_n_critic_steps():
-    model = tiny(FAnoGAN, FANOGAN_PARAMS, n_critic=2).train()
+    model = tiny(FAnoGAN, n_critic=2).train()
     opts = model.configure_optimizers(1e-3)
     model.on_epoch_start(0, 2)
     assert model.phase == "gan" and model.generator.training
@@ -215,7 +213,7 @@ def test_fanogan_gan_phase_steps_the_generator_every_n_critic_steps():
 
 
 def test_fanogan_non_finite_loss_raises():
-    model = tiny(FAnoGAN, FANOGAN_PARAMS).train()
+    model = tiny(FAnoGAN).train()
     model.on_epoch_start(1, 2)
     with pytest.raises(FloatingPointError):
         optimisation_step(model, torch.full((2, 3, SIZE, SIZE), float("nan")), model.configure_optimizers(1e-3))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from skimage.metrics import structural_similarity
 
 from hetero_ae import ModelConfig, TrainConfig, build_model
 from hetero_ae.data.images import ImageSet, to_batch
-from hetero_ae.methods.salad import PAPER_PARAMS, center_loss, rotate_batch
+from hetero_ae.methods.salad import SALADParams, center_loss, rotate_batch
 from hetero_ae.methods.ssim import ssim as ssim_map
 from hetero_ae.training.checkpoint import load_model
 from hetero_ae.training.loop import optimisation_step, train
@@ -23,7 +25,7 @@ def small_config(**params) -> ModelConfig:
 
 
 def test_paper_params_hold_the_smoke_keys():
-    assert {"latent_dim", "base_channels"} <= set(PAPER_PARAMS)
+    assert set(SMALL) <= {f.name for f in fields(SALADParams)}
 
 
 def test_ssim_matches_skimage_away_from_the_border():

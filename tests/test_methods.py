@@ -3,6 +3,8 @@ maps of the input size and finite scores, and its checkpoint round-trips."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,9 @@ import torch
 from hetero_ae import ModelConfig, TrainConfig, available_methods, build_model
 from hetero_ae.data.images import ImageSet
 from hetero_ae.evaluation.predict import predict
-from hetero_ae.methods import method_class
+from hetero_ae.errors import ConfigError
+from hetero_ae.methods import check_model_config, method_class
+from hetero_ae.methods.registry import read_hyper_parameters
 from hetero_ae.training.checkpoint import load_model
 from hetero_ae.training.loop import train
 
@@ -74,3 +78,23 @@ def test_checkpoint_round_trips(method, normal_images, tmp_path):
 def test_unknown_hyper_parameter_is_a_clear_error(method):
     with pytest.raises(ValueError, match="no_such_knob"):
         build_model(ModelConfig(method=method, encoder_weights="none", image_size=SIZE, params={"no_such_knob": 1}))
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_hyper_parameters_are_a_typed_dataclass_with_the_papers_values_as_defaults(method):
+    params = method_class(method).hyper_parameters
+    if params is None:
+        pytest.skip(f"{method}'s settings are ModelConfig fields")
+    defaults, fields = params(), [f.name for f in dataclasses.fields(params)]
+    assert read_hyper_parameters(params, method, dataclasses.asdict(defaults)) == defaults  # defaults fit their types
+    cfg = dataclasses.replace(smoke_config(method), params={})
+    assert isinstance(build_model(cfg), method_class(method))
+
+    with pytest.raises(ConfigError) as unknown:
+        build_model(dataclasses.replace(cfg, params={"no_such_knob": 1}))
+    assert method in str(unknown.value) and all(name in str(unknown.value) for name in fields)
+
+    numeric = next(name for name in fields if type(getattr(defaults, name)) in (int, float))  # not a bool
+    for check in (build_model, check_model_config):
+        with pytest.raises(ConfigError, match=f"{method}: hyper-parameter {numeric} must be"):
+            check(dataclasses.replace(cfg, params={numeric: "a string"}))

@@ -12,7 +12,7 @@ import torch
 
 from hetero_ae.config import ModelConfig
 from hetero_ae.errors import ConfigError
-from hetero_ae.methods.patchcore import (PAPER_PARAMS, PatchCore, bank_memory_bytes, coreset_size, greedy_coreset,
+from hetero_ae.methods.patchcore import (PatchCore, PatchCoreParams, bank_memory_bytes, coreset_size, greedy_coreset,
                                          nearest_neighbours)
 from hetero_ae.model.encoder import build_encoder
 
@@ -223,7 +223,7 @@ def test_from_config():
     cfg = ModelConfig(method="patchcore", encoder="efficientnet-lite0", encoder_weights="none", image_size=SIZE,
                       params={"coreset_ratio": 0.5, "num_neighbors": 3})
     m = PatchCore.from_config(cfg)
-    assert (m.coreset_ratio, m.num_neighbors, m.map_sigma) == (0.5, 3, PAPER_PARAMS["map_sigma"])
+    assert (m.coreset_ratio, m.num_neighbors, m.map_sigma) == (0.5, 3, PatchCoreParams.map_sigma)
     assert m.stages == (2, 3) and PatchCore.paper_backbone == "wide-resnet50"
     with pytest.raises(ConfigError):
         PatchCore.from_config(ModelConfig(method="patchcore", encoder="efficientnet-lite0", encoder_weights="none",

@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 
 from ..config import ModelConfig, check_choice, check_image_size
-from .registry import METHODS, AnomalyModel
+from .registry import METHODS, AnomalyModel, read_hyper_parameters
 
 for _module in pkgutil.iter_modules(__path__):  # each method's module registers its class
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -49,7 +49,11 @@ def build_model(cfg: ModelConfig) -> AnomalyModel:
 
 def check_model_config(cfg: ModelConfig) -> ModelConfig:
     """``cfg``, or ConfigError when its image size does not suit its method (``AnomalyModel.size_rule``),
-    naming the sizes that do; cheap, for checking options before any work starts."""
+    naming the sizes that do, or when its ``params`` are not the method's ``hyper_parameters``; cheap, for
+    checking options before any work starts."""
+    cls = method_class(cfg.method)
     what = f"{cfg.method} with the {cfg.decoder} decoder" if cfg.method == "hetero-ae" else cfg.method
-    check_image_size(cfg.image_size, what=what, **method_class(cfg.method).size_rule(cfg))
+    check_image_size(cfg.image_size, what=what, **cls.size_rule(cfg))
+    if cls.hyper_parameters is not None:
+        read_hyper_parameters(cls.hyper_parameters, cfg.method, cfg.params)
     return cfg

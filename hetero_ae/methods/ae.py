@@ -27,25 +27,32 @@ Departures, and why:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import ModelConfig
 from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
-from .registry import merge_params, register
+from .registry import read_hyper_parameters, register
 from .ssim import ssim, to_unit_range
 
-PAPER_PARAMS: dict = {
-    "latent_dim": 100,  # Bergmann et al. [42], Sec. 4: latent dimension d = 100
-    "base_channels": 32,  # [42], Table 1: the first convolution has 32 filters
-    "max_channels": 128,  # [42], Table 1: the widest layer has 128 filters
-    "loss": "l2",  # "l2" (L2-AE) or "ssim" (SSIM-AE), [42] Sec. 3
-    "ssim_window": 11,  # Gaussian window of Wang et al. 2004, as used by [42]
-    "ssim_sigma": 1.5,
-    "adam_betas": (0.9, 0.999),  # Adam defaults (Kingma & Ba); [42] trains with Adam
-    "weight_decay": 1e-5,  # [42], Sec. 4: Adam with weight decay 1e-5
-}
+
+@dataclass(frozen=True)
+class AEParams:
+    """AE's hyper-parameters (``ModelConfig.params``); the defaults are the paper's."""
+
+    latent_dim: int = 100  # Bergmann et al. [42], Sec. 4: latent dimension d = 100
+    base_channels: int = 32  # [42], Table 1: the first convolution has 32 filters
+    max_channels: int = 128  # [42], Table 1: the widest layer has 128 filters
+    loss: str = "l2"  # "l2" (L2-AE) or "ssim" (SSIM-AE), [42] Sec. 3
+    ssim_window: int = 11  # Gaussian window of Wang et al. 2004, as used by [42]
+    ssim_sigma: float = 1.5
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam defaults (Kingma & Ba); [42] trains with Adam
+    weight_decay: float = 1e-5  # [42], Sec. 4: Adam with weight decay 1e-5
+
+
 LOSSES = ("l2", "ssim")
 
 
@@ -56,6 +63,8 @@ def squared_residual_map(x: Tensor, x_hat: Tensor) -> Tensor:
 
 @register("ae", display_name="AE", paper_row=1)
 class AE(DCGANMethod):
+    hyper_parameters = AEParams
+
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, loss: str,
                  ssim_window: int, ssim_sigma: float, adam_betas: tuple[float, float], weight_decay: float) -> None:
         super().__init__()
@@ -68,7 +77,7 @@ class AE(DCGANMethod):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AE":
-        return cls(cfg.image_size, **merge_params(cfg.method, PAPER_PARAMS, cfg.params))
+        return cls(cfg.image_size, **asdict(read_hyper_parameters(AEParams, cfg.method, cfg.params)))
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=lr, betas=self.adam_betas, weight_decay=self.weight_decay)]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
@@ -38,19 +39,23 @@ from ..config import ModelConfig
 from ..model.precision import Forward
 from .ae import squared_residual_map
 from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
-from .registry import finite, merge_params, register
+from .registry import finite, read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "latent_dim": 128,  # official wgangp_64x64.py: ZDIM = 128, z ~ N(0, I) (RAND_SAMPLING = 'normal')
-    "base_channels": 64,  # official: DIM = 64
-    "max_channels": 512,  # official: 8 * DIM at the 4x4 level
-    "n_critic": 5,  # official: CRITIC_ITERS = 5
-    "gp_weight": 10.0,  # official: LAMBDA = 10
-    "kappa": 1.0,  # official z_encoding_izif.py: train_enc_izi(kappa=1.0)
-    "adam_betas": (0.0, 0.9),  # official wgangp_64x64.py: AdamOptimizer(beta1=0., beta2=0.9), as Gulrajani et al.
-    "encoder_rmsprop_alpha": 0.9,  # official izif encoder: tf.train.RMSPropOptimizer (default decay 0.9)
-    "encoder_epochs_fraction": 0.3,  # our choice: the last 30% of the epochs train the encoder
-}
+
+@dataclass(frozen=True)
+class FAnoGANParams:
+    """f-AnoGAN's hyper-parameters (``ModelConfig.params``); the defaults are the official code's."""
+
+    latent_dim: int = 128  # official wgangp_64x64.py: ZDIM = 128, z ~ N(0, I) (RAND_SAMPLING = 'normal')
+    base_channels: int = 64  # official: DIM = 64
+    max_channels: int = 512  # official: 8 * DIM at the 4x4 level
+    n_critic: int = 5  # official: CRITIC_ITERS = 5
+    gp_weight: float = 10.0  # official: LAMBDA = 10
+    kappa: float = 1.0  # official z_encoding_izif.py: train_enc_izi(kappa=1.0)
+    # official wgangp_64x64.py: AdamOptimizer(beta1=0., beta2=0.9), as Gulrajani et al.
+    adam_betas: tuple[float, float] = (0.0, 0.9)
+    encoder_rmsprop_alpha: float = 0.9  # official izif encoder: tf.train.RMSPropOptimizer (default decay 0.9)
+    encoder_epochs_fraction: float = 0.3  # our choice: the last 30% of the epochs train the encoder
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *, weight: float = 10.0,
@@ -82,6 +87,7 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
 
 @register("f-anogan", display_name="f-AnoGAN", paper_row=4)
 class FAnoGAN(DCGANMethod):
+    hyper_parameters = FAnoGANParams
     stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.training.stopping)
 
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, n_critic: int,
@@ -101,7 +107,7 @@ class FAnoGAN(DCGANMethod):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "FAnoGAN":
-        return cls(cfg.image_size, **merge_params(cfg.method, PAPER_PARAMS, cfg.params))
+        return cls(cfg.image_size, **asdict(read_hyper_parameters(FAnoGANParams, cfg.method, cfg.params)))
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         """[G (Adam), D (Adam), E (RMSProp)]."""

@@ -29,6 +29,8 @@ Departures, and why:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,18 +39,21 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..model.precision import Forward
 from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
-from .registry import finite, merge_params, register
+from .registry import finite, read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "latent_dim": 100,  # official options.py: nz = 100
-    "base_channels": 64,  # official options.py: ngf = ndf = 64
-    "max_channels": 256,  # official widest layer at isize = 32
-    "w_adv": 1.0,  # official options.py
-    "w_con": 50.0,  # official options.py
-    "w_enc": 1.0,  # official options.py
-    "adam_betas": (0.5, 0.999),  # official model.py: betas=(beta1 = 0.5, 0.999)
-    "d_reinit_threshold": 1e-5,  # official model.py: re-initialise D when err_d < 1e-5
-}
+
+@dataclass(frozen=True)
+class GANomalyParams:
+    """GANomaly's hyper-parameters (``ModelConfig.params``); the defaults are the official code's."""
+
+    latent_dim: int = 100  # official options.py: nz = 100
+    base_channels: int = 64  # official options.py: ngf = ndf = 64
+    max_channels: int = 256  # official widest layer at isize = 32
+    w_adv: float = 1.0  # official options.py
+    w_con: float = 50.0  # official options.py
+    w_enc: float = 1.0  # official options.py
+    adam_betas: tuple[float, float] = (0.5, 0.999)  # official model.py: betas=(beta1 = 0.5, 0.999)
+    d_reinit_threshold: float = 1e-5  # official model.py: re-initialise D when err_d < 1e-5
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -89,6 +94,8 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
 
 @register("ganomaly", display_name="GANomaly", paper_row=3)
 class GANomaly(DCGANMethod):
+    hyper_parameters = GANomalyParams
+
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_adv: float,
                  w_con: float, w_enc: float, adam_betas: tuple[float, float], d_reinit_threshold: float) -> None:
         super().__init__()
@@ -101,7 +108,7 @@ class GANomaly(DCGANMethod):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "GANomaly":
-        return cls(cfg.image_size, **merge_params(cfg.method, PAPER_PARAMS, cfg.params))
+        return cls(cfg.image_size, **asdict(read_hyper_parameters(GANomalyParams, cfg.method, cfg.params)))
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(m.parameters(), lr=lr, betas=self.adam_betas)

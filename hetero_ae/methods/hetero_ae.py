@@ -58,7 +58,7 @@ from ..model.anomaly_map import anomaly_map, image_score, pixel_error_map, smoot
 from ..model.decoder import build_decoder, conv_bn_relu, decoder_size_multiple
 from ..model.encoder import ENCODERS, Encoder, build_encoder
 from ..model.loss import feature_comparison_terms, pixel_loss
-from .registry import AnomalyModel, merge_params, register
+from .registry import AnomalyModel, read_hyper_parameters, register
 
 
 class ImageHead(nn.Module):
@@ -80,6 +80,11 @@ class ImageHead(nn.Module):
         for step in self.steps:
             x = step(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
         return self.out(x)
+
+
+@dataclass(frozen=True)
+class HeteroAEParams:
+    """None: every Hetero-AE setting is a named ``ModelConfig`` field (alpha, decoder, map_sigma, ...)."""
 
 
 @register("hetero-ae", display_name="Hetero-AE", paper_row=9)
@@ -105,7 +110,7 @@ class HeteroAE(AnomalyModel):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "HeteroAE":
-        merge_params(cfg.method, {}, cfg.params)  # every Hetero-AE setting is a named ModelConfig field
+        read_hyper_parameters(HeteroAEParams, cfg.method, cfg.params)  # rejects any: its settings are ModelConfig's
         enc = build_encoder(cfg.encoder, weights=cfg.encoder_weights, finetune=cfg.finetune_encoder,
                             embedding_size=cfg.embedding_size)
         dec = build_decoder(cfg.decoder, enc.channels, strides=enc.strides, upsample=cfg.upsample,

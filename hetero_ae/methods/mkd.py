@@ -34,26 +34,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, ends_in_relu
 from ..model.anomaly_map import smooth
 from ..model.encoder import Encoder, build_encoder
-from ..model.reverse_resnet import ends_in_relu
-from .registry import AnomalyModel, merge_params, register
+from .registry import AnomalyModel, read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "lamda": 0.01,  # weight of L_val; official config.yaml ("mvtec: 0.5, Others: 0.01")
-    "cloner_width": 16,  # official cfg "B": hidden widths 16
-    "cloner_convs": (2, 2, 3, 3, 3),  # official cfg "B": convolutions per stage (VGG-16's pattern)
-    "score_levels": (2, 3, 4),  # official detection_test: output_pred[6], [9], [12] (pool3..pool5)
-    "adam_betas": (0.9, 0.999),  # official train.py: torch.optim.Adam defaults
-    "weight_decay": 0.0,  # official train.py
-    "map_sigma": 4.0,  # official test_functions.py: gaussian_filter(..., sigma=4)
-}
+
+@dataclass(frozen=True)
+class MKDParams:
+    """MKD's hyper-parameters (``ModelConfig.params``); the defaults are the official code's."""
+
+    lamda: float = 0.01  # weight of L_val; official config.yaml ("mvtec: 0.5, Others: 0.01")
+    cloner_width: int = 16  # official cfg "B": hidden widths 16
+    cloner_convs: tuple[int, ...] = (2, 2, 3, 3, 3)  # official cfg "B": convolutions per stage (VGG-16's pattern)
+    score_levels: tuple[int, ...] = (2, 3, 4)  # official detection_test: output_pred[6], [9], [12] (pool3..pool5)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # official train.py: torch.optim.Adam defaults
+    weight_decay: float = 0.0  # official train.py
+    map_sigma: float = 4.0  # official test_functions.py: gaussian_filter(..., sigma=4)
 
 
 class Cloner(nn.Module):
@@ -121,9 +124,12 @@ def mkd_map(source: Sequence[Tensor], cloner: Sequence[Tensor], lamda: float, si
 class MKD(AnomalyModel):
     paper_backbone = "vgg16"  # paper Sec. 3 and official models/network.py
     frozen_network = "source"
+    hyper_parameters = MKDParams
 
-    def __init__(self, source: Encoder, cloner: Cloner, *, lamda: float = 0.01, score_levels: Sequence[int] = (2, 3, 4),
-                 adam_betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0, map_sigma: float = 4.0) -> None:
+    def __init__(self, source: Encoder, cloner: Cloner, *, lamda: float = MKDParams.lamda,
+                 score_levels: Sequence[int] = MKDParams.score_levels,
+                 adam_betas: Sequence[float] = MKDParams.adam_betas, weight_decay: float = MKDParams.weight_decay,
+                 map_sigma: float = MKDParams.map_sigma) -> None:
         super().__init__()
         self.source, self.cloner = source, cloner
         self.score_idx = [int(k) - 1 for k in score_levels]
@@ -134,12 +140,12 @@ class MKD(AnomalyModel):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "MKD":
-        p = merge_params(cfg.method, PAPER_PARAMS, cfg.params)
+        p = read_hyper_parameters(MKDParams, cfg.method, cfg.params)
         source = build_encoder(cfg.encoder, weights=cfg.encoder_weights)
-        cloner = Cloner(source.channels, source.strides, width=p["cloner_width"], convs=p["cloner_convs"],
+        cloner = Cloner(source.channels, source.strides, width=p.cloner_width, convs=p.cloner_convs,
                         relu_out=ends_in_relu(cfg.encoder))
-        return cls(source, cloner, lamda=p["lamda"], score_levels=p["score_levels"], adam_betas=p["adam_betas"],
-                   weight_decay=p["weight_decay"], map_sigma=p["map_sigma"])
+        return cls(source, cloner, lamda=p.lamda, score_levels=p.score_levels, adam_betas=p.adam_betas,
+                   weight_decay=p.weight_decay, map_sigma=p.map_sigma)
 
     def features(self, x: Tensor, frozen: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
         """(source, cloner) activations at the four levels; ``frozen``: the source's, computed earlier."""

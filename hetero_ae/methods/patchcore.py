@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -58,18 +59,24 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..model.anomaly_map import smooth
 from ..model.encoder import Encoder, build_encoder
-from .registry import AnomalyModel, merge_params, register
+from .registry import AnomalyModel, read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "stages": (2, 3),  # paper Sec. 4.1 / official code: WRN-50's layer2 and layer3 (this package's stages 2, 3)
-    "target_dim": 1024,  # official code's target_embed_dimension (MVTec runs)
-    "coreset_ratio": 0.1,  # anomalib's default; the paper reports 1 %, 10 %, 25 %
-    "projection_dim": 128,  # paper Sec. 3.2: random projection before the coreset's distances
-    "num_neighbors": 9,  # b of Eq. 7 (official code and anomalib)
-    "map_sigma": 4.0,  # paper Sec. 3.3: Gaussian with sigma = 4
-    "seed": 0,  # the coreset's random projection and first point
-    "chunk_size": 4096,  # query rows per torch.cdist call (memory bound, not a paper value)
-}
+
+@dataclass(frozen=True)
+class PatchCoreParams:
+    """PatchCore's hyper-parameters (``ModelConfig.params``); the defaults are the paper's, official code's
+    or anomalib's."""
+
+    # paper Sec. 4.1 / official code: WRN-50's layer2 and layer3 (this package's stages 2, 3)
+    stages: tuple[int, ...] = (2, 3)
+    target_dim: int = 1024  # official code's target_embed_dimension (MVTec runs)
+    coreset_ratio: float = 0.1  # anomalib's default; the paper reports 1 %, 10 %, 25 %
+    # paper Sec. 3.2: random projection before the coreset's distances; None = distances in full dimension
+    projection_dim: int | None = 128
+    num_neighbors: int = 9  # b of Eq. 7 (official code and anomalib)
+    map_sigma: float = 4.0  # paper Sec. 3.3: Gaussian with sigma = 4
+    seed: int = 0  # the coreset's random projection and first point
+    chunk_size: int = 4096  # query rows per torch.cdist call (memory bound, not a paper value)
 
 
 def bank_memory_bytes(n_images: int, image_size: int, *, dim: int = 1024, stride: int = 8, ratio: float = 0.1,
@@ -145,7 +152,7 @@ def nearest_neighbours(queries: Tensor, bank: Tensor, k: int = 1, chunk_size: in
     return torch.cat(dists), torch.cat(idx)
 
 
-@register("patchcore", display_name="PatchCore")  # not in the paper's tables
+@register("patchcore", display_name="PatchCore (not in the paper)")  # beyond the paper: no Table I row there
 class PatchCore(AnomalyModel):
     """PatchCore: a frozen encoder and a coreset memory bank of its patch features; nothing is trained.
 
@@ -157,10 +164,13 @@ class PatchCore(AnomalyModel):
     paper_backbone = "wide-resnet50"  # paper Sec. 4.1 and official code (WRN-50-2, layer2 + layer3)
     frozen_network = "encoder"
     trains_weights = False  # training is one fit of the memory bank (fit_statistics), no optimiser or epoch
+    hyper_parameters = PatchCoreParams
 
-    def __init__(self, encoder: Encoder, *, stages: Sequence[int] = (2, 3), target_dim: int = 1024,
-                 coreset_ratio: float = 0.1, projection_dim: int | None = 128, num_neighbors: int = 9,
-                 map_sigma: float = 4.0, seed: int = 0, chunk_size: int = 4096) -> None:
+    def __init__(self, encoder: Encoder, *, stages: Sequence[int] = PatchCoreParams.stages,
+                 target_dim: int = PatchCoreParams.target_dim, coreset_ratio: float = PatchCoreParams.coreset_ratio,
+                 projection_dim: int | None = PatchCoreParams.projection_dim,
+                 num_neighbors: int = PatchCoreParams.num_neighbors, map_sigma: float = PatchCoreParams.map_sigma,
+                 seed: int = PatchCoreParams.seed, chunk_size: int = PatchCoreParams.chunk_size) -> None:
         super().__init__()
         stages = tuple(int(s) for s in stages)
         if not stages or list(stages) != sorted(set(stages)) or not 1 <= stages[0] <= stages[-1] <= 4:
@@ -182,9 +192,9 @@ class PatchCore(AnomalyModel):
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "PatchCore":
         """``cfg.encoder`` (already resolved, e.g. ``encoder: auto``) with ``cfg.encoder_weights``; ``cfg.params``
-        override ``PAPER_PARAMS``."""
-        p = merge_params(cfg.method, PAPER_PARAMS, cfg.params)
-        return cls(build_encoder(cfg.encoder, weights=cfg.encoder_weights), **p)
+        override ``PatchCoreParams``."""
+        p = read_hyper_parameters(PatchCoreParams, cfg.method, cfg.params)
+        return cls(build_encoder(cfg.encoder, weights=cfg.encoder_weights), **asdict(p))
 
     # --- features -------------------------------------------------------------------------------
 

@@ -32,25 +32,29 @@ each stage's last block is linear so the student can match them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, ends_in_relu
 from ..model.anomaly_map import anomaly_map
 from ..model.encoder import Encoder, build_encoder
-from ..model.reverse_resnet import ReverseResNetDecoder, ends_in_relu, init_resnet_, res_stage
-from .registry import AnomalyModel, merge_params, register
+from ..model.reverse_resnet import ReverseResNetDecoder, init_resnet_, res_stage
+from .registry import AnomalyModel, read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "block": "bottleneck",  # official resnet.py / de_resnet.py for wide_resnet50_2 (Bottleneck)
-    "width_ratio": 0.5,  # Wide-ResNet-50-2: width_per_group 128, inner width = output channels / 2
-    "ocbe_blocks": 3,  # official resnet.py: BN_layer(AttnBottleneck, 3)
-    "decoder_blocks": (3, 4, 6),  # official de_resnet.py: de_wide_resnet50_2 layers [3, 4, 6]
-    "adam_betas": (0.5, 0.999),  # official main.py
-    "map_sigma": 4.0,  # official test.py: gaussian_filter(anomaly_map, sigma=4)
-}
+
+@dataclass(frozen=True)
+class RD4ADParams:
+    """RD4AD's hyper-parameters (``ModelConfig.params``); the defaults are the official code's for Wide-ResNet-50-2."""
+
+    block: str = "bottleneck"  # official resnet.py / de_resnet.py for wide_resnet50_2 (Bottleneck); or "basic"
+    width_ratio: float = 0.5  # Wide-ResNet-50-2: width_per_group 128, inner width = output channels / 2
+    ocbe_blocks: int = 3  # official resnet.py: BN_layer(AttnBottleneck, 3)
+    decoder_blocks: tuple[int, int, int] = (3, 4, 6)  # official de_resnet.py: de_wide_resnet50_2 layers [3, 4, 6]
+    adam_betas: tuple[float, float] = (0.5, 0.999)  # official main.py
+    map_sigma: float = 4.0  # official test.py: gaussian_filter(anomaly_map, sigma=4)
 
 
 def conv_bn_relu_down(cin: int, cout: int) -> nn.Sequential:
@@ -85,22 +89,24 @@ def flattened_cosine_loss(teacher: Sequence[Tensor], student: Sequence[Tensor]) 
 class RD4AD(AnomalyModel):
     paper_backbone = "wide-resnet50"  # paper Sec. 4.1 and official main.py (wide_resnet50_2)
     frozen_network = "teacher"
+    hyper_parameters = RD4ADParams
 
     def __init__(self, teacher: Encoder, bottleneck: OCBE, student: ReverseResNetDecoder, *,
-                 adam_betas: Sequence[float] = (0.5, 0.999), map_sigma: float = 4.0) -> None:
+                 adam_betas: Sequence[float] = RD4ADParams.adam_betas,
+                 map_sigma: float = RD4ADParams.map_sigma) -> None:
         super().__init__()
         self.teacher, self.bottleneck, self.student = teacher, bottleneck, student
         self.adam_betas, self.map_sigma = tuple(adam_betas), map_sigma
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "RD4AD":
-        p = merge_params(cfg.method, PAPER_PARAMS, cfg.params)
+        p = read_hyper_parameters(RD4ADParams, cfg.method, cfg.params)
         teacher = build_encoder(cfg.encoder, weights=cfg.encoder_weights)
-        block = {"kind": p["block"], "width_ratio": p["width_ratio"]}
-        bottleneck = OCBE(teacher.channels, blocks=p["ocbe_blocks"], **block)
-        student = ReverseResNetDecoder(teacher.channels, p["decoder_blocks"], relu_out=ends_in_relu(cfg.encoder),
+        block = {"kind": p.block, "width_ratio": p.width_ratio}
+        bottleneck = OCBE(teacher.channels, blocks=p.ocbe_blocks, **block)
+        student = ReverseResNetDecoder(teacher.channels, p.decoder_blocks, relu_out=ends_in_relu(cfg.encoder),
                                        **block)
-        return cls(teacher, bottleneck, student, adam_betas=p["adam_betas"], map_sigma=p["map_sigma"])
+        return cls(teacher, bottleneck, student, adam_betas=p.adam_betas, map_sigma=p.map_sigma)
 
     def frozen_features(self, x: Tensor) -> list[Tensor]:
         """The teacher's F^1..F^3 only (what a feature cache stores); its fourth stage, which RD4AD never

@@ -20,8 +20,12 @@ returns its loss terms as floats.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import dataclasses
+import numbers
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +36,7 @@ from ..errors import ConfigError
 from ..model.anomaly_map import image_score
 
 METHODS: dict[str, type["AnomalyModel"]] = {}
+P = TypeVar("P")
 
 
 def register(name: str, *, display_name: str = "", paper_row: int | None = None
@@ -58,12 +63,20 @@ def finite(loss: Tensor, what: str) -> Tensor:
 
 
 class AnomalyModel(nn.Module):
-    """Interface every method implements."""
+    """Interface every method implements.
+
+    A method's own hyper-parameters are a frozen dataclass in its module, its paper's values as
+    defaults, named by the class attribute ``hyper_parameters`` (``method_class("rd4ad").hyper_parameters()``
+    holds RD4AD's defaults); ``from_config`` reads them from ``cfg.params`` with ``read_hyper_parameters``.
+    """
 
     method_name: str = ""
     display_name: str = ""  # how tables and figures name it (``register``)
     paper_row: int | None = None  # its row in the paper's Table I; None beyond the paper (``register``)
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
+    # The frozen dataclass of the method's own hyper-parameters (``read_hyper_parameters``); None for a
+    # method whose settings are all ModelConfig fields (Hetero-AE)
+    hyper_parameters: ClassVar[type | None] = None
     leaves_parameters_unused: bool = False  # True where the loss leaves some trainable parameters without a gradient
     # The attribute holding a frozen pretrained network (encoder, teacher) whose features depend on
     # the image alone: training may compute them once per run (``hetero_ae.training.feature_cache``).
@@ -166,9 +179,55 @@ class AnomalyModel(nn.Module):
         return scores
 
 
-def merge_params(method: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """A method's hyper-parameters: its paper values overridden by ``given`` (from a profile)."""
-    unknown = sorted(set(given) - set(defaults))
+def _reject_unknown(method: str, given: Mapping[str, Any], known: Iterable[str]) -> None:
+    unknown = sorted(set(given) - set(known))
     if unknown:
-        raise ConfigError(f"{method}: unknown hyper-parameter(s) {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **given}
+        raise ConfigError(f"{method}: unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
+
+
+def read_hyper_parameters(cls: type[P], method: str, given: Mapping[str, Any]) -> P:
+    """``cls``, a method's frozen dataclass of hyper-parameters, with the values ``given`` (a profile's
+    ``params``, as ``ModelConfig.params`` holds them) in place of its defaults.
+
+    ConfigError naming ``method`` for a key that is no field of ``cls`` (listing the fields), or naming
+    the field for a value of another type than the field's. An int is taken for a float, a list for a
+    tuple (YAML has no tuples); a bool is not taken for a number.
+    """
+    fields = [f.name for f in dataclasses.fields(cls)]
+    _reject_unknown(method, given, fields)
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in given.items():
+        try:
+            values[name] = _as_type(hints[name], value)
+        except TypeError:
+            want = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+            raise ConfigError(f"{method}: hyper-parameter {name} must be {want}, got {value!r}") from None
+    return cls(**values)
+
+
+def _as_type(hint: Any, value: Any) -> Any:
+    """``value`` as a value of the type ``hint`` (a scalar type, a tuple, or X | None); TypeError if it is none."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))  # X | None; no other unions are used
+        return _as_type(inner, value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_as_type(args[0], v) for v in value)
+        if len(value) != len(args):
+            raise TypeError
+        return tuple(_as_type(a, v) for a, v in zip(args, value))
+    if isinstance(value, bool) and hint is not bool:
+        raise TypeError
+    if hint is float and isinstance(value, numbers.Real):
+        return float(value)
+    if hint is int and isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, hint):
+        return value
+    raise TypeError

@@ -31,6 +31,8 @@ Our reconstruction (each choice made because the paper's is unknown to us):
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,23 +40,26 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..model.precision import Forward
 from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
-from .registry import finite, merge_params, register
+from .registry import finite, read_hyper_parameters, register
 from .ssim import ssim, to_unit_range
 
-PAPER_PARAMS: dict = {
-    "latent_dim": 128,  # our choice
-    "base_channels": 32,  # our choice (DCGAN widths, doubling up to max_channels)
-    "max_channels": 256,  # our choice
-    "w_l1": 1.0,  # image reconstruction (L1); weight our choice
-    "w_ssim": 1.0,  # structure similarity loss (paper); weight our choice
-    "w_latent": 1.0,  # latent -> image -> latent consistency (paper); weight our choice
-    "w_center": 0.1,  # centre constraint loss (paper); weight our choice
-    "w_adv": 0.1,  # generator's adversarial loss (paper: adversarial learning); weight our choice
-    "w_rotation": 1.0,  # self-supervised rotation prediction; task and weight our choice
-    "adam_betas": (0.5, 0.999),  # DCGAN's values; our choice
-    "map_ssim_weight": 0.5,  # b: share of 1 - SSIM in the map; our choice
-    "score_feature_weight": 0.5,  # l: share of the feature term in the score; our choice
-}
+
+@dataclass(frozen=True)
+class SALADParams:
+    """SALAD's hyper-parameters (``ModelConfig.params``): the paper names the losses; every value is ours."""
+
+    latent_dim: int = 128  # our choice
+    base_channels: int = 32  # our choice (DCGAN widths, doubling up to max_channels)
+    max_channels: int = 256  # our choice
+    w_l1: float = 1.0  # image reconstruction (L1); weight our choice
+    w_ssim: float = 1.0  # structure similarity loss (paper); weight our choice
+    w_latent: float = 1.0  # latent -> image -> latent consistency (paper); weight our choice
+    w_center: float = 0.1  # centre constraint loss (paper); weight our choice
+    w_adv: float = 0.1  # generator's adversarial loss (paper: adversarial learning); weight our choice
+    w_rotation: float = 1.0  # self-supervised rotation prediction; task and weight our choice
+    adam_betas: tuple[float, float] = (0.5, 0.999)  # DCGAN's values; our choice
+    map_ssim_weight: float = 0.5  # b: share of 1 - SSIM in the map; our choice
+    score_feature_weight: float = 0.5  # l: share of the feature term in the score; our choice
 
 
 def center_loss(z: Tensor, center: Tensor) -> Tensor:
@@ -73,10 +78,11 @@ def rotate_batch(x: Tensor) -> tuple[Tensor, Tensor]:
 
 @register("salad", display_name="SALAD", paper_row=5)
 class SALAD(DCGANMethod):
-    def __init__(self, image_size: int, *, latent_dim: int = 128, base_channels: int = 32, max_channels: int = 256,
-                 w_l1: float = 1.0, w_ssim: float = 1.0, w_latent: float = 1.0, w_center: float = 0.1,
-                 w_adv: float = 0.1, w_rotation: float = 1.0, adam_betas: tuple[float, float] = (0.5, 0.999),
-                 map_ssim_weight: float = 0.5, score_feature_weight: float = 0.5) -> None:
+    hyper_parameters = SALADParams
+
+    def __init__(self, image_size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_l1: float,
+                 w_ssim: float, w_latent: float, w_center: float, w_adv: float, w_rotation: float,
+                 adam_betas: tuple[float, float], map_ssim_weight: float, score_feature_weight: float) -> None:
         super().__init__()
         widths = {"base": base_channels, "max_ch": max_channels}
         self.encoder = ConvEncoder(image_size, latent_dim, **widths)
@@ -93,7 +99,7 @@ class SALAD(DCGANMethod):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "SALAD":
-        return cls(cfg.image_size, **merge_params(cfg.method, PAPER_PARAMS, cfg.params))
+        return cls(cfg.image_size, **asdict(read_hyper_parameters(SALADParams, cfg.method, cfg.params)))
 
     def pixel_map(self, x: Tensor, x_hat: Tensor, sim: Tensor) -> Tensor:
         residual = (x - x_hat).abs().mean(dim=1)

@@ -25,6 +25,7 @@ unused (its weights get no gradient, as in the official code, which keeps ResNet
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,14 +34,18 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..model.anomaly_map import smooth
 from ..model.encoder import Encoder, build_encoder
-from .registry import AnomalyModel, merge_params, register
+from .registry import AnomalyModel, read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "level_weights": (1.0, 1.0, 1.0),  # alpha_l = 1 for layer1..layer3 (paper Eq. 3, official code)
-    "momentum": 0.9,  # official code: SGD(lr=0.4, momentum=0.9, weight_decay=1e-4)
-    "weight_decay": 1e-4,  # official code
-    "map_sigma": 0.0,  # neither paper nor official code smooths the map
-}
+
+@dataclass(frozen=True)
+class STFPMParams:
+    """STFPM's hyper-parameters (``ModelConfig.params``); the defaults are the paper's and official code's."""
+
+    # alpha_l = 1 for layer1..layer3 (paper Eq. 3, official code); one weight per compared level, 1 to 4
+    level_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    momentum: float = 0.9  # official code: SGD(lr=0.4, momentum=0.9, weight_decay=1e-4)
+    weight_decay: float = 1e-4  # official code
+    map_sigma: float = 0.0  # neither paper nor official code smooths the map
 
 
 def normalized_distance(t: Tensor, s: Tensor) -> Tensor:
@@ -66,9 +71,11 @@ def stfpm_map(teacher: Sequence[Tensor], student: Sequence[Tensor], size: tuple[
 class STFPM(AnomalyModel):
     paper_backbone = "resnet18"  # paper Sec. 4.1 and official code (ResNet18_MS3)
     frozen_network = "teacher"
+    hyper_parameters = STFPMParams
 
-    def __init__(self, teacher: Encoder, student: Encoder, *, level_weights: Sequence[float] = (1.0, 1.0, 1.0),
-                 momentum: float = 0.9, weight_decay: float = 1e-4, map_sigma: float = 0.0) -> None:
+    def __init__(self, teacher: Encoder, student: Encoder, *,
+                 level_weights: Sequence[float] = STFPMParams.level_weights, momentum: float = STFPMParams.momentum,
+                 weight_decay: float = STFPMParams.weight_decay, map_sigma: float = STFPMParams.map_sigma) -> None:
         super().__init__()
         if type(student) is not type(teacher):
             raise ValueError(f"STFPM's student must be the teacher's architecture, got {type(student).__name__}")
@@ -81,11 +88,11 @@ class STFPM(AnomalyModel):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "STFPM":
-        p = merge_params(cfg.method, PAPER_PARAMS, cfg.params)
+        p = read_hyper_parameters(STFPMParams, cfg.method, cfg.params)
         teacher = build_encoder(cfg.encoder, weights=cfg.encoder_weights)
         student = build_encoder(cfg.encoder, weights="none", mode="scratch")
-        return cls(teacher, student, level_weights=p["level_weights"], momentum=p["momentum"],
-                   weight_decay=p["weight_decay"], map_sigma=p["map_sigma"])
+        return cls(teacher, student, level_weights=p.level_weights, momentum=p.momentum,
+                   weight_decay=p.weight_decay, map_sigma=p.map_sigma)
 
     def frozen_features(self, x: Tensor) -> list[Tensor]:
         """The teacher's compared levels only (what a feature cache stores)."""

@@ -27,21 +27,26 @@ Departures, and why:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import Tensor
 
 from ..config import ModelConfig
 from .ae import squared_residual_map
 from .dcgan import ConvDecoder, ConvEncoder, DCGANMethod
-from .registry import merge_params, register
+from .registry import read_hyper_parameters, register
 
-PAPER_PARAMS: dict = {
-    "latent_dim": 100,  # our choice (as AE [42]); not available to us from [43]
-    "base_channels": 32,  # our choice (shared DCGAN widths)
-    "max_channels": 256,  # our choice
-    "kl_weight": 1.0,  # 1 = the ELBO that [43] maximises
-    "adam_betas": (0.9, 0.999),  # Adam defaults (Kingma & Ba); our choice
-}
+
+@dataclass(frozen=True)
+class VAEParams:
+    """VAE's hyper-parameters (``ModelConfig.params``); the paper fixes only ``kl_weight``."""
+
+    latent_dim: int = 100  # our choice (as AE [42]); not available to us from [43]
+    base_channels: int = 32  # our choice (shared DCGAN widths)
+    max_channels: int = 256  # our choice
+    kl_weight: float = 1.0  # 1 = the ELBO that [43] maximises
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam defaults (Kingma & Ba); our choice
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -61,6 +66,8 @@ def negative_elbo(x: Tensor, x_hat: Tensor, mu: Tensor, logvar: Tensor, *, kl_we
 
 @register("vae", display_name="VAE", paper_row=2)
 class VAE(DCGANMethod):
+    hyper_parameters = VAEParams
+
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, kl_weight: float,
                  adam_betas: tuple[float, float]) -> None:
         super().__init__()
@@ -70,7 +77,7 @@ class VAE(DCGANMethod):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "VAE":
-        return cls(cfg.image_size, **merge_params(cfg.method, PAPER_PARAMS, cfg.params))
+        return cls(cfg.image_size, **asdict(read_hyper_parameters(VAEParams, cfg.method, cfg.params)))
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=lr, betas=self.adam_betas)]

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..config import ends_in_relu  # noqa: F401  TEMPORARY until rd4ad.py and mkd.py import it from config
-
 BLOCK_KINDS = ("basic", "bottleneck")
 RESAMPLE = ("same", "down", "up")
 
