@@ -94,7 +94,8 @@ def test_a_failing_notebook_stops_the_script_with_its_name_and_keeps_what_was_wr
     broken = tmp_path / "broken.yaml"
     profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
     # a real dataset that is not on disk: nothing to train ahead, and the notebook has no data to report on
-    broken.write_text(yaml.safe_dump({**profile, "datasets": ["oct"], "data_root": str(tmp_path / "empty")}))
+    broken.write_text(yaml.safe_dump({**profile, "datasets": ["oct"], "data_root": str(tmp_path / "empty"),
+                                      "second_size": None}))
     done = run_all("--profile", str(broken), "--results", str(smoke), "--only", "table1_comparison")
     assert done.returncode == 1
     assert "table1_comparison failed" in done.stderr and "none of ['oct']" in done.stdout + done.stderr
@@ -104,7 +105,8 @@ def test_a_failing_notebook_stops_the_script_with_its_name_and_keeps_what_was_wr
 def test_a_profile_naming_an_unknown_dataset_is_refused_in_one_line_before_any_work(tmp_path):
     broken = tmp_path / "broken.yaml"
     profile = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
-    broken.write_text(yaml.safe_dump({**profile, "datasets": ["no-such-dataset"], "data_root": str(tmp_path)}))
+    broken.write_text(yaml.safe_dump({**profile, "datasets": ["no-such-dataset"], "data_root": str(tmp_path),
+                                      "second_size": None}))
     done = run_all("--profile", str(broken), "--results", str(tmp_path / "results"), "--only", "table1_comparison")
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "error" in line]

@@ -41,13 +41,14 @@ def table1_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[st
 
 def sizes_specs(profile: Profile) -> dict[int, list[RunSpec]]:
     """Table I's runs at the profile's two input sizes (``second_size``): per size, the run of every
-    (dataset, method, seed) of ``second_size_datasets`` and ``second_size_methods`` (in the paper's
-    order), each method over its seeds; at the second size on data generated at it
+    (dataset, method, seed) of ``second_size_datasets`` and ``second_size_methods`` that the profile
+    has (in the paper's order), each method over its seeds; at the second size on data generated at it
     (``Profile.at_size``). Empty for a profile without a second size."""
     if profile.second_size is None:
         return {}
-    methods = [m for m in table_order() if m in profile.second_size_methods]
-    return {size: table1_specs(profile.at_size(size), profile.second_size_datasets, methods)
+    methods = [m for m in table_order() if m in profile.second_size_methods and m in profile.methods]
+    datasets = [d for d in profile.second_size_datasets if d in profile.datasets]
+    return {size: table1_specs(profile.at_size(size), datasets, methods)
             for size in (profile.image_size, profile.second_size)}
 
 
