@@ -139,7 +139,8 @@ window.addEventListener("load", () => {
   const last = find("Terms:") || document.querySelector("table");
   document.body.setAttribute("data-first-screen", JSON.stringify({height: window.innerHeight,
     what_ran: find("What ran:") ? find("What ran:").getBoundingClientRect().bottom : null,
-    end: last ? last.getBoundingClientRect().bottom : null}));
+    end: last ? last.getBoundingClientRect().bottom : null,
+    wider: [...document.querySelectorAll("table")].filter(t => t.getBoundingClientRect().right > window.innerWidth).length}));
 });
 </script>"""
 
@@ -157,8 +158,9 @@ def _first_screen_in_chromium(page: Path, tmp: Path, size: str = "1366,900") -> 
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (Debian package chromium)")
-def test_what_ran_and_the_verdicts_are_on_the_first_screen_of_every_page_in_a_browser(tmp_path):
+def test_what_ran_and_the_verdicts_are_on_the_first_screen_of_every_page_and_no_table_is_wider_in_a_browser(tmp_path):
     for page in sorted((ROOT / "results" / "html").glob("*.html")):
         m = _first_screen_in_chromium(page, tmp_path)
         assert m["what_ran"] is not None and m["end"] is not None, (page.name, m)
         assert m["end"] <= m["height"], f"{page.name}: the first screen ends at {m['end']:.0f} px of {m['height']}"
+        assert m["wider"] == 0, f"{page.name}: {m['wider']} table(s) wider than the window"
