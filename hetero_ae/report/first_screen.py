@@ -16,11 +16,12 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.datasets import is_synthetic
 from ..io import write_text
 from .verdicts import WORDS, Verdict, verdict_table
 
@@ -66,7 +67,7 @@ class WhatRan:
         return f"**What ran:** {data}. " + (f"{who} ({paper}). " if who else "") + f"Profile `{self.profile}`."
 
 
-def what_ran(runs: Iterable[Any], profile: str, names: dict[str, str] | None = None,
+def what_ran(runs: Iterable[Any], profile: str, names: Mapping[str, str] | None = None,
              label=None) -> WhatRan:
     """``WhatRan`` of a page's runs (``experiment.runs.RunResult``; anything with a ``spec``).
 
@@ -87,7 +88,7 @@ def what_ran(runs: Iterable[Any], profile: str, names: dict[str, str] | None = N
             m["seeds"].append(spec.train.seed)
     for m in methods.values():
         m["seeds"].sort()
-    return WhatRan(profile, tuple(datasets), all(d.startswith("synth-") for d in datasets), methods)
+    return WhatRan(profile, tuple(datasets), all(is_synthetic(d) for d in datasets), methods)
 
 
 def verdict_rows(claims: Sequence[Verdict]) -> list[dict[str, str]]:
