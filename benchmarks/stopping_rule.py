@@ -79,26 +79,26 @@ CONTENDER_MARGIN = 5.0  # AUC points behind Hetero-AE on some design dataset wit
 DECODERS = ("cnn", "transformer")  # Table III's single-kind decoders, beside Hetero-AE's HCTN
 
 
-def replay(val: list[float], patience: int, min_delta: float) -> tuple[int, int]:
-    """(the epoch ``patience``/``min_delta`` stops at, the epoch ``keep="lowest"`` keeps), 1-based, on a
-    recorded held-out curve; the curve's end when the rule never fires (``fires``)."""
+def _replay(val: list[float], patience: int, min_delta: float) -> tuple[int, int, bool]:
+    """(stop epoch, kept epoch, whether the rule fired) of the rule replayed on a recorded curve."""
     rule = Stopping(patience, min_delta, len(val), keep="lowest")
     for epoch, v in enumerate(val, start=1):
         rule.update(epoch, v)
         if rule.done():
-            return epoch, int(rule.lowest_epoch)
-    return len(val), int(rule.lowest_epoch)
+            return epoch, int(rule.lowest_epoch), True
+    return len(val), int(rule.lowest_epoch), False
+
+
+def replay(val: list[float], patience: int, min_delta: float) -> tuple[int, int]:
+    """(the epoch ``patience``/``min_delta`` stops at, the epoch ``keep="lowest"`` keeps), 1-based, on a
+    recorded held-out curve; the curve's end when the rule never fires (``fires``)."""
+    return _replay(val, patience, min_delta)[:2]
 
 
 def fires(val: list[float], patience: int, min_delta: float) -> bool:
     """Whether the rule stops the recorded curve ``val`` (at its last epoch included), rather than the curve
     ending first."""
-    rule = Stopping(patience, min_delta, len(val), keep="lowest")
-    for epoch, v in enumerate(val, start=1):
-        rule.update(epoch, v)
-        if rule.done():
-            return True
-    return False
+    return _replay(val, patience, min_delta)[2]
 
 
 def runs_of(profile, datasets: list[str], methods: list[str]) -> list[tuple[str, RunSpec]]:
@@ -233,12 +233,11 @@ def caps(runs: dict[str, dict[str, Any]], choice: dict[str, Any] | None, margin:
     out: dict[str, Any] = {}
     for name, r in runs.items():
         method = name.split("/", 1)[1]
-        curve = [e["val_loss"] for e in r["epochs"]]
-        stop, _ = replay(curve, choice["patience"], choice["min_delta"])
-        fired = fires(curve, choice["patience"], choice["min_delta"]) and not still_falling(curve[:stop])
-        cap = int(math.ceil(margin * stop / 10) * 10) if fired and method not in FIXED_SCHEDULE else None
         if method in FIXED_SCHEDULE:
             continue
+        curve = [e["val_loss"] for e in r["epochs"]]
+        stop, _, fired = _replay(curve, choice["patience"], choice["min_delta"])
+        cap = int(math.ceil(margin * stop / 10) * 10) if fired and not still_falling(curve[:stop]) else None
         known = out.get(method, 0)
         out[method] = None if cap is None or known is None else max(cap, known)
     return {"margin": margin, "caps": out}
