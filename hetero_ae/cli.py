@@ -590,10 +590,17 @@ def _record_training(a: argparse.Namespace, model_cfg: ModelConfig, train_cfg: T
           f"{history[-1]['loss']:.4f}; checkpoint: {a.out / 'checkpoint.pt'}")
 
 
-def _val_scores(checkpoint: Path) -> np.ndarray | None:
-    from .training.run_folder import read_val_scores
+def _val_scores(checkpoint: Path, model, device: str) -> np.ndarray | None:
+    """The run's held-out normal scores (``experiment.runs.held_out_scores``: scored once for a run
+    cached before run folders kept them)."""
+    from .errors import DataError
+    from .experiment.runs import held_out_scores
 
-    scores = read_val_scores(checkpoint.parent)
+    try:
+        scores = held_out_scores(checkpoint.parent, model, device=device)
+    except DataError as e:  # the images are still scored, without a decision (_why_no_threshold)
+        print(f"hetero-ae: {e}", file=sys.stderr)
+        return None
     return None if scores is None else np.asarray(scores)
 
 
@@ -644,8 +651,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     model, ckpt, precision = _loaded(a.checkpoint, a.precision)
     data = read_labelled_folder(a.data, ckpt["model_config"]["image_size"], normal_class=a.normal_class,
                                 strict=a.strict)
-    ev = evaluate(model, data, held_out=_val_scores(a.checkpoint), precision=precision, device=a.device,
-                  batch_size=a.batch_size, progress=True)
+    ev = evaluate(model, data, held_out=_val_scores(a.checkpoint, model, a.device), precision=precision,
+                  device=a.device, batch_size=a.batch_size, progress=True)
     with exclusive(out):  # one process writes a folder at a time
         save_evaluation(out, data, ev, n_normal=int((data.labels == 0).sum()),
                         n_anomalous=int((data.labels == 1).sum()), skipped=data.skipped)
@@ -661,11 +668,11 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(f"written to {out}")
 
 
-def _threshold(checkpoint: Path):
+def _threshold(checkpoint: Path, model, device: str = "cpu"):
     """The threshold a run fixed on its held-out normal images, or None when it held out none."""
     from .evaluation.predict import Threshold
 
-    normals = _val_scores(checkpoint)
+    normals = _val_scores(checkpoint, model, device)
     return None if normals is None or not len(normals) else Threshold.from_normals(normals)
 
 
@@ -678,7 +685,7 @@ def cmd_export(a: argparse.Namespace) -> None:
         raise UserError(f"--out {a.out} is a folder: give the ONNX file to write, e.g. {a.out / 'model.onnx'}")
     check_writable(a.out.parent, "--out")
     model, ckpt, _ = _loaded(a.checkpoint, None)
-    threshold = _threshold(a.checkpoint)
+    threshold = _threshold(a.checkpoint, model)
     replaced = a.out.is_file()
     meta, parity = export_onnx(model, ckpt, a.checkpoint, a.out, threshold=threshold)
     size = int(meta["image_size"])
@@ -702,7 +709,8 @@ def cmd_score(a: argparse.Namespace) -> None:
         ckpt_path, threshold, size, precision, backend = a.onnx, model.threshold, model.image_size, "fp32", None
     else:
         model, ckpt, precision = _loaded(a.checkpoint, a.precision)
-        ckpt_path, threshold, size = a.checkpoint, _threshold(a.checkpoint), ckpt["model_config"]["image_size"]
+        ckpt_path, size = a.checkpoint, ckpt["model_config"]["image_size"]
+        threshold = _threshold(a.checkpoint, model, a.device)
         backend = compile_backend(a.compile)
     with compiled(model, backend):
         new, before, skipped = score_images(

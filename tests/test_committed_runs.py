@@ -64,3 +64,20 @@ def test_data_generated_with_another_seed_miss_and_the_check_names_the_runs_and_
     assert "cached for synthetic, generator v1, seed 0, 128 px, preset default; the data here are synthetic, " \
            "generator v1, seed 1" in done.stdout
     assert json.loads((tmp_path / "synthetic" / "synthetic.json").read_text())["seed"] == 1  # left as it was
+
+
+def test_every_committed_run_with_weights_keeps_the_held_out_scores_it_was_evaluated_with():
+    """`score --checkpoint <run>/weights.pt` decides with the run's val_scores.json: the same held-out normals
+    whose 95 % quantile is the run's recorded normal_q95 threshold."""
+    import numpy as np
+
+    from hetero_ae.evaluation.metrics import normal_quantile_threshold
+    from hetero_ae.training.run_folder import read_val_scores
+
+    weights = sorted((ROOT / "results" / "runs").glob("*/*/*/weights.pt"))
+    assert weights
+    for w in weights:
+        held = read_val_scores(w.parent)
+        assert held, f"{w.parent} has no val_scores.json"
+        recorded = json.loads((w.parent / "metrics.json").read_text())["normal_q95"]["threshold"]
+        assert normal_quantile_threshold(np.asarray(held)) == pytest.approx(recorded, rel=1e-6), w.parent

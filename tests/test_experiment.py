@@ -55,6 +55,32 @@ def test_metrics_hold_both_thresholds_per_class_auc_and_pixel_metrics(data_root,
     assert "decision at" in capsys.readouterr().out
 
 
+def test_a_run_cached_before_folders_kept_held_out_scores_still_gives_a_decision(data_root, smoke, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """A cached run without val_scores.json (as the runs committed before it existed): `score` takes its held-out
+    normals again as the run took them (10 % of the training normals, its seed), scores them and decides."""
+    from hetero_ae.training.run_folder import VAL_SCORES, read_val_scores
+
+    run = run_experiment(run_spec(smoke, "synth-brain-mri", "ae", seed=0), results=tmp_path, root=data_root,
+                         progress=False)
+    kept = read_val_scores(run.folder)
+    (run.folder / VAL_SCORES).unlink()
+    images = data_root / "synthetic" / "synth-brain-mri" / "Testing" / "glioma"
+    monkeypatch.setenv("HETERO_AE_DATA", str(tmp_path / "elsewhere"))  # the data are not there: scored, no decision
+    assert main(["score", "--checkpoint", str(run.folder / "checkpoint.pt"), "--images", str(images),
+                 "--out", str(tmp_path / "no-data")]) == 0
+    out, err = capsys.readouterr()
+    assert "no decision" in out and "synth-brain-mri as run" in err and not (run.folder / VAL_SCORES).exists()
+    monkeypatch.setenv("HETERO_AE_DATA", str(data_root))
+    assert main(["score", "--checkpoint", str(run.folder / "checkpoint.pt"), "--images", str(images),
+                 "--out", str(tmp_path / "scored")]) == 0
+    out, err = capsys.readouterr()
+    assert "decision at" in out and "held-out normal image(s)" in err
+    assert read_val_scores(run.folder) == pytest.approx(kept, rel=1e-5)
+    rows = (tmp_path / "scored" / "scores.csv").read_text().splitlines()
+    assert rows[0].split(",")[-1] == "decision"
+
+
 def test_without_a_val_split_training_normals_are_held_out(data_root, smoke, tmp_path):
     res = run_experiment(run_spec(smoke, "synth-brain-mri", "hetero-ae", seed=0), results=tmp_path, root=data_root,
                          progress=False)

@@ -45,6 +45,12 @@ def profile_path(name: str) -> Path:
     raise UserError(f"no profile {name!r} (looked for {name}.yaml in {', '.join(map(str, PROFILE_DIRS))})")
 
 
+def size_folder(size: int) -> str:
+    """The folder under the data root of synthetic data generated at ``size`` px for a second input
+    size (``Profile.at_size``), e.g. ``256px``."""
+    return f"{size}px"
+
+
 @dataclasses.dataclass(frozen=True)
 class Profile:
     """The settings of one profile (module docstring), each typed; ``path`` is the file they came from."""
@@ -90,7 +96,7 @@ class Profile:
         if size == self.image_size:
             return self
         settings = {m: {k: v for k, v in s.items() if k != "image_size"} for m, s in self.method_settings.items()}
-        return dataclasses.replace(self, image_size=size, method_settings=settings, data_subdir=f"{size}px",
+        return dataclasses.replace(self, image_size=size, method_settings=settings, data_subdir=size_folder(size),
                                    second_size=None, second_size_datasets=(), second_size_methods=())
 
     def method_seed_list(self, method: str) -> list[int]:

@@ -67,7 +67,8 @@ def note_difference(results: str | Path, recorded: dict[str, Any] | None, identi
           "results are used as they are (docs/run-cache.md)", file=sys.stderr)
 
 
-def _spec_of(record: dict[str, Any]) -> RunSpec | None:
+def spec_of_record(record: dict[str, Any]) -> RunSpec | None:
+    """The RunSpec a run folder's ``config.json`` records, or None when the record is not a run's."""
     try:
         return RunSpec(record["dataset"], from_dict(ModelConfig, record["model"]), from_dict(TrainConfig, record["train"]),
                        val_fraction=record["val_fraction"])
@@ -81,7 +82,7 @@ def same_configuration(spec: RunSpec, results: str | Path) -> list[tuple[Path, d
     found = []
     for config in sorted((Path(results) / "runs" / spec.model.method / spec.dataset).glob("*/config.json")):
         record = json.loads(config.read_text())
-        other = _spec_of(record)
+        other = spec_of_record(record)
         if other is not None and (config.parent / "metrics.json").is_file() and want == {
                 "model": key_dict(other.model), "train": key_dict(other.train), "val_fraction": other.val_fraction}:
             found.append((config.parent, record))

@@ -38,21 +38,23 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
-from ..data.datasets import load_split
-from ..data.identity import DataIdentity, data_identity
+from ..data.datasets import data_root, load_split
+from ..data.identity import DataIdentity, data_identity, describe_key
 from ..data.images import ImageSet
-from ..evaluation.predict import evaluate, save_evaluation
+from ..errors import DataError
+from ..evaluation.predict import evaluate, predict, save_evaluation
 from ..evaluation.scores import read_scores
 from ..io import exclusive
 from ..methods.registry import AnomalyModel
 from ..training import distributed
 from ..training.checkpoint import CHECKPOINT, WEIGHTS, load_model, read_checkpoint, save_weights
 from ..training.loop import finished, hold_out, train
-from ..training.run_folder import (held_out_description, read_history, read_run_config, write_history, write_run_config,
-                                   write_val_scores)
+from ..training.run_folder import (held_out_description, read_history, read_run_config, read_val_scores, write_history,
+                                   write_run_config, write_val_scores)
 from ..training.runtime import compiled
 from ..training.stopping import still_falling
-from .provenance import keep_reference, note_difference
+from .profiles import size_folder
+from .provenance import keep_reference, note_difference, spec_of_record
 from .specs import RunSpec, run_name, spec_root
 
 
@@ -241,6 +243,56 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
     if keep_weights:
         save_weights(read_checkpoint(result.folder / CHECKPOINT), result.folder / WEIGHTS)
     return model
+
+
+def held_out_scores(folder: str | Path, model: AnomalyModel, *, root: str | Path | None = None,
+                    device: str = "cpu") -> list[float] | None:
+    """The raw image scores of a run's held-out normals (``val_scores.json``), from which ``score``,
+    ``evaluate`` and ``export`` take their decision threshold; None when the run held out none.
+
+    Every run writes them; a run cached before it did (the folder has ``config.json`` and ``model``,
+    its trained weights, but no ``val_scores.json``) is scored here once: its held-out normals are
+    taken again as it took them (``_held_out``: the val split, or the same fraction and seed of the
+    training normals) from data whose content is the recorded one (under ``root``, or for synthetic
+    data generated at another size ``root/<size>px``), and the scores are written beside it.
+
+    Raises DataError, naming the run and its data, when those data are not on this machine.
+    """
+    folder = Path(folder)
+    scores = read_val_scores(folder)
+    if scores is not None:
+        return scores
+    try:
+        record = read_run_config(folder)
+    except (OSError, ValueError):
+        return None
+    spec = spec_of_record(record)
+    if spec is None or not record.get("val_images") or not isinstance(record.get("data"), dict):
+        return None  # a folder trained from the command line keeps its scores from the start, or held out none
+    data = _recorded_data(spec, record["data"], root, folder)
+    _, val_set, _ = _held_out(spec, load_split(spec.dataset, "train", spec.model.image_size, root=data), data)
+    if val_set is None:
+        return None
+    _, raw = predict(model, val_set.images, device=device, normalize=False, precision=spec.train.precision)
+    write_val_scores(folder, val_set.paths, raw)
+    print(f"hetero-ae: scored the {len(val_set)} held-out normal image(s) of {folder} (written to its val_scores.json; "
+          "it was cached before run folders kept them)", file=sys.stderr)
+    return [float(s) for s in raw]
+
+
+def _recorded_data(spec: RunSpec, recorded: dict[str, Any], root: str | Path | None, folder: Path) -> Path:
+    """The data root under which ``spec.dataset`` has the content ``recorded`` (``config.json``'s ``data``)."""
+    candidates = [data_root(root), data_root(root) / size_folder(spec.model.image_size)]
+    for where in candidates:
+        try:
+            if data_identity(spec.dataset, where).digest == recorded.get("digest"):
+                return where
+        except DataError:
+            continue
+    raise DataError(f"{spec.dataset} as run {folder} was trained on ({describe_key(recorded.get('key', {}))}, "
+                    f"content {recorded.get('digest')}) is not under {' or '.join(map(str, candidates))}, so its "
+                    "held-out normals cannot be scored: make the data there first (hetero-ae make-data, or the "
+                    "profile's run)")
 
 
 def summary(result: RunResult, threshold: str = "best_f1") -> dict[str, Any]:
