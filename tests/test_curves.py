@@ -105,6 +105,18 @@ def test_plot_curves_draws_one_panel_per_group(tmp_path: Path):
     assert {len([ln for ln in ax.lines if ln.get_label().startswith("training")]) for ax in fig.axes} == {2}
 
 
+def test_a_method_that_learns_no_weight_has_no_panel_and_its_row_says_one_fit(tmp_path: Path):
+    fit = {"epochs_run": 0, "cap": 0, "best_epoch": None, "stop_reason": "fit", "kept": "fitted", "converged": True}
+    patchcore = fake_run(tmp_path, "patchcore", losses=[], training=fit)
+    runs = [fake_run(tmp_path, "ae", losses=[2.0, 1.0], training=plateau(2, 2)), patchcore]
+    fig = curves.plot_curves(runs)
+    assert [ax.get_title().splitlines()[0] for ax in fig.axes] == ["AE · synth-oct"]
+    row = curves.convergence_table([patchcore]).iloc[0]
+    assert row["stop_reason"] == "fit" and bool(row["converged"])
+    assert curves.stop_note(curves.convergence_table([patchcore])) == "one fit, no epochs (learns no weight)"
+    assert len(curves.plot_curves([patchcore]).axes) == 0
+
+
 def _line(ax, label: str):
     (line,) = [ln for ln in ax.lines if ln.get_label() == label]
     return line

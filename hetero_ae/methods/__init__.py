@@ -26,6 +26,12 @@ def table_order() -> list[str]:
     return sorted(METHODS, key=lambda m: (METHODS[m].paper_row is None, METHODS[m].paper_row or 0, m))
 
 
+def in_paper(name: str) -> bool:
+    """Whether method ``name`` has a row in the paper's Table I (``paper_row``); False for one beyond the
+    paper (PatchCore) and for a name that is not registered."""
+    return name in METHODS and METHODS[name].paper_row is not None
+
+
 def available_methods() -> list[str]:
     """Every registered method's name, sorted."""
     return sorted(METHODS)

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from ..experiment.runs import RunResult
 
-STOP_TEXT = {"cap": "cap reached", "fixed": "fixed epochs", "unknown": "no stopping record"}
+STOP_TEXT = {"cap": "cap reached", "fixed": "fixed epochs", "unknown": "no stopping record",
+             "fit": "one fit, no epochs (learns no weight)"}
 
 
 def run_label(result: RunResult) -> str:
@@ -141,14 +142,16 @@ def plot_curves(results: Sequence[RunResult], *, labels: Sequence[str] | None = 
 
     A group is one ``labels`` value (one per run; default ``run_label``: method x dataset)
     with its seeds overlaid, one colour per seed throughout. Axes are not shared: losses of
-    different methods differ in scale. Each title gives the group and ``stop_note``.
+    different methods differ in scale. Each title gives the group and ``stop_note``. A run of a
+    method that learns no weight (stop reason ``fit``, PatchCore) has no curve and no panel.
     """
     import matplotlib.pyplot as plt
 
     table = convergence_table(results, labels)
+    table = table[table["stop_reason"] != "fit"] if len(table) else table
     groups = list(dict.fromkeys(table["label"]))
     ncols = max(1, min(ncols, len(groups)))
-    nrows = -(-len(groups) // ncols)
+    nrows = max(1, -(-len(groups) // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows + 0.5), squeeze=False,
                              layout="constrained")
     colours = _seed_colours(table["seed"])

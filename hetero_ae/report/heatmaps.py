@@ -6,7 +6,8 @@ images it shows nor how it scales the maps; here the example is the anomalous te
 with the largest lesion mask (the first anomalous ones where there are no masks), and each
 method's maps are scaled by that method's range over the whole test set of the dataset, so
 that a hot spot means "as anomalous as anything this method sees", not "the maximum of this
-one image" (which would make every map look equally confident).
+one image" (which would make every map look equally confident). A profile's methods beyond the
+paper (PatchCore) get a column after the paper's four, named as not in the paper.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from ..data.datasets import load_split
 from ..evaluation.predict import predict
 from ..experiment.runs import RunResult, trained_model
 from ..experiment.specs import spec_root
+from ..methods import in_paper
 from .formatting import UNCONVERGED_MARK
+
+PAPER_METHODS = ("ae", "salad", "mkd", "hetero-ae")  # Fig. 4's rows, in the paper's order
+
+
+def figure_methods(profile_methods: Iterable[str]) -> list[str]:
+    """Fig. 4's methods: the paper's four, then those of ``profile_methods`` beyond the paper."""
+    return [*PAPER_METHODS, *(m for m in profile_methods if not in_paper(m) and m not in PAPER_METHODS)]
+
 
 PIXEL_METRICS = {"pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
 CMAP = "jet"  # the paper's colours: blue normal, red anomalous

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.runs import RunResult
-from ..methods import METHODS
+from ..methods import METHODS, in_paper
 from .significance import ImageScores, bootstrap_difference, detectable_difference, welch_interval
 from .formatting import METHOD_NAMES, UNCONVERGED_MARK, cell
 
@@ -165,7 +165,7 @@ def table1_verdicts(frame: pd.DataFrame, *, ours: str = "hetero-ae", metric: str
     """
     if "threshold" in frame:
         frame = frame[frame["threshold"] == "best_f1"]
-    frame = frame[[m == ours or METHODS[m].paper_row is not None if m in METHODS else True for m in frame["method"]]]
+    frame = frame[[m == ours or in_paper(m) or m not in METHODS for m in frame["method"]]]
     images = None if runs is None else scores_by(runs, lambda r: (r.spec.dataset, r.spec.model.method))
     out = []
     for dataset, g in frame.groupby("dataset", sort=False):
