@@ -264,7 +264,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     """
     from .data.datasets import data_root, get_dataset
     from .experiment.profiles import load_profile
-    from .experiment.runs import run_experiment
+    from .experiment.runs import run_experiments
     from .experiment.specs import ensure_profile_data
     from .training import distributed
     from .training.runtime import compile_backend
@@ -281,7 +281,6 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
         raise UserError(f"--jobs must be 1 or more, got {jobs}")
     if jobs > 1 and distributed.launched():
         raise UserError("--jobs runs several runs at once in one launch; under torchrun use --jobs 1 (DDP)")
-    results = []
     with distributed.process_group(_device(a.device or profile.device)) as device:
         main = distributed.is_main()
         if main:
@@ -292,25 +291,18 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
                 print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: trained -> {folder}",
                       file=sys.stderr)
 
-        if jobs > 1:
-            from .experiment.runs import run_experiments
-
-            side = profile.train_jobs_methods  # the methods whose runs pay side by side (None: all)
-            return run_experiments(list(specs_of(profile, root)), jobs=jobs, results=a.results, root=root,
-                                   device=device, compile=backend, on_done=done,
-                                   side_by_side=None if side is None else lambda spec: spec.model.method in side)
+        specs = []
         for spec in specs_of(profile, root):
-            name = f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}"
             if skip_unsupported and distributed.world_size() > 1 and not distributed.supports(spec.model.method):
                 if main:
-                    print(f"{name}: left to one process (its own training step; DDP trains the others)",
-                          file=sys.stderr)
+                    print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: left to one process "
+                          "(its own training step; DDP trains the others)", file=sys.stderr)
                 continue
-            res = run_experiment(spec, results=a.results, root=root, device=device, progress=main, compile=backend)
-            if main:
-                done(spec, res.folder, res.cached)
-            results.append(res)
-    return results
+            specs.append(spec)
+        side = profile.train_jobs_methods  # the methods whose runs pay side by side (None: all)
+        return run_experiments(specs, jobs=jobs, results=a.results, root=root, device=device, compile=backend,
+                               on_done=done if main else None, progress=main,
+                               side_by_side=None if side is None else lambda spec: spec.model.method in side)
 
 
 def _print_table(results: list) -> None:

@@ -324,8 +324,11 @@ def _pool_run(spec: RunSpec, results: str, root: str | None, device: str, compil
 
 def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path = "results",
                     root: str | Path | None = None, device: str = "cpu", compile: str | None = None,
-                    on_done: Any = None, side_by_side: Any = None) -> list[RunResult]:
-    """The cached result of every spec, training ``jobs`` of them at a time.
+                    on_done: Any = None, side_by_side: Any = None, progress: bool = False) -> list[RunResult]:
+    """The cached result of every spec, training ``jobs`` of them at a time: the one batch loop of the
+    command line (``hetero-ae run-profile``, ``run``, ``compare``) and the notebooks.
+
+    ``progress`` shows each run's epochs as it trains in this process (not in the workers).
 
     With ``jobs`` > 1 the runs that ``side_by_side(spec)`` accepts (default: all) train in
     ``jobs`` worker processes (spawned), each given ``cores // jobs`` torch threads; the others
@@ -353,7 +356,7 @@ def run_experiments(specs: list[RunSpec], *, jobs: int = 1, results: str | Path 
               and (side_by_side is None or side_by_side(spec))}
 
     def here(i: int) -> None:
-        out[i] = out[i] or run_experiment(specs[i], results=results, root=root, device=device, progress=False,
+        out[i] = out[i] or run_experiment(specs[i], results=results, root=root, device=device, progress=progress,
                                           compile=compile)
         if on_done is not None:
             on_done(specs[i], out[i].folder, out[i].cached)

@@ -18,7 +18,7 @@ from tqdm import tqdm  # a text bar: JupyterLab shows it in place, and it needs 
 
 from ..experiment.plan import plan_runs
 from ..experiment.profiles import Profile
-from ..experiment.runs import RunResult, run_experiment
+from ..experiment.runs import RunResult, run_experiments
 from ..experiment.specs import RunSpec, profile_root, run_spec, spec_root
 from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant
 from ..methods import table_order
@@ -63,16 +63,10 @@ def run_specs(profile: Profile, specs: Iterable[RunSpec], *, results: str | Path
     if not plan.missing:
         return plan.cached
     print("\n".join(plan.lines(f"{len(plan.missing)} run(s) to train")), flush=True)
-    backend = compile_backend(profile.torch_compile)
-    out = []
     with tqdm(total=len(plan.missing), desc="runs trained", unit="run") as bar:
-        for spec in specs:
-            res = run_experiment(spec, results=results, root=profile.data_root, device=profile.device,
-                                 progress=True, compile=backend)
-            out.append(res)
-            if not res.cached:
-                bar.update()
-    return out
+        return run_experiments(specs, results=results, root=profile.data_root, device=profile.device,
+                               compile=compile_backend(profile.torch_compile), progress=True,
+                               on_done=lambda spec, folder, cached: None if cached else bar.update())
 
 
 def run_all(profile: Profile, datasets: Iterable[str], methods: Iterable[str], *,
