@@ -19,7 +19,9 @@ run the rule would have made is this run cut at its stop), which gives, per meth
 
 The rule chosen is the cheapest (total wall time over every method and dataset) under which
 every run passes the convergence test at its stop and keeps weights within ``--auc-tolerance``
-AUC points of the long run's lowest-loss epoch. Two kinds of run are replayed for the record but
+AUC points of the long run's lowest-loss epoch. Where no candidate passes on every run, the
+rule with the fewest failing runs is chosen, the cheapest of those, and the choice says so
+(``fallback``) and names the runs it fails (``failures``), for the report to mark. Two kinds of run are replayed for the record but
 do not choose: f-AnoGAN, whose two phases take all their epochs (its schedule is fixed, and
 marked), and a long run whose own curve still fails the convergence test at its end: it cannot
 say where a rule should stop, only that its recipe needs more epochs or a faster schedule.
@@ -245,10 +247,10 @@ def caps(runs: dict[str, dict[str, Any]], choice: dict[str, Any] | None, margin:
 
 def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, Any]:
     """Every candidate rule replayed on every finished long run, and the rule chosen (module docstring)."""
-    table, choice = [], None
+    table = []
     for p in PATIENCES:
         for d in MIN_DELTAS:
-            rows, total, ok = [], 0.0, True
+            rows, total, failures = [], 0.0, []
             for name, r in runs.items():
                 curve = [e["val_loss"] for e in r["epochs"]]
                 replayable = not r.get("lr_patience") or d == 0.0  # its rate fell on min_delta 0's counter
@@ -267,14 +269,16 @@ def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, A
                     total += row["seconds"]
                     close = None not in (row["auc_kept"], row["auc_lowest"]) and \
                         row["auc_lowest"] - row["auc_kept"] <= tolerance
-                    ok = ok and row["converged"] and close and replayable
-            entry = {"patience": p, "min_delta": d, "seconds": round(total, 1), "acceptable": ok, "runs": rows}
-            table.append(entry)
-            if ok and (choice is None or total < choice["seconds"]):
-                choice = entry
+                    if not (row["converged"] and close and replayable):
+                        failures.append(name)
+            table.append({"patience": p, "min_delta": d, "seconds": round(total, 1), "acceptable": not failures,
+                          "failures": failures, "runs": rows})
+    acceptable = [e for e in table if e["acceptable"]]
+    best = min(acceptable or table, key=lambda e: (len(e["failures"]), e["seconds"])) if table else None
     unresolved = sorted(n for n, r in runs.items() if still_falling([e["val_loss"] for e in r["epochs"]]))
-    return {"rules": table, "choice": None if choice is None else
-            {"patience": choice["patience"], "min_delta": choice["min_delta"], "seconds": choice["seconds"]},
+    return {"rules": table, "choice": None if best is None else
+            {"patience": best["patience"], "min_delta": best["min_delta"], "seconds": best["seconds"],
+             "fallback": not acceptable, "failures": best["failures"]},
             "auc_tolerance": tolerance, "still_falling_at_the_long_cap": unresolved}
 
 
@@ -338,8 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     study["caps"] = caps(finished, study["replay"]["choice"])
     save()
     choice = study["replay"]["choice"]
-    print(f"{len(finished)} long run(s); rule chosen: " + ("none is acceptable" if choice is None else
-          f"patience {choice['patience']}, min_delta {choice['min_delta']} ({choice['seconds'] / 60:.0f} min in all)"))
+    print(f"{len(finished)} long run(s); rule chosen: " + ("none (no finished run)" if choice is None else
+          f"patience {choice['patience']}, min_delta {choice['min_delta']} ({choice['seconds'] / 60:.0f} min in all)"
+          + (f"; no rule passes on every run, this one fails the fewest: {', '.join(choice['failures'])}"
+             if choice["fallback"] else "")))
     print("contenders (within {margin} AUC points of Hetero-AE on some design dataset, or still falling): "
           .format(**study["contenders"]) + (", ".join(study["contenders"]["contenders"]) or "none"))
     if study["caps"]:

@@ -131,6 +131,25 @@ def test_the_rule_is_chosen_on_runs_whose_long_curve_converged_and_the_others_ar
     choice = out["choice"]  # the cheapest acceptable rule on the converged run alone
     acceptable = [r for r in out["rules"] if r["acceptable"]]
     assert choice["seconds"] == min(r["seconds"] for r in acceptable)
+    assert not choice["fallback"] and choice["failures"] == []
+
+
+def test_where_no_rule_passes_on_every_run_the_one_failing_fewest_is_chosen_and_says_so():
+    bench = _stopping_rule()
+    # the lowest held-out loss comes late (epoch 50) after a flat stretch longer than every candidate patience:
+    # each rule stops before it and keeps an epoch whose AUC is 5 points lower, so all fail this one run
+    late = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.01 * ((-1) ** i) for i in range(43)] + [2.0] * 21
+    flat = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.02 * ((-1) ** i) for i in range(64)]
+    auc = {str(e): (85.0 if e >= 50 else 80.0) for e in range(1, 71)}
+    runs = {"d/ganomaly": {"epochs": [{"val_loss": v, "seconds": 1.0} for v in late], "auc": auc},
+            "d/hetero-ae": {"epochs": [{"val_loss": v, "seconds": 1.0} for v in flat],
+                            "auc": {str(e): 80.0 for e in range(1, 71)}}}
+    out = bench.replay_all(runs, tolerance=1.0)
+    assert not any(r["acceptable"] for r in out["rules"])
+    choice = out["choice"]
+    fewest = min(len(r["failures"]) for r in out["rules"])
+    assert choice["fallback"] and len(choice["failures"]) == fewest == 1 and choice["failures"] == ["d/ganomaly"]
+    assert choice["seconds"] == min(r["seconds"] for r in out["rules"] if len(r["failures"]) == fewest)
 
 
 def _recipes(monkeypatch):
