@@ -54,7 +54,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", type=int, default=d.image_size, help="(default: %(default)s)")
     g.add_argument("--alpha", type=float, default=d.alpha, help="cosine weight of Eq. 4 (default: %(default)s)")
     g.add_argument("--finetune-encoder", action="store_true", help="EDC-style encoder fine-tuning (default: frozen)")
-    g.add_argument("--map-sigma", type=float, default=d.map_sigma, help="Gaussian smoothing of maps (default: none)")
+    g.add_argument("--map-sigma", type=float, default=None,
+                   help="Gaussian smoothing of the anomaly maps, for every method that smooths (default: the "
+                        "method's paper: none for Hetero-AE and STFPM, 4 for RD4AD, MKD and PatchCore)")
     g.add_argument("--comparison", default=d.comparison, choices=COMPARISONS,
                    help="hetero-ae: compare features (paper) or pixels (Table IV ablation) (default: %(default)s)")
     g.add_argument("--feature-scale", default="auto", choices=FEATURE_SCALES,
@@ -446,14 +448,14 @@ def _as_option(message: str) -> str:
 
 def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The run's configurations from the options; ConfigError naming the option that is wrong."""
-    from .methods import check_model_config, method_class
+    from .methods import check_model_config, method_class, with_map_sigma
 
     try:
-        model_cfg = check_model_config(ModelConfig(
+        model_cfg = check_model_config(ModelConfig(**with_map_sigma(a.method, a.map_sigma, dict(
             method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
-            image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder, map_sigma=a.map_sigma,
+            image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
             comparison=a.comparison, feature_scale=a.feature_scale,
-            map_distance=a.map_distance, params=_params(a.param)))
+            map_distance=a.map_distance, params=_params(a.param)))))
         fit_only = not method_class(a.method).trains_weights  # one fit (PatchCore): epochs and lr do not apply
         train_cfg = TrainConfig(epochs=0 if fit_only else a.epochs, batch_size=a.batch_size,
                                 lr=0.0 if fit_only else a.lr, seed=a.seed,

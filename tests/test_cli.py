@@ -120,3 +120,49 @@ def test_method_hyper_parameters_from_the_command_line(image_folders, tmp_path, 
     assert main([*args, "--out", str(tmp_path / "b"), "--param", "no_such_knob=1"]) == 2
     assert "no_such_knob" in one_line_error(capsys)
     assert not (tmp_path / "b").exists()
+
+
+def test_map_sigma_sets_the_smoothing_of_every_method_that_smooths_and_refuses_the_others(image_folders, tmp_path,
+                                                                                          capsys):
+    """One --map-sigma: Hetero-AE's ModelConfig field, RD4AD's (MKD's, STFPM's, PatchCore's) hyper-parameter;
+    a method that makes no smoothed map refuses it in one line instead of ignoring it."""
+    from hetero_ae.methods import build_model, smoothing_methods
+
+    assert set(smoothing_methods()) >= {"hetero-ae", "rd4ad", "mkd", "stfpm", "patchcore"}
+    assert not {"ae", "vae", "ganomaly", "f-anogan", "salad"} & set(smoothing_methods())
+    common = ["train", "--data", str(image_folders["train"]), "--image-size", "64", "--epochs", "1",
+              "--batch-size", "5", "--encoder", "efficientnet-lite0", "--encoder-weights", "none"]
+    assert main([*common, "--method", "rd4ad", "--map-sigma", "2", "--out", str(tmp_path / "rd4ad")]) == 0
+    record = json.loads((tmp_path / "rd4ad" / "config.json").read_text())["model"]
+    assert record["params"] == {"map_sigma": 2.0} and record["map_sigma"] == 0.0
+    from hetero_ae.config import ModelConfig, from_dict
+
+    assert build_model(from_dict(ModelConfig, record)).map_sigma == 2.0
+    assert main([*common, "--method", "hetero-ae", "--map-sigma", "3", "--out", str(tmp_path / "ours")]) == 0
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["model"]["map_sigma"] == 3.0
+    capsys.readouterr()
+    assert main([*common, "--method", "ae", "--map-sigma", "2", "--out", str(tmp_path / "ae")]) == 2
+    error = one_line_error(capsys)
+    assert "--map-sigma" in error and "ae makes no smoothed anomaly map" in error and "rd4ad" in error
+    assert not (tmp_path / "ae").exists()
+
+
+def test_a_profile_map_sigma_goes_where_its_method_reads_it():
+    from dataclasses import replace
+
+    from hetero_ae.errors import ConfigError
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.specs import run_spec
+
+    smoke = load_profile("smoke")
+    settings = {m: dict(s) for m, s in smoke.method_settings.items()}
+    settings["mkd"]["map_sigma"] = 1.5
+    settings["hetero-ae"]["map_sigma"] = 2.0
+    profile = replace(smoke, method_settings=settings)
+    assert run_spec(profile, "synth-oct", "mkd", 0).model.params["map_sigma"] == 1.5
+    assert run_spec(profile, "synth-oct", "hetero-ae", 0).model.map_sigma == 2.0
+    assert run_spec(smoke, "synth-oct", "mkd", 0) == run_spec(smoke, "synth-oct", "mkd", 0)  # unset: keys unchanged
+    assert "map_sigma" not in run_spec(smoke, "synth-oct", "mkd", 0).model.params
+    settings["vae"]["map_sigma"] = 1.0
+    with pytest.raises(ConfigError, match="vae makes no smoothed anomaly map"):
+        run_spec(replace(smoke, method_settings=settings), "synth-oct", "vae", 0)

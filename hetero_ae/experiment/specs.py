@@ -13,7 +13,7 @@ from ..config import ModelConfig, TrainConfig, key_dict, to_dict
 from ..data.datasets import data_root, is_synthetic
 from ..data.overview import ensure_synthetic
 from ..errors import UserError
-from ..methods import method_class
+from ..methods import method_class, with_map_sigma
 from ..model.encoder import resolve_backbone
 from .profiles import Profile
 
@@ -86,9 +86,11 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
     encoder = overrides.pop("encoder", s.pop("encoder", "auto"))  # a variant's encoder wins over the profile's
     s.pop("encoder", None)
     fields_ = {**model_fields, **overrides}
+    sigma = fields_.pop("map_sigma", None)  # every smoothing method's, wherever it reads it (with_map_sigma)
     encoder = backbone(method, encoder)
-    model = ModelConfig(method=method, encoder=encoder, image_size=int(s.pop("image_size", profile.image_size)),
-                        params=dict(s.pop("params", {})), **fields_)
+    model = ModelConfig(**with_map_sigma(method, sigma, dict(
+        method=method, encoder=encoder, image_size=int(s.pop("image_size", profile.image_size)),
+        params=dict(s.pop("params", {})), **fields_)))
     fit_only = not method_class(method).trains_weights  # one fit: no epochs, learning rate or stopping rule
     rule_keys = {"epochs", "lr", "patience", "min_delta", "keep", "lr_patience", "lr_factor"}
     if fit_only and rule_keys & set(s):

@@ -90,6 +90,7 @@ class HeteroAEParams:
 @register("hetero-ae", display_name="Hetero-AE", paper_row=9)
 class HeteroAE(AnomalyModel):
     paper_backbone = "resnet18"
+    map_sigma_in = "model"  # ModelConfig.map_sigma (0: the paper smooths nothing)
     frozen_network = "encoder"
 
     def __init__(self, encoder: Encoder, decoder: nn.Module, *, alpha: float = 0.7, map_sigma: float = 0.0,

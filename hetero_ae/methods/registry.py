@@ -84,6 +84,10 @@ class AnomalyModel(nn.Module):
     size_multiple: int = 32  # input sizes it takes are multiples of this (``config.check_image_size``)
     size_power_of_two: bool = False  # and powers of two (the DCGAN-style networks)
     stops_early: bool = True  # False where the training schedule needs every epoch (phases tied to the cap)
+    # Where the Gaussian smoothing of its anomaly maps is set (``methods.with_map_sigma``): "model" for
+    # ``ModelConfig.map_sigma`` (Hetero-AE), "params" for its hyper-parameter ``map_sigma``; None when it
+    # makes no smoothed map. Default: "params" if its hyper-parameters have that field, else None.
+    map_sigma_in: ClassVar[str | None] = None
     # False for a method that learns no weight (a memory bank): training is then one pass of
     # ``fit_statistics`` over the training normals' frozen features, with no optimiser, epoch or rule
     trains_weights: bool = True
@@ -91,6 +95,14 @@ class AnomalyModel(nn.Module):
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
         raise NotImplementedError
+
+    @classmethod
+    def smoothing_setting(cls) -> str | None:
+        """``map_sigma_in``, or "params" where it is unset and the hyper-parameters have ``map_sigma``."""
+        if cls.map_sigma_in is not None:
+            return cls.map_sigma_in
+        hp = cls.hyper_parameters
+        return "params" if hp is not None and "map_sigma" in {f.name for f in dataclasses.fields(hp)} else None
 
     @classmethod
     def size_rule(cls, cfg: ModelConfig) -> dict[str, Any]:
