@@ -98,3 +98,17 @@ def test_hyper_parameters_are_a_typed_dataclass_with_the_papers_values_as_defaul
     for check in (build_model, check_model_config):
         with pytest.raises(ConfigError, match=f"{method}: hyper-parameter {numeric} must be"):
             check(dataclasses.replace(cfg, params={numeric: "a string"}))
+
+
+def test_every_method_names_the_publication_it_implements_as_its_module_cites_it():
+    import sys
+
+    from hetero_ae.methods import METHODS
+
+    for name, cls in METHODS.items():
+        if not cls.__module__.startswith("hetero_ae.methods."):
+            continue  # a method registered by a test
+        authors, venue_year = cls.paper.split(", ", 1)
+        year = venue_year.rsplit(" ", 1)[-1]
+        docstring = sys.modules[cls.__module__].__doc__ or ""
+        assert authors.split()[0] in docstring and year in docstring, (name, cls.paper)

@@ -61,7 +61,7 @@ def squared_residual_map(x: Tensor, x_hat: Tensor) -> Tensor:
     return (x - x_hat).pow(2).mean(dim=1)
 
 
-@register("ae", display_name="AE", paper_row=1)
+@register("ae", display_name="AE", paper="Bergmann et al., VISAPP 2019", paper_row=1)
 class AE(DCGANMethod):
     hyper_parameters = AEParams
 

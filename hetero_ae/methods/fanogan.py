@@ -85,7 +85,7 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
     return min(max(round(fraction * epochs), 1), epochs - 1)
 
 
-@register("f-anogan", display_name="f-AnoGAN", paper_row=4)
+@register("f-anogan", display_name="f-AnoGAN", paper="Schlegl et al., Medical Image Analysis 2019", paper_row=4)
 class FAnoGAN(DCGANMethod):
     hyper_parameters = FAnoGANParams
     stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.training.stopping)

@@ -92,7 +92,7 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
     return 0.5 * (real + fake)
 
 
-@register("ganomaly", display_name="GANomaly", paper_row=3)
+@register("ganomaly", display_name="GANomaly", paper="Akcay et al., ACCV 2018", paper_row=3)
 class GANomaly(DCGANMethod):
     hyper_parameters = GANomalyParams
 

@@ -1,4 +1,5 @@
-"""The heterogeneous auto-encoder: CNN encoder + HCTN decoder (paper Sec. III-A/B, Fig. 2).
+"""The heterogeneous auto-encoder: CNN encoder + HCTN decoder (paper Sec. III-A/B, Fig. 2). The paper:
+S. Lu et al., "Anomaly Detection for Medical Images Using Heterogeneous Auto-Encoder", IEEE TIP 2024.
 
 Training compares F_E^k with F_D^k for k = 1..3 through the feature-comparison loss
 (Eq. 4-5); testing turns the same comparison into an anomaly map (Eq. 6-7) and its
@@ -87,7 +88,7 @@ class HeteroAEParams:
     """None: every Hetero-AE setting is a named ``ModelConfig`` field (alpha, decoder, map_sigma, ...)."""
 
 
-@register("hetero-ae", display_name="Hetero-AE", paper_row=9)
+@register("hetero-ae", display_name="Hetero-AE", paper="Lu et al., IEEE TIP 2024", paper_row=9)
 class HeteroAE(AnomalyModel):
     paper_backbone = "resnet18"
     map_sigma_in = "model"  # ModelConfig.map_sigma (0: the paper smooths nothing)

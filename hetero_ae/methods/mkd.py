@@ -120,7 +120,7 @@ def mkd_map(source: Sequence[Tensor], cloner: Sequence[Tensor], lamda: float, si
     return total
 
 
-@register("mkd", display_name="MKD", paper_row=7)
+@register("mkd", display_name="MKD", paper="Salehi et al., CVPR 2021", paper_row=7)
 class MKD(AnomalyModel):
     paper_backbone = "vgg16"  # paper Sec. 3 and official models/network.py
     frozen_network = "source"

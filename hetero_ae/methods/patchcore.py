@@ -152,7 +152,7 @@ def nearest_neighbours(queries: Tensor, bank: Tensor, k: int = 1, chunk_size: in
     return torch.cat(dists), torch.cat(idx)
 
 
-@register("patchcore", display_name="PatchCore (not in the paper)")  # beyond the paper: no Table I row there
+@register("patchcore", display_name="PatchCore (not in the paper)", paper="Roth et al., CVPR 2022")  # beyond the paper: no Table I row there
 class PatchCore(AnomalyModel):
     """PatchCore: a frozen encoder and a coreset memory bank of its patch features; nothing is trained.
 

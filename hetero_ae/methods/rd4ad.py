@@ -85,7 +85,7 @@ def flattened_cosine_loss(teacher: Sequence[Tensor], student: Sequence[Tensor]) 
                for t, s in zip(teacher, student, strict=True))
 
 
-@register("rd4ad", display_name="RD4AD", paper_row=8)
+@register("rd4ad", display_name="RD4AD", paper="Deng & Li, CVPR 2022", paper_row=8)
 class RD4AD(AnomalyModel):
     paper_backbone = "wide-resnet50"  # paper Sec. 4.1 and official main.py (wide_resnet50_2)
     frozen_network = "teacher"

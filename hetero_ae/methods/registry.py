@@ -39,16 +39,17 @@ METHODS: dict[str, type["AnomalyModel"]] = {}
 P = TypeVar("P")
 
 
-def register(name: str, *, display_name: str = "", paper_row: int | None = None
+def register(name: str, *, display_name: str = "", paper: str = "", paper_row: int | None = None
              ) -> Callable[[type["AnomalyModel"]], type["AnomalyModel"]]:
     """Register a method class as ``name`` where it is defined, with how the report names it
-    (``display_name``) and its row in the paper's Table I (``paper_row``, 1 = the first; None for a
-    method beyond the paper, which the tables put after the paper's)."""
+    (``display_name``), the publication it implements (``paper``: "authors, venue year"; its module
+    docstring gives the full reference) and its row in the paper's Table I (``paper_row``, 1 = the
+    first; None for a method beyond the paper, which the tables put after the paper's)."""
     def add(cls: type[AnomalyModel]) -> type[AnomalyModel]:
         assert name not in METHODS, f"method {name!r} registered twice"
         METHODS[name] = cls
         add_method_name(name)  # a no-op for the package's own methods, which config already lists
-        cls.method_name, cls.display_name, cls.paper_row = name, display_name or name, paper_row
+        cls.method_name, cls.display_name, cls.paper, cls.paper_row = name, display_name or name, paper, paper_row
         return cls
 
     return add
@@ -72,6 +73,7 @@ class AnomalyModel(nn.Module):
 
     method_name: str = ""
     display_name: str = ""  # how tables and figures name it (``register``)
+    paper: str = ""  # the publication it implements, "authors, venue year" (``register``)
     paper_row: int | None = None  # its row in the paper's Table I; None beyond the paper (``register``)
     paper_backbone: str | None = None  # the pretrained network the method's paper uses, if any
     # The frozen dataclass of the method's own hyper-parameters (``read_hyper_parameters``); None for a

@@ -76,7 +76,7 @@ def rotate_batch(x: Tensor) -> tuple[Tensor, Tensor]:
     return out, labels
 
 
-@register("salad", display_name="SALAD", paper_row=5)
+@register("salad", display_name="SALAD", paper="Zhao et al., IEEE TMI 2021", paper_row=5)
 class SALAD(DCGANMethod):
     hyper_parameters = SALADParams
 

@@ -67,7 +67,7 @@ def stfpm_map(teacher: Sequence[Tensor], student: Sequence[Tensor], size: tuple[
     return total
 
 
-@register("stfpm", display_name="STFPM", paper_row=6)
+@register("stfpm", display_name="STFPM", paper="Wang et al., BMVC 2021", paper_row=6)
 class STFPM(AnomalyModel):
     paper_backbone = "resnet18"  # paper Sec. 4.1 and official code (ResNet18_MS3)
     frozen_network = "teacher"

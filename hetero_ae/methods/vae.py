@@ -64,7 +64,7 @@ def negative_elbo(x: Tensor, x_hat: Tensor, mu: Tensor, logvar: Tensor, *, kl_we
     return (reconstruction_term(x, x_hat) + kl_weight * kl_divergence(mu, logvar)).mean()
 
 
-@register("vae", display_name="VAE", paper_row=2)
+@register("vae", display_name="VAE", paper="Matsubara et al., IEEE Trans. Cybernetics 2022", paper_row=2)
 class VAE(DCGANMethod):
     hyper_parameters = VAEParams
 
