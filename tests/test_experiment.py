@@ -117,7 +117,11 @@ def test_a_profile_is_typed_and_a_bad_setting_is_named_with_its_file(tmp_path, m
                             ({"seeds": [0, "one"]}, "seeds must be a list of int"),
                             ({"method_settings": []}, "method_settings must be a mapping"),
                             ({"second_size": settings["image_size"]}, "second_size must differ from image_size"),
-                            ({"second_size": 8}, "second_size must be a size in pixels")]:
+                            ({"second_size": 8}, "second_size must be a size in pixels"),
+                            ({"second_rule": {"patience": 1}}, "second_rule must differ from the profile's rule"),
+                            ({"second_rule": {"epochs": 9}}, "second_rule must be a mapping of patience"),
+                            ({"second_rule": {"patience": 2.5}}, "second_rule must be a mapping of patience"),
+                            ({"second_rule": {"min_delta": -0.1}}, "second_rule must be a mapping of patience")]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(yaml.safe_dump({**settings, **change}))
         with pytest.raises(UserError, match=message) as e:
@@ -294,6 +298,28 @@ def test_a_figure_that_must_train_a_run_again_says_so_and_shows_its_progress(dat
     assert res.retrained
     assert "ae on synth-oct, seed 0, 64 px: its weights are not on disk; training it again" in err
     assert "epoch" in err.lower()  # the epoch bar
+
+
+def test_a_second_rule_lists_table_is_runs_under_both_rules_and_keeps_fixed_schedules(smoke, tmp_path):
+    from hetero_ae.report.table_runs import notebook_specs, rule_specs
+
+    second = smoke.under_rule({"patience": 4, "min_delta": 0.01})
+    assert (second.patience, second.min_delta, second.second_rule) == (4, 0.01, None)
+    assert second.rule_label() == "patience 4, min_delta 0.01" and smoke.rule_label() == "patience 1, min_delta 0"
+    specs = rule_specs(smoke)
+    assert list(specs) == ["patience 1, min_delta 0", "patience 2, min_delta 0"]
+    first, again = specs.values()
+    assert [(s.model.method, s.train.seed) for s in first] == [(s.model.method, s.train.seed) for s in again]
+    assert {s.dataset for s in first} == set(smoke.second_rule_datasets)
+    assert {s.model.method for s in first} == set(smoke.second_rule_methods)  # the profile's methods, every seed
+    for a, b in zip(first, again):
+        if a.model.method == "f-anogan":  # two phases over every epoch: one run under both rules
+            assert a == b
+        else:
+            assert replace(a, train=replace(a.train, patience=2)) == b and b.train.patience == 2
+    assert rule_specs(replace(smoke, second_rule=None)) == {}
+    listed = notebook_specs(smoke, ["table1_sensitivity"], verbose=False)
+    assert len(listed) == len(first) + sum(s.model.method != "f-anogan" for s in again)  # shared runs once
 
 
 def test_a_second_size_lists_table_is_runs_at_both_sizes_and_its_data_are_generated_beside(smoke, tmp_path):

@@ -18,7 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 TABLES = ["data_overview_counts", "table1_comparison", "table1_comparison_q95", "table1_welch_sen",
-          "table1_per_class_auc", "table1_runs", "table1_sizes", "table1_sizes_per_class", "table1_sizes_verdict", "table2_heterogeneous", "table2_heterogeneous_complexity", "table2_heterogeneous_pixel_auroc",
+          "table1_per_class_auc", "table1_runs", "table1_sizes", "table1_sizes_per_class", "table1_sizes_verdict",
+          "table1_sensitivity", "table1_sensitivity_verdict", "table1_sensitivity_changes", "table2_heterogeneous", "table2_heterogeneous_complexity", "table2_heterogeneous_pixel_auroc",
           "table3_hctn", "table3_hctn_complexity", "table4_feature_comparison", "fig4_pixel_metrics", "fig5_tsne",
           "fig6_feature_distance", "complexity_table2", "complexity_mstb_attention"]
 FIGURES = ["data_overview_gallery", "fig4_heatmaps", "fig5_tsne", "fig6_boxplots", "complexity_mstb_attention"]

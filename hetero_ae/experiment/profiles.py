@@ -2,6 +2,8 @@
 
 - ``smoke``: tiny images and a few steps; the whole of ``./run_all.sh`` in minutes (CI).
 - ``cpu`` (default): the embedded synthetic data on a 2-core machine in about an hour.
+- ``study``: the decision study on the cpu profile's data: one stopping rule for every method, five
+  seeds for Hetero-AE and the contending baselines, Table I at 256 px and under a second rule.
 - ``paper``: the paper's protocol (256 px, batch 200, Adam 1e-4, 200 epochs, alpha 0.7,
   5 seeds) on the real datasets, on GPUs.
 
@@ -87,6 +89,12 @@ class Profile:
     second_size: int | None = None
     second_size_datasets: tuple[str, ...] = ()
     second_size_methods: tuple[str, ...] = ()
+    # Table I's verdicts again under a second stopping rule (patience and/or min_delta over the profile's,
+    # e.g. doubled patience) for those of second_rule_methods and second_rule_datasets the profile has,
+    # with their seeds (notebook table1_sensitivity); None: the profile's rule only
+    second_rule: dict[str, Any] | None = None
+    second_rule_datasets: tuple[str, ...] = ()
+    second_rule_methods: tuple[str, ...] = ()
     data_subdir: str | None = None  # set by ``at_size``, not by a profile file: where its synthetic data are
 
     def at_size(self, size: int) -> Profile:
@@ -99,6 +107,19 @@ class Profile:
         return dataclasses.replace(self, image_size=size, method_settings=settings, data_subdir=size_folder(size),
                                    second_size=None, second_size_datasets=(), second_size_methods=())
 
+    def under_rule(self, rule: dict[str, Any]) -> Profile:
+        """This profile with the stopping rule ``rule`` (``patience`` and/or ``min_delta``, as
+        ``second_rule`` gives them) for every method: the profile's values replaced, and the same keys
+        dropped from each method's settings and from ``ablation_settings``; no second rule of its own."""
+        settings = {m: {k: v for k, v in s.items() if k not in rule} for m, s in self.method_settings.items()}
+        ablation = {k: v for k, v in self.ablation_settings.items() if k not in rule}
+        return dataclasses.replace(self, **rule, method_settings=settings, ablation_settings=ablation,
+                                   second_rule=None, second_rule_datasets=(), second_rule_methods=())
+
+    def rule_label(self) -> str:
+        """The profile-level stopping rule in words, e.g. 'patience 30, min_delta 0'."""
+        return f"patience {self.patience}, min_delta {self.min_delta:g}"
+
     def method_seed_list(self, method: str) -> list[int]:
         """The seeds ``method`` runs over: ``method_seeds`` where it names the method, else Hetero-AE's
         ``seeds`` or the baselines' ``baseline_seeds``."""
@@ -108,7 +129,8 @@ class Profile:
 
 _SEQUENCES = {"datasets": str, "methods": str, "seeds": int, "baseline_seeds": int, "ablation_datasets": str,
               "ablation_seeds": int, "train_jobs_methods": str, "second_size_datasets": str,
-              "second_size_methods": str}
+              "second_size_methods": str, "second_rule_datasets": str, "second_rule_methods": str}
+_RULE = {"patience": int, "min_delta": float}  # what second_rule may set
 _SCALARS = {"profile": str, "device": str, "image_size": int, "data_root": str, "synthetic_preset": str,
             "synthetic_seed": int, "val_fraction": float, "patience": int, "min_delta": float, "keep": str, "precision": str,
             "lr_patience": int, "lr_factor": float,
@@ -141,6 +163,14 @@ def _typed(key: str, value: Any, where: str) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
             raise bad("a size in pixels of 16 or more, or null")
         return value
+    if key == "second_rule":
+        if value is None:
+            return None
+        if (not isinstance(value, dict) or not value or set(value) - set(_RULE)
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in value.values())
+                or not isinstance(value.get("patience", 0), int)):
+            raise bad(f"a mapping of {' and/or '.join(_RULE)} to numbers of 0 or more (patience a whole number), or null")
+        return {k: _RULE[k](v) for k, v in value.items()}
     if key == "torch_compile":
         if not isinstance(value, (bool, str)):
             raise bad("true, false or a torch.compile backend")
@@ -167,6 +197,8 @@ def profile_from(settings: dict[str, Any], where: str = "profile") -> Profile:
     if profile.second_size is not None:
         if profile.second_size == profile.image_size:
             raise UserError(f"{where}: second_size must differ from image_size ({profile.image_size})")
+    if profile.second_rule is not None and profile.under_rule(profile.second_rule).rule_label() == profile.rule_label():
+        raise UserError(f"{where}: second_rule must differ from the profile's rule ({profile.rule_label()})")
     return profile
 
 

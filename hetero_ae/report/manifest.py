@@ -31,6 +31,7 @@ ORDER = {
     "data_overview": "Data: the datasets, counts per class, a gallery with lesion masks",
     "table1_comparison": "Table I: nine methods on four datasets (AUC, F1, ACC, SEN, SPE)",
     "table1_sizes": "Table I at two sizes: Hetero-AE and the contenders at 128 and the paper's 256 px",
+    "table1_sensitivity": "Table I under a second stopping rule: whether the rule decides the verdicts",
     "table2_heterogeneous": "Table II: homogeneous against heterogeneous encoder/decoder pairs",
     "table3_hctn": "Table III: the HCTN decoder against all-CNN and all-Transformer decoders",
     "table4_feature_comparison": "Table IV: feature comparison against pixel comparison",

@@ -21,14 +21,14 @@ from ..experiment.profiles import Profile
 from ..experiment.runs import RunResult, run_experiments
 from ..experiment.specs import RunSpec, profile_root, run_spec, spec_root
 from ..experiment.variants import TABLE_II, TABLE_III, TABLE_IV, Variant
-from ..methods import table_order
+from ..methods import method_class, table_order
 from ..model.encoder import resolve_backbone
 from ..training.runtime import compile_backend
 from .notebook_setup import present_datasets
 
 NOTEBOOK_VARIANTS = {"table2_heterogeneous": TABLE_II, "table3_hctn": TABLE_III,
                      "table4_feature_comparison": TABLE_IV, "fig6_boxplots": TABLE_III}  # ablation rows per notebook
-TABLE_NOTEBOOKS = ("table1_comparison", "table1_sizes", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
+TABLE_NOTEBOOKS = ("table1_comparison", "table1_sizes", "table1_sensitivity", *NOTEBOOK_VARIANTS)  # the notebooks whose runs notebook_specs lists
 
 
 def table1_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[str]) -> list[RunSpec]:
@@ -50,6 +50,28 @@ def sizes_specs(profile: Profile) -> dict[int, list[RunSpec]]:
     datasets = [d for d in profile.second_size_datasets if d in profile.datasets]
     return {size: table1_specs(profile.at_size(size), datasets, methods)
             for size in (profile.image_size, profile.second_size)}
+
+
+def rule_specs(profile: Profile) -> dict[str, list[RunSpec]]:
+    """Table I's runs under the profile's stopping rule and under its ``second_rule``
+    (``Profile.under_rule``): per rule (its words, ``Profile.rule_label``), the run of every (dataset,
+    method, seed) of ``second_rule_datasets`` and ``second_rule_methods`` that the profile has (in the
+    paper's order), each method over its seeds. A method that trains every epoch whatever the rule
+    (``AnomalyModel.stops_early`` False: f-AnoGAN) or learns no weight keeps its one run under both.
+    Empty for a profile without a second rule."""
+    if profile.second_rule is None:
+        return {}
+    methods = [m for m in table_order() if m in profile.second_rule_methods and m in profile.methods]
+    datasets = [d for d in profile.second_rule_datasets if d in profile.datasets]
+    second = profile.under_rule(profile.second_rule)
+
+    def ruled(method: str) -> Profile:
+        cls = method_class(method)
+        return second if cls.stops_early and cls.trains_weights else profile
+
+    return {profile.rule_label(): table1_specs(profile, datasets, methods),
+            second.rule_label(): [spec for dataset in datasets for method in methods
+                                  for spec in table1_specs(ruled(method), [dataset], [method])]}
 
 
 def run_specs(profile: Profile, specs: Iterable[RunSpec], *, results: str | Path = "results") -> list[RunResult]:
@@ -116,7 +138,8 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
     """Every run the table notebooks (``TABLE_NOTEBOOKS``) of a profile ask for, or those of ``notebooks``, once each.
 
     Table I's (``table1_comparison``; Fig. 4 and Fig. 5 use some of them), Table I's at two sizes
-    (``table1_sizes``: ``sizes_specs``) and the ablations' (Tables II-IV and Fig. 6), on the profile's datasets that are on disk: what ``hetero-ae
+    (``table1_sizes``: ``sizes_specs``), Table I's under a second stopping rule (``table1_sensitivity``:
+    ``rule_specs``) and the ablations' (Tables II-IV and Fig. 6), on the profile's datasets that are on disk: what ``hetero-ae
     run-profile`` trains ahead of the notebooks, so that they find every run in the cache.
     """
     wanted = set(TABLE_NOTEBOOKS if notebooks is None else notebooks)  # other notebooks: no runs of their own
@@ -127,6 +150,9 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
         specs += table1_specs(profile, present, methods)
     if "table1_sizes" in wanted:
         specs += [spec for size_specs in sizes_specs(profile).values() for spec in size_specs
+                  if present_datasets([spec.dataset], spec_root(spec, root), verbose=verbose)]
+    if "table1_sensitivity" in wanted:
+        specs += [spec for rule_specs_ in rule_specs(profile).values() for spec in rule_specs_
                   if present_datasets([spec.dataset], spec_root(spec, root), verbose=verbose)]
     ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
     if ablations:
