@@ -343,3 +343,17 @@ def test_a_second_size_lists_table_is_runs_at_both_sizes_and_its_data_are_genera
     assert (root / "synthetic").is_dir() and (root / "128px" / "synthetic").is_dir()
     listed = notebook_specs(smoke, ["table1_sizes"], root, verbose=False)
     assert len(listed) == sum(map(len, specs.values()))
+
+
+def test_fig4_draws_the_second_size_run_where_table_i_has_one(smoke):
+    from hetero_ae.report.table_runs import figure_specs
+
+    drawn = {(s.dataset, s.model.method): s for s in figure_specs(smoke, ["synth-oct", "synth-brain-mri"],
+                                                                    ["ae", "hetero-ae"])}
+    assert smoke.second_size_datasets == ("synth-brain-mri",) and "ae" not in smoke.second_size_methods
+    assert drawn["synth-brain-mri", "hetero-ae"] == run_spec(smoke.at_size(128), "synth-brain-mri", "hetero-ae", 0)
+    assert drawn["synth-oct", "hetero-ae"] == run_spec(smoke, "synth-oct", "hetero-ae", 0)
+    assert drawn["synth-brain-mri", "ae"] == run_spec(smoke, "synth-brain-mri", "ae", 0)
+    assert {s.train.seed for s in drawn.values()} == {0}
+    no_second = figure_specs(replace(smoke, second_size=None), ["synth-brain-mri"], ["hetero-ae"])
+    assert no_second == [run_spec(smoke, "synth-brain-mri", "hetero-ae", 0)]

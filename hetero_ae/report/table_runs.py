@@ -52,6 +52,20 @@ def sizes_specs(profile: Profile) -> dict[int, list[RunSpec]]:
             for size in (profile.image_size, profile.second_size)}
 
 
+def figure_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[str]) -> list[RunSpec]:
+    """The run a figure draws for each (dataset, method) (Fig. 4): the method's first seed, at the
+    profile's ``second_size`` (the paper's 256 px) where Table I runs that method on that dataset
+    there too (``sizes_specs``), else at its own size."""
+    second = profile.at_size(profile.second_size) if profile.second_size is not None else None
+    out = []
+    for dataset in datasets:
+        for method in methods:
+            at = second if (second is not None and dataset in profile.second_size_datasets
+                            and method in profile.second_size_methods) else profile
+            out.append(run_spec(at, dataset, method, at.method_seed_list(method)[0]))
+    return out
+
+
 def rule_specs(profile: Profile) -> dict[str, list[RunSpec]]:
     """Table I's runs under the profile's stopping rule and under its ``second_rule``
     (``Profile.under_rule``): per rule (its words, ``Profile.rule_label``), the run of every (dataset,
