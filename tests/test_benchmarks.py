@@ -308,3 +308,21 @@ def test_the_patchcore_benchmark_reports_its_fit_bank_and_scoring_per_set_and_ke
     paper = sets["6 synthetic brain slices at 64 px"]
     assert paper["patches"] == 6 * 8 * 8 and paper["bank_entries"] == round(0.1 * paper["patches"])  # H/8 grid, 10 %
     assert all(s["fit_seconds"] >= s["coreset_seconds"] >= 0 and s["score_images_per_second"] > 0 for s in sets.values())
+    assert not sets["synth-oct at 64 px"]["coreset_projected"]  # the profile's sets: the whole coreset
+    assert paper["coreset_projected"] is False and paper["coreset_picks_timed"] == paper["bank_entries"]  # 38 picks < 2000
+    assert bench.main(["--profile", "smoke", "--datasets", "synth-oct", "--paper-images", "6", "--paper-size", "64",
+                       "--paper-test-images", "3", "--paper-timed-picks", "5", "--out", str(out)]) == 0
+    projected = json.loads(out.read_text())["patchcore"]["sets"]["6 synthetic brain slices at 64 px"]
+    assert projected["coreset_projected"] and projected["coreset_picks_timed"] == 5
+    assert projected["bank_entries"] == paper["bank_entries"] and projected["coreset_seconds"] >= 0
+
+
+def test_a_coreset_time_projected_from_its_first_picks_is_linear_in_the_picks(monkeypatch):
+    import torch
+
+    spec = importlib.util.spec_from_file_location("patchcore_bench", ROOT / "benchmarks" / "patchcore.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    clock = iter([0.0, 3.0, 3.0 + 3.0 + 49 * 2.0])  # 1 pick (projection + pick): 3 s; 50 picks: 2 s per further pick
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    assert bench.coreset_time(torch.randn(300, 32), 1000, 50, seed=0, project_to=8) == 3.0 + 2.0 * 999
