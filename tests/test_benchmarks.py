@@ -225,11 +225,14 @@ def test_a_plateau_schedule_run_is_long_under_the_rule_and_only_min_delta_zero_r
     plateau = replace(spec, train=replace(spec.train, patience=15, lr_patience=5))
     cfg = bench.long_config(plateau, 9)
     assert (cfg.patience, cfg.min_delta, cfg.lr_patience, cfg.keep) == (max(bench.PATIENCES), 0.0, 5, "lowest")
-    flat = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.02 * ((-1) ** i) for i in range(34)]
+    flat = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.02 * ((-1) ** i) for i in range(94)]
     runs = {"d/hetero-ae": {"epochs": [{"val_loss": v, "seconds": 1.0} for v in flat], "lr_patience": 5,
-                            "auc": {str(e): 80.0 for e in range(1, 41)}}}
+                            "auc": {str(e): 80.0 for e in range(1, 101)}}}
     rules = bench.replay_all(runs, tolerance=1.0)["rules"]
     assert all(r["acceptable"] == (r["min_delta"] == 0.0) for r in rules)
+    short = {"d/hetero-ae": {**runs["d/hetero-ae"], "epochs": runs["d/hetero-ae"]["epochs"][:40]}}
+    unstopped = [r for r in bench.replay_all(short, tolerance=1.0)["rules"] if r["patience"] >= 40]
+    assert unstopped and all(not r["acceptable"] and not r["runs"][0]["fired"] for r in unstopped)  # the run ends first
 
 
 def test_the_profile_recipe_reuses_the_rule_studys_long_run_of_the_same_run_only(tmp_path, monkeypatch):
