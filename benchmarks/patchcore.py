@@ -62,7 +62,9 @@ def coreset_time(bank: torch.Tensor, picks: int, timed: int, *, seed: int, proje
     """Seconds of ``greedy_coreset(bank, picks)`` projected from its first ``timed`` picks: the random
     projection and first pick (timed alone), plus the measured time per further pick times the picks
     left. Every pick costs the same (one pass over the bank's projected rows), so the projection
-    is linear in ``picks``."""
+    is linear in ``picks``. ValueError for ``timed`` < 2 (no time per further pick)."""
+    if timed < 2:
+        raise ValueError(f"the time per pick needs at least 2 timed picks, got {timed}")
     t0 = time.perf_counter()
     greedy_coreset(bank, 1, seed=seed, project_to=project_to)
     t1 = time.perf_counter()
@@ -88,9 +90,10 @@ def measure(model: Any, train: np.ndarray, test: np.ndarray, batch: int = 32, ti
     picks = coreset_size(patches, model.coreset_ratio)
     projected = 1 < timed_picks < picks and model.coreset_ratio < 1
     with torch.no_grad():
-        if projected:
+        if projected:  # the bank as fit_features builds it (timed, as in the whole fit), then its coreset projected
             bank = torch.cat([model.patch_features(f).permute(0, 2, 3, 1).reshape(-1, model.dim) for f in feats])
-            coreset_s = coreset_time(bank, picks, timed_picks, seed=model.seed, project_to=model.projection_dim)
+            built = time.perf_counter() - t1
+            coreset_s = built + coreset_time(bank, picks, timed_picks, seed=model.seed, project_to=model.projection_dim)
             model.memory_bank = bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[:picks]]
             del bank
         else:

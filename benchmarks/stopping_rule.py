@@ -29,8 +29,9 @@ say where a rule should stop, only that its recipe needs more epochs or a faster
 
 A method whose recipe lowers its learning rate on the plateau (``lr_patience``, chosen by
 ``benchmarks/recipes.py``) needs the rule's counter to do so: its long run keeps the rule with
-``min_delta`` 0 and the longest candidate patience, so only rules with ``min_delta`` 0 replay on it
-exactly, and a rule with another ``min_delta`` is not acceptable for it.
+``min_delta`` 0 and the longest candidate patience (``rule_patience`` in its record; 30 for those
+recorded before 40 and 60 were candidates), so only rules with ``min_delta`` 0 and a patience up to
+that replay on it exactly, and another rule is not acceptable for it.
 
 The same long runs give each method's cap under the chosen rule (``caps``: ``CAP_MARGIN`` times the
 latest epoch the rule stops them at, so that the rule ends the reported runs, not the cap), and
@@ -75,7 +76,8 @@ from hetero_ae.training.loop import hold_out, train
 from hetero_ae.training.stopping import Stopping, still_falling
 
 FIXED_SCHEDULE = ("f-anogan",)  # its two phases need all their epochs: replayed, not choosing
-PATIENCES = (5, 10, 15, 20, 30, 40, 60)  # 40 and 60 added after the 4x long runs, which leave room for them
+PATIENCES = (5, 10, 15, 20, 30, 40, 60)  # 40, 60: added after the 4x long runs; shorter ones end before they fire
+RULE_PATIENCE_BEFORE = 30  # the rule patience of plateau-schedule long runs recorded before "rule_patience" was
 MIN_DELTAS = (0.0, 0.001, 0.005, 0.01)
 CAP_MARGIN = 1.5  # a method's cap: this many times the latest epoch the chosen rule stops its long runs at
 CONTENDER_MARGIN = 5.0  # AUC points behind Hetero-AE on some design dataset within which a baseline contends
@@ -128,10 +130,18 @@ def with_chosen_recipe(spec: RunSpec, recipes: dict[str, Any], size: int) -> Run
                                        lr_patience=chosen["lr_patience"]))
 
 
+def rule_patience(record: dict[str, Any]) -> int | None:
+    """The patience of the rule a plateau-schedule long run (``lr_patience``) trained under, which ended it
+    (``long_config``); None for a long run without a rule."""
+    return record.get("rule_patience", RULE_PATIENCE_BEFORE) if record.get("lr_patience") else None
+
+
 def same_recipe(record: dict[str, Any], cfg: TrainConfig) -> bool:
-    """Whether a recorded long run trained with ``cfg``'s recipe (learning rate, batch, schedule)."""
+    """Whether a recorded long run trained with ``cfg``'s recipe (learning rate, batch, schedule, and for a
+    plateau schedule the patience of the rule that ended it)."""
     return all(record.get(k, getattr(cfg, k)) == getattr(cfg, k) for k in ("lr", "batch_size", "lr_patience")) \
-        and bool(record.get("lr_patience")) == bool(cfg.lr_patience)
+        and bool(record.get("lr_patience")) == bool(cfg.lr_patience) \
+        and (not cfg.lr_patience or rule_patience(record) == cfg.patience)
 
 
 def _splits(spec: RunSpec, root: Path):
@@ -171,6 +181,7 @@ def long_run(name: str, spec: RunSpec, cfg: TrainConfig, root: Path, work: Path,
     snaps.mkdir(parents=True)
     record: dict[str, Any] = {"run": run_name(spec), "cap": cfg.epochs, "profile_cap": spec.train.epochs,
                               "lr_patience": cfg.lr_patience, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                              **({"rule_patience": cfg.patience} if cfg.lr_patience else {}),
                               "train": len(normals), "held_out": len(val), "epochs": [], "auc": {}}
     lowest = [float("inf")]
 
@@ -254,7 +265,8 @@ def replay_all(runs: dict[str, dict[str, Any]], tolerance: float) -> dict[str, A
             rows, total, failures = [], 0.0, []
             for name, r in runs.items():
                 curve = [e["val_loss"] for e in r["epochs"]]
-                replayable = not r.get("lr_patience") or d == 0.0  # its rate fell on min_delta 0's counter
+                # its rate fell on min_delta 0's counter, and its rule ended it: longer patiences cannot replay
+                replayable = not r.get("lr_patience") or (d == 0.0 and p <= rule_patience(r))
                 stop, kept, fired = _replay(curve, p, d)
                 lowest = int(np.argmin(curve)) + 1
                 whole = curve[0] - min(curve)

@@ -227,9 +227,14 @@ def test_a_plateau_schedule_run_is_long_under_the_rule_and_only_min_delta_zero_r
     assert (cfg.patience, cfg.min_delta, cfg.lr_patience, cfg.keep) == (max(bench.PATIENCES), 0.0, 5, "lowest")
     flat = [10.0, 6.0, 4.0, 3.0, 2.6, 2.5] + [2.5 + 0.02 * ((-1) ** i) for i in range(94)]
     runs = {"d/hetero-ae": {"epochs": [{"val_loss": v, "seconds": 1.0} for v in flat], "lr_patience": 5,
-                            "auc": {str(e): 80.0 for e in range(1, 101)}}}
+                            "rule_patience": max(bench.PATIENCES), "auc": {str(e): 80.0 for e in range(1, 101)}}}
     rules = bench.replay_all(runs, tolerance=1.0)["rules"]
     assert all(r["acceptable"] == (r["min_delta"] == 0.0) for r in rules)
+    older = {"d/hetero-ae": {k: v for k, v in runs["d/hetero-ae"].items() if k != "rule_patience"}}  # ended by patience 30
+    rules = bench.replay_all(older, tolerance=1.0)["rules"]
+    assert all(r["acceptable"] == (r["min_delta"] == 0.0 and r["patience"] <= 30) for r in rules)
+    assert bench.same_recipe(runs["d/hetero-ae"] | {"lr": cfg.lr, "batch_size": cfg.batch_size}, cfg)
+    assert not bench.same_recipe(older["d/hetero-ae"] | {"lr": cfg.lr, "batch_size": cfg.batch_size}, cfg)
     short = {"d/hetero-ae": {**runs["d/hetero-ae"], "epochs": runs["d/hetero-ae"]["epochs"][:40]}}
     unstopped = [r for r in bench.replay_all(short, tolerance=1.0)["rules"] if r["patience"] >= 40]
     assert unstopped and all(not r["acceptable"] and not r["runs"][0]["fired"] for r in unstopped)  # the run ends first
@@ -265,7 +270,8 @@ def test_the_rule_studys_long_runs_take_the_chosen_recipe_and_a_run_of_another_r
     assert bench.with_chosen_recipe(spec, recipes, 128) == spec  # chosen at another size only
     assert bench.with_chosen_recipe(spec, {}, 64) == spec
     cfg = bench.long_config(chosen, 9)
-    assert bench.same_recipe({"lr": chosen.train.lr, "batch_size": 32, "lr_patience": 5}, cfg)
+    assert bench.same_recipe({"lr": chosen.train.lr, "batch_size": 32, "lr_patience": 5, "rule_patience": 60}, cfg)
+    assert not bench.same_recipe({"lr": chosen.train.lr, "batch_size": 32, "lr_patience": 5}, cfg)  # ended at 30
     assert not bench.same_recipe({}, cfg)  # a long run recorded before the recipe was chosen trains again
     assert bench.same_recipe({}, bench.long_config(spec, 9))
     assert not bench.same_recipe({"lr": 1.0}, bench.long_config(spec, 9))
@@ -329,3 +335,5 @@ def test_a_coreset_time_projected_from_its_first_picks_is_linear_in_the_picks(mo
     clock = iter([0.0, 3.0, 3.0 + 3.0 + 49 * 2.0])  # 1 pick (projection + pick): 3 s; 50 picks: 2 s per further pick
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
     assert bench.coreset_time(torch.randn(300, 32), 1000, 50, seed=0, project_to=8) == 3.0 + 2.0 * 999
+    with pytest.raises(ValueError, match="at least 2 timed picks"):
+        bench.coreset_time(torch.randn(300, 32), 1000, 1, seed=0, project_to=8)

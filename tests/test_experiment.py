@@ -305,9 +305,11 @@ def test_a_second_rule_lists_table_is_runs_under_both_rules_and_keeps_fixed_sche
 
     second = smoke.under_rule({"patience": 4, "min_delta": 0.01})
     assert (second.patience, second.min_delta, second.second_rule) == (4, 0.01, None)
-    assert second.rule_label() == "patience 4, min_delta 0.01" and smoke.rule_label() == "patience 1, min_delta 0"
+    assert second.rule_label() == "patience 4, min_delta 0.01, caps +3" and smoke.rule_label() == "patience 1, min_delta 0"
+    assert second.method_settings["rd4ad"]["epochs"] == smoke.method_settings["rd4ad"]["epochs"] + 3  # room to fire
+    assert smoke.under_rule({"min_delta": 0.01}).method_settings == smoke.method_settings  # no rise, same caps
     specs = rule_specs(smoke)
-    assert list(specs) == ["patience 1, min_delta 0", "patience 2, min_delta 0"]
+    assert list(specs) == ["patience 1, min_delta 0", "patience 2, min_delta 0, caps +1"]
     first, again = specs.values()
     assert [(s.model.method, s.train.seed) for s in first] == [(s.model.method, s.train.seed) for s in again]
     assert {s.dataset for s in first} == set(smoke.second_rule_datasets)
@@ -316,10 +318,29 @@ def test_a_second_rule_lists_table_is_runs_under_both_rules_and_keeps_fixed_sche
         if a.model.method == "f-anogan":  # two phases over every epoch: one run under both rules
             assert a == b
         else:
-            assert replace(a, train=replace(a.train, patience=2)) == b and b.train.patience == 2
+            assert replace(a, train=replace(a.train, patience=2, epochs=a.train.epochs + 1)) == b
     assert rule_specs(replace(smoke, second_rule=None)) == {}
+    assert rule_specs(smoke, datasets=["synth-oct"]) == {}  # its dataset not on disk: nothing to read
+    assert rule_specs(replace(smoke, second_rule_methods=("padim",))) == {}
     listed = notebook_specs(smoke, ["table1_sensitivity"], verbose=False)
     assert len(listed) == len(first) + sum(s.model.method != "f-anogan" for s in again)  # shared runs once
+
+
+def test_a_second_rule_is_checked_against_the_methods_own_rules(tmp_path):
+    import yaml
+
+    settings = yaml.safe_load(open("profiles/smoke.yaml"))
+    settings["second_rule"] = {"min_delta": "1e-3"}  # YAML 1.1 reads 1e-3 as text, as for the profile's own
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    assert load_profile(str(path)).second_rule == {"min_delta": 0.001}
+    own = {**settings["method_settings"], "rd4ad": {**settings["method_settings"]["rd4ad"], "patience": 9}}
+    path.write_text(yaml.safe_dump({**settings, "method_settings": own}))
+    with pytest.raises(UserError, match=r"\['rd4ad'\] set their own patience or min_delta"):
+        load_profile(str(path))
+    path.write_text(yaml.safe_dump({**settings, "rule_note": "caps +9"}))
+    with pytest.raises(UserError, match="unknown setting"):  # derived, never read from a file
+        load_profile(str(path))
 
 
 def test_a_second_size_lists_table_is_runs_at_both_sizes_and_its_data_are_generated_beside(smoke, tmp_path):

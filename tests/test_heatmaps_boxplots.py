@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_run(method: str, dataset: str, seed: int = 0, pixel: dict | None = None, folder: Path = Path("."),
-             encoder: str = "none", converged: bool = True) -> RunResult:
-    spec = SimpleNamespace(dataset=dataset, model=SimpleNamespace(method=method, encoder=encoder),
+             encoder: str = "none", converged: bool = True, size: int = 128) -> RunResult:
+    spec = SimpleNamespace(dataset=dataset, model=SimpleNamespace(method=method, encoder=encoder, image_size=size),
                            train=SimpleNamespace(seed=seed))
     run = type("FakeRun", (RunResult,), {"converged": converged})  # the test's verdict, not the folder's curve
     return run(spec, folder, {} if pixel is None else {"pixel": pixel}, cached=True)
@@ -64,9 +64,13 @@ def test_pixel_metric_table_is_per_method_and_dataset_in_percent_averaged_over_s
             fake_run("ae", "synth-oct", 1, {"pixel_auroc": 0.8, "aupro": 0.4, "best_dice": 0.1}),
             fake_run("hetero-ae", "synth-oct", 0, {"pixel_auroc": 0.9, "aupro": 0.5, "best_dice": 0.3},
                      encoder="efficientnet-lite0", converged=False),
+            fake_run("hetero-ae", "synth-brain-mri", 0, {"pixel_auroc": 0.7, "aupro": 0.3}, encoder="efficientnet-lite0",
+                     size=256),  # a second size
             fake_run("hetero-ae", "oct")]  # a real dataset: no masks, no pixel metrics
     table = heatmaps.pixel_metric_table(runs, {"ae": "AE", "hetero-ae": "Hetero-AE"})
-    assert list(table.columns) == ["method", "encoder", "synth-oct pixel AUROC", "synth-oct AUPRO", "still falling †"]
+    assert list(table.columns) == ["method", "encoder", "input size", "synth-oct pixel AUROC", "synth-oct AUPRO",
+                                   "synth-brain-mri pixel AUROC", "synth-brain-mri AUPRO", "still falling †"]
+    assert table["input size"].tolist() == ["128 px", "128 px (synth-oct), 256 px (synth-brain-mri)"]
     assert table["still falling †"].tolist() == ["-", "synth-oct"]
     assert table["method"].tolist() == ["AE", "Hetero-AE"]
     assert table["encoder"].tolist() == ["none", "efficientnet-lite0"]
@@ -128,6 +132,10 @@ def test_heatmap_figure_has_a_row_per_method_and_says_where_there_is_no_mask():
                                      ["AE", "Hetero-AE"])
     assert [t.get_text() for t in marked.axes[2].texts] == ["†"] and not marked.axes[3].texts  # AE's panel only
     assert marked.get_supxlabel().startswith("† from a run whose held-out loss was still falling")
+    mixed = heatmaps.heatmap_figure([heatmaps.HeatmapColumn("a", image, mask, maps, sizes={"AE": 64, "Hetero-AE": 256}),
+                                     heatmaps.HeatmapColumn("b", image, mask, maps, sizes={"AE": 64, "Hetero-AE": 64})],
+                                    ["AE", "Hetero-AE"])  # each panel of the mixed column says its run's size
+    assert [[t.get_text() for t in ax.texts] for ax in mixed.axes[4:8]] == [["64 px"], [], ["256 px"], []]
 
 
 def test_boxplot_figure_has_a_row_per_distance_a_panel_per_dataset_and_the_auc_under_each_decoder():

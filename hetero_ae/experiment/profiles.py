@@ -96,6 +96,7 @@ class Profile:
     second_rule_datasets: tuple[str, ...] = ()
     second_rule_methods: tuple[str, ...] = ()
     data_subdir: str | None = None  # set by ``at_size``, not by a profile file: where its synthetic data are
+    rule_note: str = ""  # set by ``under_rule``, not by a profile file: how its caps differ from the file's
 
     def at_size(self, size: int) -> Profile:
         """This profile at input size ``size``: every method at that size (per-method sizes dropped), and
@@ -108,17 +109,22 @@ class Profile:
                                    second_size=None, second_size_datasets=(), second_size_methods=())
 
     def under_rule(self, rule: dict[str, Any]) -> Profile:
-        """This profile with the stopping rule ``rule`` (``patience`` and/or ``min_delta``, as
-        ``second_rule`` gives them) for every method: the profile's values replaced, and the same keys
-        dropped from each method's settings and from ``ablation_settings``; no second rule of its own."""
-        settings = {m: {k: v for k, v in s.items() if k not in rule} for m, s in self.method_settings.items()}
-        ablation = {k: v for k, v in self.ablation_settings.items() if k not in rule}
-        return dataclasses.replace(self, **rule, method_settings=settings, ablation_settings=ablation,
-                                   second_rule=None, second_rule_datasets=(), second_rule_methods=())
+        """This profile under the stopping rule ``rule`` (``patience`` and/or ``min_delta``, as ``second_rule``
+        gives them): the profile's values replaced (a method's own ``patience``/``min_delta`` dropped),
+        and each method's cap (``epochs``) raised by the rise in patience, so that a run the profile's
+        rule let reach its cap has room for the new rule to fire (else it would end there again: the
+        same run); no second rule of its own."""
+        rise = max(0, rule.get("patience", self.patience) - self.patience)
+        settings = {m: {k: (v + rise if k == "epochs" else v) for k, v in s.items() if k not in _RULE}
+                    for m, s in self.method_settings.items()}
+        return dataclasses.replace(self, **rule, method_settings=settings, second_rule=None,
+                                   second_rule_datasets=(), second_rule_methods=(),
+                                   rule_note=f"caps +{rise}" if rise else "")
 
     def rule_label(self) -> str:
-        """The profile-level stopping rule in words, e.g. 'patience 30, min_delta 0'."""
-        return f"patience {self.patience}, min_delta {self.min_delta:g}"
+        """The stopping rule in words, e.g. 'patience 30, min_delta 0' ('..., caps +30' under a second rule
+        that raised them)."""
+        return f"patience {self.patience}, min_delta {self.min_delta:g}" + (f", {self.rule_note}" if self.rule_note else "")
 
     def method_seed_list(self, method: str) -> list[int]:
         """The seeds ``method`` runs over: ``method_seeds`` where it names the method, else Hetero-AE's
@@ -166,11 +172,16 @@ def _typed(key: str, value: Any, where: str) -> Any:
     if key == "second_rule":
         if value is None:
             return None
-        if (not isinstance(value, dict) or not value or set(value) - set(_RULE)
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in value.values())
-                or not isinstance(value.get("patience", 0), int)):
-            raise bad(f"a mapping of {' and/or '.join(_RULE)} to numbers of 0 or more (patience a whole number), or null")
-        return {k: _RULE[k](v) for k, v in value.items()}
+        message = f"a mapping of {' and/or '.join(_RULE)} to numbers of 0 or more (patience a whole number), or null"
+        if not isinstance(value, dict) or not value or set(value) - set(_RULE):
+            raise bad(message)
+        try:
+            rule = {k: _typed(k, v, where) for k, v in value.items()}  # as the profile's own patience and min_delta
+        except UserError:
+            raise bad(message) from None
+        if min(rule.values()) < 0:
+            raise bad(message)
+        return rule
     if key == "torch_compile":
         if not isinstance(value, (bool, str)):
             raise bad("true, false or a torch.compile backend")
@@ -187,7 +198,7 @@ def _typed(key: str, value: Any, where: str) -> Any:
 def profile_from(settings: dict[str, Any], where: str = "profile") -> Profile:
     """A ``Profile`` from its settings (a YAML file's mapping); UserError naming ``where`` for an
     unknown setting or a value of the wrong type."""
-    known = {f.name for f in dataclasses.fields(Profile)} - {"path"}
+    known = {f.name for f in dataclasses.fields(Profile)} - {"path", "data_subdir", "rule_note"}  # those two: derived
     unknown = sorted(set(settings) - known)
     if unknown:
         raise UserError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
@@ -197,9 +208,21 @@ def profile_from(settings: dict[str, Any], where: str = "profile") -> Profile:
     if profile.second_size is not None:
         if profile.second_size == profile.image_size:
             raise UserError(f"{where}: second_size must differ from image_size ({profile.image_size})")
-    if profile.second_rule is not None and profile.under_rule(profile.second_rule).rule_label() == profile.rule_label():
-        raise UserError(f"{where}: second_rule must differ from the profile's rule ({profile.rule_label()})")
+    if profile.second_rule is not None:
+        _check_second_rule(profile, where)
     return profile
+
+
+def _check_second_rule(profile: Profile, where: str) -> None:
+    """UserError naming ``where`` when ``second_rule`` is the profile's own rule, or when a method it names
+    sets its own ``patience``/``min_delta`` (its runs would not be under the rule the tables name)."""
+    second = profile.under_rule(profile.second_rule)
+    if (second.patience, second.min_delta) == (profile.patience, profile.min_delta):
+        raise UserError(f"{where}: second_rule must differ from the profile's rule ({profile.rule_label()})")
+    own = sorted(m for m in profile.second_rule_methods if set(profile.method_settings.get(m, {})) & set(_RULE))
+    if own:
+        raise UserError(f"{where}: second_rule compares the profile's rule with another, but {own} set their own "
+                        f"patience or min_delta in method_settings")
 
 
 def load_profile(name: str) -> Profile:

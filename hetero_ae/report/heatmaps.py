@@ -80,6 +80,12 @@ class HeatmapColumn:
     mask: np.ndarray | None
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method label -> (H, W) map in [0, 1]
     unconverged: set[str] = field(default_factory=set)  # labels whose run fails the convergence test (marked †)
+    sizes: dict[str, int] = field(default_factory=dict)  # method label -> its run's input size (px)
+
+    @property
+    def mixed_sizes(self) -> bool:
+        """Whether this column's maps come from runs at more than one input size (each panel then says its own)."""
+        return len(set(self.sizes.values())) > 1
 
 
 def resized_maps(maps: np.ndarray, size: int) -> np.ndarray:
@@ -122,6 +128,7 @@ def heatmap_columns(runs: Iterable[RunResult], *, examples: int = 1, root: str |
             label = (names or {}).get(r.spec.model.method, r.spec.model.method)
             for col, scaled in zip(cols, normalise_maps(maps[picks], maps)):
                 col.maps[label] = scaled
+                col.sizes[label] = own
                 if not r.converged:
                     col.unconverged.add(label)
         columns += cols
@@ -133,7 +140,8 @@ def heatmap_figure(columns: list[HeatmapColumn], methods: list[str], *, alpha: f
     """Fig. 4: rows input, ground truth, then one heatmap row per method label; one column per example.
 
     Ground truth is the mask's outline (red) on the image, or "no mask"; heatmaps are ``CMAP``
-    overlays on the grey image with the mask outlined in white, and share one colour bar.
+    overlays on the grey image with the mask outlined in white, and share one colour bar. In a column
+    whose runs differ in input size (``HeatmapColumn.mixed_sizes``) each heatmap says its run's size.
     """
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
@@ -159,6 +167,9 @@ def heatmap_figure(columns: list[HeatmapColumn], methods: list[str], *, alpha: f
                 ax.imshow(col.maps[row], cmap=CMAP, vmin=0, vmax=1, alpha=alpha)
                 if outlined:
                     ax.contour(np.asarray(col.mask), levels=[0.5], colors="white", linewidths=0.6)
+                if col.mixed_sizes:
+                    ax.text(0.04, 0.04, f"{col.sizes[row]} px", transform=ax.transAxes, ha="left", va="bottom",
+                            color="white", fontsize=7, bbox={"facecolor": "black", "alpha": 0.5, "edgecolor": "none"})
                 if row in col.unconverged:
                     ax.text(0.96, 0.96, UNCONVERGED_MARK, transform=ax.transAxes, ha="right", va="top", color="white",
                             fontsize=11, fontweight="bold")
@@ -179,11 +190,12 @@ def heatmap_figure(columns: list[HeatmapColumn], methods: list[str], *, alpha: f
 def pixel_metric_table(runs: Iterable[RunResult], names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Pixel AUROC and AUPRO (%) per method (rows) and dataset (columns), mean over seeds, from ``metrics["pixel"]``.
 
-    Datasets without masks have no pixel metrics and no columns. The paper reports none. The
-    last column names the datasets on which a method's run failed the convergence test ("-": none).
+    Datasets without masks have no pixel metrics and no columns. The paper reports none. ``input size``
+    gives each method's run size, per dataset where they differ (a profile's second size). The last
+    column names the datasets on which a method's run failed the convergence test ("-": none).
     """
     rows = [{"method": r.spec.model.method, "encoder": r.spec.model.encoder, "dataset": r.spec.dataset,
-             "converged": r.converged, **{label: 100 * r.metrics["pixel"][key] for key, label in PIXEL_METRICS.items()}}
+             "px": r.spec.model.image_size, "converged": r.converged, **{label: 100 * r.metrics["pixel"][key] for key, label in PIXEL_METRICS.items()}}
             for r in runs if "pixel" in r.metrics]
     if not rows:
         return pd.DataFrame({"method": [], "encoder": []})
@@ -191,7 +203,11 @@ def pixel_metric_table(runs: Iterable[RunResult], names: Mapping[str, str] | Non
     methods, datasets = list(dict.fromkeys(long["method"])), list(dict.fromkeys(long["dataset"]))
     mean = long.groupby(["method", "dataset"])[list(PIXEL_METRICS.values())].mean()
     encoders = long.groupby("method")["encoder"].agg(lambda e: ", ".join(dict.fromkeys(e)))
-    wide = pd.DataFrame({"method": [(names or {}).get(m, m) for m in methods], "encoder": encoders[methods].tolist()})
+    sizes = long.groupby("method")["px"].agg(lambda p: ", ".join(dict.fromkeys(
+        f"{size} px" + ("" if len(set(p)) == 1 else f" ({', '.join(long.loc[p.index][p == size]['dataset'])})")
+        for size in p)))
+    wide = pd.DataFrame({"method": [(names or {}).get(m, m) for m in methods], "encoder": encoders[methods].tolist(),
+                         "input size": sizes[methods].tolist()})
     for d in datasets:
         for label in PIXEL_METRICS.values():
             wide[f"{d} {label}"] = [mean[label].get((m, d), np.nan) for m in methods]

@@ -55,28 +55,33 @@ def sizes_specs(profile: Profile) -> dict[int, list[RunSpec]]:
 def figure_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[str]) -> list[RunSpec]:
     """The run a figure draws for each (dataset, method) (Fig. 4): the method's first seed, at the
     profile's ``second_size`` (the paper's 256 px) where Table I runs that method on that dataset
-    there too (``sizes_specs``), else at its own size."""
+    there too (``sizes_specs``: both in the profile and named for the second size), else at its own size."""
     second = profile.at_size(profile.second_size) if profile.second_size is not None else None
     out = []
     for dataset in datasets:
         for method in methods:
             at = second if (second is not None and dataset in profile.second_size_datasets
-                            and method in profile.second_size_methods) else profile
+                            and dataset in profile.datasets and method in profile.second_size_methods
+                            and method in profile.methods) else profile
             out.append(run_spec(at, dataset, method, at.method_seed_list(method)[0]))
     return out
 
 
-def rule_specs(profile: Profile) -> dict[str, list[RunSpec]]:
+def rule_specs(profile: Profile, datasets: Iterable[str] | None = None) -> dict[str, list[RunSpec]]:
     """Table I's runs under the profile's stopping rule and under its ``second_rule``
-    (``Profile.under_rule``): per rule (its words, ``Profile.rule_label``), the run of every (dataset,
-    method, seed) of ``second_rule_datasets`` and ``second_rule_methods`` that the profile has (in the
-    paper's order), each method over its seeds. A method that trains every epoch whatever the rule
-    (``AnomalyModel.stops_early`` False: f-AnoGAN) or learns no weight keeps its one run under both.
-    Empty for a profile without a second rule."""
+    (``Profile.under_rule``, which also raises the caps by the rise in patience): per rule (its words,
+    ``Profile.rule_label``), the run of every (dataset, method, seed) of ``second_rule_datasets`` and
+    ``second_rule_methods`` that the profile has (in the paper's order), each method over its seeds;
+    of ``datasets`` only where given (those on disk). A method that trains every epoch whatever the
+    rule (``AnomalyModel.stops_early`` False: f-AnoGAN) or learns no weight keeps its one run under
+    both. Empty for a profile without a second rule, or where no (dataset, method) is left."""
     if profile.second_rule is None:
         return {}
     methods = [m for m in table_order() if m in profile.second_rule_methods and m in profile.methods]
-    datasets = [d for d in profile.second_rule_datasets if d in profile.datasets]
+    datasets = [d for d in profile.second_rule_datasets if d in profile.datasets
+                and (datasets is None or d in set(datasets))]
+    if not methods or not datasets:
+        return {}
     second = profile.under_rule(profile.second_rule)
 
     def ruled(method: str) -> Profile:
