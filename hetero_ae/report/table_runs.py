@@ -78,8 +78,8 @@ def rule_specs(profile: Profile, datasets: Iterable[str] | None = None) -> dict[
     if profile.second_rule is None:
         return {}
     methods = [m for m in table_order() if m in profile.second_rule_methods and m in profile.methods]
-    datasets = [d for d in profile.second_rule_datasets if d in profile.datasets
-                and (datasets is None or d in set(datasets))]
+    on_disk = None if datasets is None else set(datasets)  # read once: an iterator is consumed by the first test
+    datasets = [d for d in profile.second_rule_datasets if d in profile.datasets and (on_disk is None or d in on_disk)]
     if not methods or not datasets:
         return {}
     second = profile.under_rule(profile.second_rule)
