@@ -301,6 +301,7 @@ def test_a_figure_that_must_train_a_run_again_says_so_and_shows_its_progress(dat
 
 
 def test_a_second_rule_lists_table_is_runs_under_both_rules_and_keeps_fixed_schedules(smoke, tmp_path):
+    from hetero_ae.experiment.specs import ensure_profile_data
     from hetero_ae.report.table_runs import notebook_specs, rule_specs
 
     second = smoke.under_rule({"patience": 4, "min_delta": 0.01})
@@ -320,9 +321,11 @@ def test_a_second_rule_lists_table_is_runs_under_both_rules_and_keeps_fixed_sche
         else:
             assert replace(a, train=replace(a.train, patience=2, epochs=a.train.epochs + 1)) == b
     assert rule_specs(replace(smoke, second_rule=None)) == {}
-    assert rule_specs(smoke, datasets=["synth-oct"]) == {}  # its dataset not on disk: nothing to read
+    assert rule_specs(smoke, datasets=["synth-oct"]) == {}  # none of its second-rule datasets given: nothing to read
     assert rule_specs(replace(smoke, second_rule_methods=("padim",))) == {}
-    listed = notebook_specs(smoke, ["table1_sensitivity"], verbose=False)
+    root = tmp_path / "data"  # its own data: a clean checkout has no data/smoke
+    ensure_profile_data(smoke, root, smoke.second_rule_datasets)
+    listed = notebook_specs(smoke, ["table1_sensitivity"], root, verbose=False)
     assert len(listed) == len(first) + sum(s.model.method != "f-anogan" for s in again)  # shared runs once
 
 
