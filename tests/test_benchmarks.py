@@ -337,3 +337,22 @@ def test_a_coreset_time_projected_from_its_first_picks_is_linear_in_the_picks(mo
     assert bench.coreset_time(torch.randn(300, 32), 1000, 50, seed=0, project_to=8) == 3.0 + 2.0 * 999
     with pytest.raises(ValueError, match="at least 2 timed picks"):
         bench.coreset_time(torch.randn(300, 32), 1000, 1, seed=0, project_to=8)
+
+
+def test_the_rd4ad_epoch_benchmark_times_ours_and_says_why_anomalib_was_not_timed(tmp_path):
+    spec = importlib.util.spec_from_file_location("rd4ad_epoch", ROOT / "benchmarks" / "rd4ad_epoch.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"cpu": {"kept": True}}))
+    tiny = ["--images", "4", "--size", "64", "--batch-size", "2", "--epochs", "2", "--threads", "1"]
+    found = bench.main([*tiny, "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert results["cpu"] == {"kept": True} and results["rd4ad_epoch"] == found
+    here = found["here"]
+    assert len(here["epoch_seconds"]) == 2 and all(s > 0 for s in here["epoch_seconds"]) and here["setup_seconds"] > 0
+    assert "anomalib" not in found and "speed_up" not in found  # no interpreter with anomalib given
+    # the official OCBE (three wide bottlenecks on 3 x 1024 channels): more than anomalib's 39.2 M
+    assert here["parameters"]["bottleneck"] > 39_222_272 and here["parameters"]["teacher (F^1..F^3)"] < 25_000_000
+    with pytest.raises(SystemExit, match="anomalib's epochs failed in .*No module named 'anomalib'"):
+        bench.main([*tiny, "--anomalib-python", sys.executable])  # this interpreter has no anomalib
