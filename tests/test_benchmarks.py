@@ -13,10 +13,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_throughput_benchmark_writes_training_and_scoring_figures_beside_the_floor(tmp_path):
-    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "throughput.py")
+def load_benchmark(file: str, name: str | None = None):
+    """The module ``benchmarks/FILE.py``, loaded under ``name`` (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name or file, ROOT / "benchmarks" / f"{file}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_throughput_benchmark_writes_training_and_scoring_figures_beside_the_floor(tmp_path):
+    bench = load_benchmark("throughput")
     out = tmp_path / "benchmarks.json"
     (out).write_text(json.dumps({"cuda": {"kept": True}}))
     bench.main(["--size", "64", "--train-images", "12", "--score-images", "10", "--batch-size", "4",
@@ -60,9 +66,7 @@ def test_convergence_benchmark_records_cached_and_uncached_epochs_and_a_stopped_
 
 
 def test_side_by_side_benchmark_times_both_ways_and_keeps_other_entries(tmp_path):
-    spec = importlib.util.spec_from_file_location("side_by_side", ROOT / "benchmarks" / "side_by_side.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("side_by_side")
     out = tmp_path / "benchmarks.json"
     earlier = {"epochs": 9, "sequential_seconds": 1.0, "side_by_side_seconds": 2.0, "speed_up": 0.5}
     out.write_text(json.dumps({"convergence": {"kept": True}, "side_by_side": {"cpu": {"methods": {"mkd": earlier}}}}))
@@ -77,9 +81,7 @@ def test_side_by_side_benchmark_times_both_ways_and_keeps_other_entries(tmp_path
 
 
 def _stopping_rule():
-    spec = importlib.util.spec_from_file_location("stopping_rule", ROOT / "benchmarks" / "stopping_rule.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("stopping_rule")
     return bench
 
 
@@ -303,9 +305,7 @@ def test_a_methods_cap_is_a_margin_over_where_the_rule_stops_it_and_unknown_wher
 
 
 def test_the_patchcore_benchmark_reports_its_fit_bank_and_scoring_per_set_and_keeps_other_entries(tmp_path):
-    spec = importlib.util.spec_from_file_location("patchcore_bench", ROOT / "benchmarks" / "patchcore.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("patchcore", "patchcore_bench")
     out = tmp_path / "benchmarks.json"
     out.write_text(json.dumps({"cpu": {"kept": True}}))
     assert bench.main(["--profile", "smoke", "--datasets", "synth-oct", "--paper-images", "6", "--paper-size", "64",
@@ -329,9 +329,7 @@ def test_the_patchcore_benchmark_reports_its_fit_bank_and_scoring_per_set_and_ke
 def test_a_coreset_time_projected_from_its_first_picks_is_linear_in_the_picks(monkeypatch):
     import torch
 
-    spec = importlib.util.spec_from_file_location("patchcore_bench", ROOT / "benchmarks" / "patchcore.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("patchcore", "patchcore_bench")
     clock = iter([0.0, 3.0, 3.0 + 3.0 + 49 * 2.0])  # 1 pick (projection + pick): 3 s; 50 picks: 2 s per further pick
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
     assert bench.coreset_time(torch.randn(300, 32), 1000, 50, seed=0, project_to=8) == 3.0 + 2.0 * 999
@@ -340,9 +338,7 @@ def test_a_coreset_time_projected_from_its_first_picks_is_linear_in_the_picks(mo
 
 
 def test_the_rd4ad_epoch_benchmark_times_ours_and_says_why_anomalib_was_not_timed(tmp_path):
-    spec = importlib.util.spec_from_file_location("rd4ad_epoch", ROOT / "benchmarks" / "rd4ad_epoch.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("rd4ad_epoch")
     out = tmp_path / "benchmarks.json"
     out.write_text(json.dumps({"cpu": {"kept": True}}))
     tiny = ["--images", "4", "--size", "64", "--batch-size", "2", "--epochs", "2", "--threads", "1"]
