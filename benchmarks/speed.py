@@ -18,7 +18,6 @@ from collections.abc import Callable
 import torch
 
 from hetero_ae import ModelConfig
-from hetero_ae.training.loop import optimisation_step
 from hetero_ae.training.seed import build_seeded
 
 
@@ -55,7 +54,7 @@ def main() -> None:
 
         def step() -> None:
             model.train()
-            optimisation_step(model, x, opts)
+            model.training_step(x, opts)
 
         def infer() -> None:
             model.eval()

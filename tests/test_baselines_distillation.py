@@ -17,7 +17,6 @@ from hetero_ae.model.anomaly_map import image_score
 from hetero_ae.model.encoder import ENCODERS, build_encoder
 from hetero_ae.model.reverse_resnet import ReverseResNetDecoder
 from hetero_ae.training.checkpoint import read_checkpoint, save_checkpoint
-from hetero_ae.training.loop import optimisation_step
 
 SIZE = 64
 TEACHERS = {"stfpm": "teacher", "mkd": "source", "rd4ad": "teacher"}
@@ -95,7 +94,7 @@ def test_teacher_stays_frozen_and_out_of_the_checkpoint(method, tmp_path):
     model.train()
     assert not getattr(model, TEACHERS[method]).training
     for _ in range(2):
-        optimisation_step(model, torch.randn(4, 3, SIZE, SIZE), opts)
+        model.training_step(torch.randn(4, 3, SIZE, SIZE), opts)
     after = _teacher_snapshot(model, prefix)
     for k in before:
         torch.testing.assert_close(after[k], before[k], rtol=0, atol=0)

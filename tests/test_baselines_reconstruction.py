@@ -18,7 +18,6 @@ from hetero_ae.methods.ae import AE, ssim
 from hetero_ae.methods.fanogan import FAnoGAN, encoder_epochs, gradient_penalty, izif_score
 from hetero_ae.methods.ganomaly import GANomaly, discriminator_loss
 from hetero_ae.methods.vae import VAE, kl_divergence, negative_elbo
-from hetero_ae.training.loop import optimisation_step
 
 SIZE = 32
 TINY = {"latent_dim": 8, "base_channels": 4, "max_channels": 16}
@@ -145,7 +144,7 @@ def test_ganomaly_reinitialises_the_discriminator_below_the_threshold(threshold,
     first = model.discriminator.body[0]
     with torch.no_grad():
         first.weight.fill_(5.0)
-    optimisation_step(model.train(), torch.randn(2, 3, SIZE, SIZE), model.configure_optimizers(1e-4))
+    model.train().training_step(torch.randn(2, 3, SIZE, SIZE), model.configure_optimizers(1e-4))
     assert (first.weight.abs().max().item() < 1.0) == reinitialised
 
 
@@ -195,7 +194,7 @@ def test_fanogan_encoder_phase_trains_only_the_encoder():
     model.on_epoch_start(1, 2)
     assert model.phase == "encoder" and not model.generator.training and model.encoder.training
     g, d, e = snapshot(model.generator), snapshot(model.critic), snapshot(model.encoder)
-    optimisation_step(model, torch.randn(4, 3, SIZE, SIZE), opts)
+    model.training_step(torch.randn(4, 3, SIZE, SIZE), opts)
     assert same(model.generator, g) and same(model.critic, d) and not same(model.encoder, e)
 
 
@@ -205,10 +204,10 @@ def test_fanogan_gan_phase_steps_the_generator_every_n_critic_steps():
     model.on_epoch_start(0, 2)
     assert model.phase == "gan" and model.generator.training
     g, d, e = snapshot(model.generator), snapshot(model.critic), snapshot(model.encoder)
-    stats = optimisation_step(model, torch.randn(4, 3, SIZE, SIZE), opts)
+    stats = model.training_step(torch.randn(4, 3, SIZE, SIZE), opts)
     assert "loss_g" not in stats and not same(model.critic, d) and same(model.encoder, e)
     assert all(torch.equal(p, g[k]) for k, p in model.generator.named_parameters())
-    assert "loss_g" in optimisation_step(model, torch.randn(4, 3, SIZE, SIZE), opts)
+    assert "loss_g" in model.training_step(torch.randn(4, 3, SIZE, SIZE), opts)
     assert not all(torch.equal(p, g[k]) for k, p in model.generator.named_parameters())
 
 
@@ -216,4 +215,4 @@ def test_fanogan_non_finite_loss_raises():
     model = tiny(FAnoGAN).train()
     model.on_epoch_start(1, 2)
     with pytest.raises(FloatingPointError):
-        optimisation_step(model, torch.full((2, 3, SIZE, SIZE), float("nan")), model.configure_optimizers(1e-3))
+        model.training_step(torch.full((2, 3, SIZE, SIZE), float("nan")), model.configure_optimizers(1e-3))

@@ -14,7 +14,7 @@ from hetero_ae.data.images import ImageSet, to_batch
 from hetero_ae.methods.salad import SALADParams, center_loss, rotate_batch
 from hetero_ae.methods.ssim import ssim as ssim_map
 from hetero_ae.training.checkpoint import load_model
-from hetero_ae.training.loop import optimisation_step, train
+from hetero_ae.training.loop import train
 
 SIZE = 64  # the smallest image size ModelConfig accepts
 SMALL = {"latent_dim": 8, "base_channels": 4, "max_channels": 16}
@@ -74,7 +74,7 @@ def test_one_step_sets_the_center_and_trains_every_network():
     opts = model.configure_optimizers(1e-3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(4, 3, SIZE, SIZE)
-    stats = optimisation_step(model, x, opts)
+    stats = model.training_step(x, opts)
     assert np.isfinite(stats["loss"]) and np.isfinite(stats["d_loss"])
     after = model.state_dict()
     for name in ("encoder.body.0.weight", "generator.body.0.weight", "discriminator.body.0.weight",
@@ -88,7 +88,7 @@ def test_non_finite_loss_raises():
     model = build_model(small_config()).train()
     x = torch.full((2, 3, SIZE, SIZE), float("nan"))
     with pytest.raises(FloatingPointError):
-        optimisation_step(model, x, model.configure_optimizers(1e-3))
+        model.training_step(x, model.configure_optimizers(1e-3))
 
 
 def test_center_and_score_scales_survive_a_checkpoint(tmp_path):

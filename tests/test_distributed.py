@@ -33,7 +33,7 @@ import hetero_ae
 from hetero_ae import ModelConfig
 from hetero_ae.cli import main
 from hetero_ae.errors import UserError
-from hetero_ae.training.distributed import check_supported, shard
+from hetero_ae.training.distributed import check_supported, shard, supports
 from hetero_ae.training.seed import build_seeded
 
 ENTRY = Path(__file__).with_name("ddp_entry.py")
@@ -151,6 +151,18 @@ def test_methods_with_their_own_training_step_are_refused():
         check_supported(gan)
     check_supported(build_seeded(ModelConfig(method="vae", encoder="none", image_size=64,
                                              params={"latent_dim": 8, "base_channels": 8}), 0))
+
+
+def test_every_method_with_its_own_training_step_says_ddp_cannot_train_it():
+    """DDP runs only the default step's one loss: a method overriding the step must say so (trains_under_ddp)."""
+    from hetero_ae.methods import METHODS
+    from hetero_ae.methods.registry import AnomalyModel
+
+    own = {name for name, cls in METHODS.items() if cls.training_step is not AnomalyModel.training_step}
+    assert own >= {"ganomaly", "f-anogan", "salad"}
+    assert not [name for name in own if METHODS[name].trains_under_ddp]
+    assert [name for name in METHODS if supports(name)] == [
+        name for name, cls in METHODS.items() if cls.trains_weights and name not in own]
 
 
 def test_commands_other_than_train_refuse_to_run_under_torchrun(monkeypatch, tmp_path, capsys):

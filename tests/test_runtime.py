@@ -27,7 +27,7 @@ from hetero_ae.methods import build_model
 from hetero_ae.model.precision import running_in
 from hetero_ae.training import runtime
 from hetero_ae.training.checkpoint import load_model, trained_precision
-from hetero_ae.training.loop import optimisation_step, train
+from hetero_ae.training.loop import train
 from hetero_ae.training.seed import build_seeded
 
 MODEL = ModelConfig(encoder="resnet18", encoder_weights="none", image_size=64)
@@ -123,7 +123,7 @@ def test_bf16_runs_forward_passes_in_bfloat16_and_backward_outside_autocast(meth
     seen = watch(model, monkeypatch)
     x = torch.randn(4, 3, 64, 64)
     with running_in(model, "bf16") as forward:
-        stats = optimisation_step(model, x, optimizers, forward=forward)
+        stats = model.training_step(x, optimizers, forward=forward)
         assert torch.bfloat16 in seen["forward"] and seen["backward_autocast"] == {False}
         assert np.isfinite(stats["loss"])
         model.eval()
@@ -140,7 +140,7 @@ def test_bf16_runs_forward_passes_in_bfloat16_and_backward_outside_autocast(meth
 def test_fp32_stays_float32(monkeypatch):
     model = build_seeded(MODEL, 0)
     seen = watch(model, monkeypatch)
-    optimisation_step(model, torch.randn(2, 3, 64, 64), model.configure_optimizers(1e-4))
+    model.training_step(torch.randn(2, 3, 64, 64), model.configure_optimizers(1e-4))
     assert seen["forward"] == {torch.float32}
 
 

@@ -22,7 +22,7 @@ from hetero_ae.experiment.specs import run_spec
 from hetero_ae.experiment.variants import TABLE_II, TABLE_III, TABLE_IV, TABLES, distinct_variants, variant
 from hetero_ae.model.encoder import build_encoder
 from hetero_ae.training.checkpoint import load_model
-from hetero_ae.training.loop import optimisation_step, train
+from hetero_ae.training.loop import train
 from hetero_ae.training.seed import build_seeded
 
 SIZE = 64
@@ -90,7 +90,7 @@ def test_pixel_comparison_reconstructs_the_input(v):
     x = smooth_images(2)
     assert model.reconstruct(x).shape == x.shape
     optimizers = model.configure_optimizers(1e-3)
-    losses = [optimisation_step(model, x, optimizers)["loss"] for _ in range(30)]
+    losses = [model.training_step(x, optimizers)["loss"] for _ in range(30)]
     assert losses[-1] < 0.8 * losses[0], losses
 
 

@@ -88,6 +88,7 @@ def encoder_epochs(epochs: int, fraction: float) -> int:
 @register("f-anogan", display_name="f-AnoGAN", paper="Schlegl et al., Medical Image Analysis 2019", paper_row=4)
 class FAnoGAN(DCGANMethod):
     hyper_parameters = FAnoGANParams
+    trains_under_ddp = False  # its own training_step: several optimisers, alternating updates
     stops_early = False  # its two phases split the epochs it is given: it trains them all (hetero_ae.training.stopping)
 
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, n_critic: int,
@@ -142,7 +143,8 @@ class FAnoGAN(DCGANMethod):
         x_rec, feat, feat_rec = self.reconstruct(x)
         return izif_score(x, x_rec, feat.detach(), feat_rec, kappa=self.kappa).mean()
 
-    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward) -> dict[str, float]:
+    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward = nullcontext,
+                      frozen: list[Tensor] | None = None) -> dict[str, float]:
         opt_g, opt_d, opt_e = optimizers
         if self.phase == "encoder":
             opt_e.zero_grad(set_to_none=True)

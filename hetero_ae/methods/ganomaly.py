@@ -29,6 +29,7 @@ Departures, and why:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -95,6 +96,7 @@ def discriminator_loss(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
 @register("ganomaly", display_name="GANomaly", paper="Akcay et al., ACCV 2018", paper_row=3)
 class GANomaly(DCGANMethod):
     hyper_parameters = GANomalyParams
+    trains_under_ddp = False  # its own training_step: several optimisers, alternating updates
 
     def __init__(self, size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_adv: float,
                  w_con: float, w_enc: float, adam_betas: tuple[float, float], d_reinit_threshold: float) -> None:
@@ -124,7 +126,8 @@ class GANomaly(DCGANMethod):
     def loss(self, x: Tensor) -> Tensor:
         return self.generator_loss(x, *self.generator(x))[0]
 
-    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward) -> dict[str, float]:
+    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward = nullcontext,
+                      frozen: list[Tensor] | None = None) -> dict[str, float]:
         opt_g, opt_d = optimizers
         with forward():
             x_hat, z, z_hat = self.generator(x)

@@ -9,13 +9,14 @@ loss and an anomaly map. It trains on normal images only and returns, for any ba
 anomaly map at the input size; the image score is the map's maximum unless the method says
 otherwise. Metrics, heatmaps and caching treat all methods alike.
 
-How it is trained is the training layer's (``hetero_ae.training``): the step, the precision
+How it is trained is the training layer's (``hetero_ae.training``): the loop, the precision
 (``hetero_ae.model.precision``), DistributedDataParallel and checkpoints. A method declares
 only what its published recipe fixes: its optimisers (``configure_optimizers``), which
-parameters learn (``parameter_groups``), its phases (``on_epoch_start``), and, where the recipe
-is not one optimiser minimising one loss (the GANs), its own ``training_step(x, optimizers,
-forward)``, which runs each forward pass inside ``forward()`` (the precision's context) and
-returns its loss terms as floats.
+parameters learn (``parameter_groups``), its phases (``on_epoch_start``) and its step
+(``training_step``: by default one optimiser minimising ``loss_terms``; the GANs override it
+with their alternating updates and say so with ``trains_under_ddp = False``). A method that
+learns no weight (``trains_weights = False``, PatchCore) has no step: its one fit is
+``fit_statistics``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numbers
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -34,6 +36,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig, add_method_name
 from ..errors import ConfigError
 from ..model.anomaly_map import image_score
+from ..model.precision import Forward
 
 METHODS: dict[str, type["AnomalyModel"]] = {}
 P = TypeVar("P")
@@ -93,6 +96,9 @@ class AnomalyModel(nn.Module):
     # False for a method that learns no weight (a memory bank): training is then one pass of
     # ``fit_statistics`` over the training normals' frozen features, with no optimiser, epoch or rule
     trains_weights: bool = True
+    # False where DistributedDataParallel cannot train it here: a method with its own ``training_step``
+    # (several optimisers, alternating updates) sets it; DDP runs only the default step's one loss
+    trains_under_ddp: ClassVar[bool] = True
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
@@ -152,6 +158,28 @@ class AnomalyModel(nn.Module):
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (0-based); methods with training phases switch here."""
+
+    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward = nullcontext,
+                      frozen: list[Tensor] | None = None) -> dict[str, float]:
+        """One step on the batch ``x`` (B, 3, H, W): by default the one optimiser of ``configure_optimizers``
+        minimises ``loss_terms(x, frozen)["loss"]``.
+
+        ``optimizers``: those of ``configure_optimizers``; ``forward``: the run's precision context,
+        entered around forward passes and losses only, never around ``backward``; ``frozen``: the
+        batch's cached frozen features (methods that ``caches_features``), else None. Returns every
+        loss term as a float; FloatingPointError for a NaN or infinite loss (the loop keeps the last
+        checkpoint). A method whose recipe is not one optimiser and one loss overrides this and sets
+        ``trains_under_ddp = False``.
+        """
+        (opt,) = optimizers
+        opt.zero_grad(set_to_none=True)
+        with forward():
+            terms = self.loss_terms(x, frozen)
+            loss = finite(terms["loss"].float(), "training")
+        loss.backward()
+        opt.step()
+        values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync, not one per term
+        return dict(zip(terms, values))
 
     def anomaly_map(self, x: Tensor) -> Tensor:
         """(B, H, W) anomaly map at the input size."""

@@ -31,6 +31,7 @@ Our reconstruction (each choice made because the paper's is unknown to us):
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -79,6 +80,7 @@ def rotate_batch(x: Tensor) -> tuple[Tensor, Tensor]:
 @register("salad", display_name="SALAD", paper="Zhao et al., IEEE TMI 2021", paper_row=5)
 class SALAD(DCGANMethod):
     hyper_parameters = SALADParams
+    trains_under_ddp = False  # its own training_step: several optimisers, alternating updates
 
     def __init__(self, image_size: int, *, latent_dim: int, base_channels: int, max_channels: int, w_l1: float,
                  w_ssim: float, w_latent: float, w_center: float, w_adv: float, w_rotation: float,
@@ -133,7 +135,8 @@ class SALAD(DCGANMethod):
         return [torch.optim.Adam(eg, lr=lr, betas=self.adam_betas),
                 torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=self.adam_betas)]
 
-    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward) -> dict[str, float]:
+    def training_step(self, x: Tensor, optimizers: list[torch.optim.Optimizer], forward: Forward = nullcontext,
+                      frozen: list[Tensor] | None = None) -> dict[str, float]:
         opt_eg, opt_d = optimizers
         if self.steps.item() == 0:
             with torch.no_grad():

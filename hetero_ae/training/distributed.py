@@ -24,7 +24,7 @@ running statistics are rank 0's, broadcast to the others before every forward pa
 Stochastic methods draw their noise from a torch RNG reseeded at every epoch from (seed,
 epoch, rank), so processes draw different noise and a resumed run continues exactly.
 
-Only methods that train through the default step (``training.loop.optimisation_step``: one
+Only methods that train through the default step (``AnomalyModel.training_step``: one
 optimiser, the loss of ``loss_terms``) run under DDP: their loss goes through DDP's forward via a small
 adapter module. Methods with their own step (the GANs: several optimisers and alternating
 updates) are refused with a clear error; train them in one process.
@@ -140,11 +140,12 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 def supports(method: str) -> bool:
-    """Whether DDP here can train ``method``: it trains weights, through the default training step."""
+    """Whether DDP here can train ``method``: it trains weights, through the default training step
+    (its ``trains_under_ddp``)."""
     from ..methods import method_class
 
     cls = method_class(method)
-    return cls.trains_weights and not hasattr(cls, "training_step")
+    return cls.trains_weights and cls.trains_under_ddp
 
 
 def check_supported(model: AnomalyModel) -> None:

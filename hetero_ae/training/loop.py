@@ -33,7 +33,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..data.batches import ArrayImages, batch_loader
 from ..data.images import ImageSet, to_batch
 from ..errors import ConfigError, TrainingDiverged, UserError
-from ..methods.registry import AnomalyModel, finite
+from ..methods.registry import AnomalyModel
 from ..model.precision import Forward, running_in
 from . import distributed, runtime
 from .checkpoint import CHECKPOINT, read_checkpoint, restore_model, save_checkpoint
@@ -255,30 +254,6 @@ def _frozen_batches(model: AnomalyModel, data: ImageSet, cache: FeatureCache | N
             yield feats
 
 
-def optimisation_step(model: AnomalyModel, x: torch.Tensor, optimizers: list[torch.optim.Optimizer],
-                      frozen: list[torch.Tensor] | None = None, forward: Forward = nullcontext) -> dict[str, float]:
-    """One training step on the batch ``x``: the method's own ``training_step`` where it has one
-    (the GANs), else the default, in which one optimiser minimises the method's loss.
-
-    ``frozen``: the batch's cached frozen features (methods that ``caches_features``), else None;
-    ``forward``: the context of the run's precision, entered around forward passes and losses only,
-    never around ``backward``. Returns the loss terms as floats; FloatingPointError for a NaN or
-    infinite loss (the loop keeps the last checkpoint).
-    """
-    own = getattr(model, "training_step", None)
-    if own is not None:
-        return own(x, optimizers, forward)
-    (opt,) = optimizers
-    opt.zero_grad(set_to_none=True)
-    with forward():
-        terms = model.loss_terms(x, frozen)
-        loss = finite(terms["loss"].float(), "training")
-    loss.backward()
-    opt.step()
-    values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one device sync, not one per term
-    return dict(zip(terms, values))
-
-
 def _trained_state(model: AnomalyModel) -> dict[str, torch.Tensor]:
     """A copy of the state that training changes (frozen parts left out), on the CPU."""
     prefixes = model.frozen_prefixes()
@@ -366,7 +341,7 @@ class _Loop:
                 if ddp is not None:
                     stats = ddp(x, self.optimizers, frozen, self.forward)
                 else:
-                    stats = optimisation_step(self.model, x, self.optimizers, frozen, self.forward)
+                    stats = self.model.training_step(x, self.optimizers, self.forward, frozen)
             except FloatingPointError as e:
                 kept = (f"the last good checkpoint is kept at {self.ckpt_path}" if self.ckpt_path.exists()
                         else "no checkpoint was written yet")
