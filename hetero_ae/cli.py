@@ -50,21 +50,22 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder", default=d.encoder, choices=sorted(ENCODER_NAMES), help="(default: %(default)s)")
     g.add_argument("--encoder-weights", default=d.encoder_weights,
                    help="'imagenet' (offline cache or download), 'none' (random), or a weights file (default: %(default)s)")
-    g.add_argument("--decoder", default=d.decoder, choices=sorted(DECODER_NAMES), help="(default: %(default)s)")
+    g.add_argument("--decoder", choices=sorted(DECODER_NAMES), help=f"hetero-ae: its decoder (default: {d.decoder})")
     g.add_argument("--image-size", type=int, default=d.image_size, help="(default: %(default)s)")
-    g.add_argument("--alpha", type=float, default=d.alpha, help="cosine weight of Eq. 4 (default: %(default)s)")
-    g.add_argument("--finetune-encoder", action="store_true", help="EDC-style encoder fine-tuning (default: frozen)")
+    g.add_argument("--alpha", type=float, help=f"hetero-ae: cosine weight of Eq. 4 (default: {d.alpha})")
+    g.add_argument("--finetune-encoder", action="store_true", default=None,
+                   help="hetero-ae: EDC-style encoder fine-tuning (default: frozen)")
     g.add_argument("--map-sigma", type=float, default=None,
                    help="Gaussian smoothing of the anomaly maps, for every method that smooths (default: the "
                         "method's paper: none for Hetero-AE and STFPM, 4 for RD4AD, MKD and PatchCore)")
-    g.add_argument("--comparison", default=d.comparison, choices=COMPARISONS,
-                   help="hetero-ae: compare features (paper) or pixels (Table IV ablation) (default: %(default)s)")
-    g.add_argument("--feature-scale", default="auto", choices=FEATURE_SCALES,
+    g.add_argument("--comparison", choices=COMPARISONS,
+                   help=f"hetero-ae: compare features (paper) or pixels (Table IV ablation) (default: {d.comparison})")
+    g.add_argument("--feature-scale", choices=FEATURE_SCALES,
                    help="hetero-ae: divide each compared stage by its RMS over the training normals (rms), keep the "
                         "paper's raw features (raw), or rms for signed encoders and raw for ReLU ones (auto, default)")
-    g.add_argument("--map-distance", default=d.map_distance, choices=MAP_DISTANCES,
+    g.add_argument("--map-distance", choices=MAP_DISTANCES,
                    help="hetero-ae: per-stage map of Eq. 6 (cosine, the paper's) or Eq. 4's per-pixel loss "
-                        "(cosine+mse, beyond the paper: also sees changes of feature magnitude) (default: %(default)s)")
+                        f"(cosine+mse, beyond the paper: also sees changes of feature magnitude) (default: {d.map_distance})")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyper-parameter (YAML value), e.g. --param latent_dim=64; repeatable")
 
@@ -446,16 +447,35 @@ def _as_option(message: str) -> str:
     return message[: head.start(2)] + option + message[head.end(2):]
 
 
+METHOD_OPTIONS = {"decoder": None, "alpha": None, "finetune_encoder": False, "comparison": None,
+                  "feature_scale": "auto", "map_distance": None}  # ModelConfig fields set by train's options (None: its default)
+
+
+def _method_options(a: argparse.Namespace) -> dict:
+    """The ``ModelConfig`` fields of the options that only some methods read (Hetero-AE's), at their
+    defaults where not given. UserError naming the option when it is given for a method that does not
+    read it (``AnomalyModel.config_fields``): it would be ignored."""
+    from .methods import method_class
+
+    reads = method_class(a.method).config_fields
+    given = {k: getattr(a, k) for k in METHOD_OPTIONS if getattr(a, k) is not None}
+    ignored = [k for k in given if k not in reads]
+    if ignored:
+        option = "--" + ignored[0].replace("_", "-")
+        readers = ", ".join(sorted(m for m in METHOD_NAMES if ignored[0] in method_class(m).config_fields))
+        raise UserError(f"{option} does not apply to {a.method} (only to {readers}); set {a.method}'s own "
+                        "hyper-parameters with --param KEY=VALUE")
+    return {k: given.get(k, default) for k, default in METHOD_OPTIONS.items() if k in given or default is not None}
+
+
 def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The run's configurations from the options; ConfigError naming the option that is wrong."""
     from .methods import check_model_config, method_class, with_map_sigma
 
     try:
         model_cfg = check_model_config(ModelConfig(**with_map_sigma(a.method, a.map_sigma, dict(
-            method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, decoder=a.decoder,
-            image_size=a.image_size, alpha=a.alpha, finetune_encoder=a.finetune_encoder,
-            comparison=a.comparison, feature_scale=a.feature_scale,
-            map_distance=a.map_distance, params=_params(a.param)))))
+            method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, image_size=a.image_size,
+            params=_params(a.param), **_method_options(a)))))
         fit_only = not method_class(a.method).trains_weights  # one fit (PatchCore): epochs and lr do not apply
         train_cfg = TrainConfig(epochs=0 if fit_only else a.epochs, batch_size=a.batch_size,
                                 lr=0.0 if fit_only else a.lr, seed=a.seed,

@@ -92,6 +92,8 @@ class HeteroAEParams:
 class HeteroAE(AnomalyModel):
     paper_backbone = "resnet18"
     map_sigma_in = "model"  # ModelConfig.map_sigma (0: the paper smooths nothing)
+    config_fields = ("decoder", "upsample", "alpha", "finetune_encoder", "encoder_lr_scale", "map_sigma",
+                     "comparison", "feature_scale", "map_distance", "embedding_size")
     frozen_network = "encoder"
 
     def __init__(self, encoder: Encoder, decoder: nn.Module, *, alpha: float = 0.7, map_sigma: float = 0.0,

@@ -99,6 +99,9 @@ class AnomalyModel(nn.Module):
     # False where DistributedDataParallel cannot train it here: a method with its own ``training_step``
     # (several optimisers, alternating updates) sets it; DDP runs only the default step's one loss
     trains_under_ddp: ClassVar[bool] = True
+    # The ``ModelConfig`` fields it reads beyond method, encoder, encoder_weights, image_size and params
+    # (Hetero-AE's architecture and Eq. 4 settings); the command line refuses the others' options for it
+    config_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "AnomalyModel":
