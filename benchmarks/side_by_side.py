@@ -9,7 +9,7 @@ threads), then side by side (``jobs`` N, cores / N threads each), each time into
 results folder. Prints the wall times and their ratio; with ``--out``, results/benchmarks.json
 gets them under ``side_by_side`` (one entry per device).
 
-    .venv/bin/python benchmarks/side_by_side.py --out results/benchmarks.json   # every method, DEFAULT_EPOCHS
+    .venv/bin/python benchmarks/side_by_side.py --out results/benchmarks.json   # the profile's methods, DEFAULT_EPOCHS
     .venv/bin/python benchmarks/side_by_side.py --methods ae --epochs 5 --profile smoke
 
 Runs need a minute or more each for the figure to mean anything: a spawned worker first pays
@@ -31,14 +31,14 @@ from pathlib import Path
 import torch
 
 from hetero_ae.data.datasets import data_root
-from hetero_ae.data.overview import ensure_synthetic
 from hetero_ae.experiment.profiles import load_profile
 from hetero_ae.experiment.runs import run_experiments
-from hetero_ae.experiment.specs import run_spec
+from hetero_ae.experiment.specs import ensure_profile_data, run_spec
+from hetero_ae.methods import method_class
 from hetero_ae.io import write_json
 from hetero_ae.training.runtime import cpu_threads
 
-# per run: each about a minute on the 2-core CPU (cpu profile)
+# per run: each about a minute on the 2-core CPU (cpu profile); a method not named here trains 5 epochs
 DEFAULT_EPOCHS = {"hetero-ae": 20, "ae": 20, "vae": 20, "ganomaly": 6, "f-anogan": 8, "salad": 8, "stfpm": 4,
                   "mkd": 10, "rd4ad": 6}
 
@@ -53,7 +53,8 @@ def timed(specs: list, jobs: int, root: str) -> float:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="cpu")
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_EPOCHS))
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="default: the profile's methods that train weights (a one-fit method has no epochs to share)")
     p.add_argument("--datasets", nargs=2, default=["synth-brain-mri", "synth-chest-xray"])
     p.add_argument("--epochs", type=int, default=None, help="per run (default: DEFAULT_EPOCHS, else 5)")
     p.add_argument("--jobs", type=int, default=2)
@@ -62,14 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     profile = load_profile(a.profile)
     root = str(data_root(a.data_root, profile.data_root))
-    ensure_synthetic(root, profile.image_size, profile.synthetic_seed, profile.synthetic_preset)
+    ensure_profile_data(profile, root, a.datasets, replace=False)
+    methods = a.methods or [m for m in profile.methods if method_class(m).trains_weights]
     torch.set_num_threads(cpu_threads())
     entry = {"device": f"cpu: {platform.processor() or platform.machine()}, {cpu_threads()} cores",
              "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "profile": a.profile,
              "jobs": a.jobs, "datasets": a.datasets, "methods": {}}
     print(f"{entry['device']}; two runs per method ({', '.join(a.datasets)}), profile {a.profile}")
     print(f"{'method':>10} {'epochs':>6} {'one after another s':>20} {f'{a.jobs} side by side s':>18} {'speed-up':>9}")
-    for method in a.methods:
+    for method in methods:
         epochs = a.epochs or DEFAULT_EPOCHS.get(method, 5)
         specs = []
         for dataset in a.datasets:
