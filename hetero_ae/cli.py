@@ -73,9 +73,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
+    g.add_argument("--epochs", type=int, help=f"(default: {d.epochs}; none for a method that learns no weight)")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
-    g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default: {d.lr})")
     g.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     g.add_argument("--threads", type=int, default=d.num_threads,
                    help="CPU threads; 0 = one per core, shared among torchrun's processes (default)")
@@ -88,11 +88,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="normal images held out to fix a threshold and to stop training, without test labels; "
                         f"at least {MIN_TRAIN_IMAGES} images must be left to train on (default: %(default)s)")
-    g.add_argument("--patience", type=int, default=d.patience,
+    g.add_argument("--patience", type=int,
                    help="stop when the held-out loss has not improved for this many epochs (--epochs is then a cap); "
-                        "0 = train every epoch, as the paper (default: %(default)s)")
-    g.add_argument("--min-delta", type=float, default=d.min_delta,
-                   help="an improvement must exceed this fraction of the best held-out loss (default: %(default)s)")
+                        f"0 = train every epoch, as the paper (default: {d.patience})")
+    g.add_argument("--min-delta", type=float,
+                   help=f"an improvement must exceed this fraction of the best held-out loss (default: {d.min_delta})")
     g.add_argument("--no-feature-cache", action="store_true",
                    help="run the frozen encoder at every step instead of computing its features once")
 
@@ -468,6 +468,24 @@ def _method_options(a: argparse.Namespace) -> dict:
     return {k: given.get(k, default) for k, default in METHOD_OPTIONS.items() if k in given or default is not None}
 
 
+EPOCH_OPTIONS = ("epochs", "lr", "patience", "min_delta")  # what a method that learns no weight has none of
+
+
+def _epoch_options(a: argparse.Namespace, *, fit_only: bool) -> None:
+    """Fill ``a``'s epoch options (``EPOCH_OPTIONS``) not given with ``TrainConfig``'s defaults; for a method
+    that learns no weight (one fit, PatchCore) with none: epochs 0, lr 0, no stopping rule. UserError naming
+    the option when one is given for such a method: it would be ignored."""
+    given = [k for k in EPOCH_OPTIONS if getattr(a, k) is not None]
+    if fit_only and given:
+        raise UserError(f"--{given[0].replace('_', '-')} does not apply to {a.method}: it learns no weight (one fit "
+                        "of its memory bank, no epochs, learning rate or stopping rule)")
+    d = TrainConfig()
+    none = {"epochs": 0, "lr": 0.0, "patience": 0, "min_delta": 0.0}
+    for k in EPOCH_OPTIONS:
+        if getattr(a, k) is None:
+            setattr(a, k, none[k] if fit_only else getattr(d, k))
+
+
 def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The run's configurations from the options; ConfigError naming the option that is wrong."""
     from .methods import check_model_config, method_class, with_map_sigma
@@ -476,9 +494,8 @@ def _train_configs(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
         model_cfg = check_model_config(ModelConfig(**with_map_sigma(a.method, a.map_sigma, dict(
             method=a.method, encoder=a.encoder, encoder_weights=a.encoder_weights, image_size=a.image_size,
             params=_params(a.param), **_method_options(a)))))
-        fit_only = not method_class(a.method).trains_weights  # one fit (PatchCore): epochs and lr do not apply
-        train_cfg = TrainConfig(epochs=0 if fit_only else a.epochs, batch_size=a.batch_size,
-                                lr=0.0 if fit_only else a.lr, seed=a.seed,
+        _epoch_options(a, fit_only=not method_class(a.method).trains_weights)
+        train_cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                                 num_threads=a.threads, precision=a.precision, patience=a.patience,
                                 min_delta=a.min_delta)
     except ConfigError as e:
