@@ -18,8 +18,15 @@ teacher, 256 px, batch 16) must train an epoch at least 1.5 times faster than an
 The images are synthetic brain slices (``throughput.brain_images``); the content does not change
 the time. With ``--out`` the figures go to ``results/benchmarks.json`` under ``rd4ad_epoch``.
 
+``--flops`` counts, instead of timing, the floating-point operations of one training image on each
+side (``torch.utils.flop_counter.FlopCounterMode``, forward and backward): here the teacher's once
+(the cache) and the step on its cached features, there the whole step. Their ratio is the epoch's
+speed-up that equal arithmetic throughput would give, the ceiling of what a faster implementation
+of the same networks can reach; it is added to the ``rd4ad_epoch`` record beside the timed epochs.
+
     .venv/bin/python benchmarks/rd4ad_epoch.py --anomalib-python ANOMALIB_VENV/bin/python --out results/benchmarks.json
     .venv/bin/python benchmarks/rd4ad_epoch.py --images 32 --size 64 --epochs 1     # quick check
+    .venv/bin/python benchmarks/rd4ad_epoch.py --flops --anomalib-python ANOMALIB_VENV/bin/python --out results/benchmarks.json
 """
 
 from __future__ import annotations
@@ -76,6 +83,49 @@ def anomalib_epochs(images: np.ndarray, batch: int, epochs: int, threads: int) -
     return {"anomalib": anomalib.__version__, "epoch_seconds": seconds, "parameters": parameters}
 
 
+def counted(step) -> int:
+    """The floating-point operations ``step()`` runs (forward and backward), as torch's FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def gflop(operations: float) -> float:
+    """``operations`` in billions, to 0.01."""
+    return round(operations / 1e9, 2)
+
+
+def anomalib_flops(size: int, batch: int = 2) -> dict:
+    """Operations per training image of anomalib's reverse distillation step (teacher, bottleneck and
+    decoder forward, the loss, backward) at ``size`` px; in the interpreter with anomalib."""
+    from anomalib.models.image.reverse_distillation.anomaly_map import AnomalyMapGenerationMode
+    from anomalib.models.image.reverse_distillation.loss import ReverseDistillationLoss
+    from anomalib.models.image.reverse_distillation.torch_model import ReverseDistillationModel
+
+    model = ReverseDistillationModel(backbone="wide_resnet50_2", input_size=(size, size),
+                                     layers=["layer1", "layer2", "layer3"],
+                                     anomaly_map_mode=AnomalyMapGenerationMode.ADD, pre_trained=False).train()
+    loss_fn, x = ReverseDistillationLoss(), torch.randn(batch, 3, size, size)
+    return {"step_gflop_per_image": gflop(counted(lambda: loss_fn(*model(x)).backward()) / batch)}
+
+
+def ours_flops(size: int, batch: int = 2) -> dict:
+    """Operations per training image of this package's RD4AD: the teacher's F^1..F^3 once (the feature
+    cache) and the step on them (bottleneck and student forward, the loss, backward) at ``size`` px."""
+    from hetero_ae import ModelConfig
+    from hetero_ae.methods import build_model
+
+    model = build_model(ModelConfig(method="rd4ad", encoder="wide-resnet50", encoder_weights="none",
+                                    image_size=size)).train()
+    x = torch.randn(batch, 3, size, size)
+    cache = counted(lambda: model.frozen_features(x))
+    frozen = model.frozen_features(x)
+    return {"cache_gflop_per_image": gflop(cache / batch),
+            "step_gflop_per_image": gflop(counted(lambda: model.loss_terms(x, frozen)["loss"].backward()) / batch)}
+
+
 def ours(images: np.ndarray, batch: int, epochs: int, threads: int, tmp: Path) -> dict:
     """Seconds per epoch and the cache's setup of this package's RD4AD over ``images``."""
     from hetero_ae import ModelConfig
@@ -106,9 +156,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--anomalib-python", type=Path, default=None,
                    help="an interpreter with anomalib installed; without it only ours is measured")
     p.add_argument("--out", type=Path, default=None, help="results/benchmarks.json: add the figures under rd4ad_epoch")
+    p.add_argument("--flops", action="store_true",
+                   help="count each side's operations per training image instead of timing epochs")
     p.add_argument("--anomalib-worker", type=Path, default=None,  # the images (.npy), in the other interpreter
                    help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.flops and a.anomalib_worker is not None:
+        found = anomalib_flops(a.size)
+        print(json.dumps(found))
+        return found
+    if a.flops:
+        return count_both(a)
     if a.anomalib_worker is not None:
         found = anomalib_epochs(np.load(a.anomalib_worker), a.batch_size, a.epochs, a.threads)
         print(json.dumps(found))
@@ -130,12 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
         there = None
         if a.anomalib_python is not None:
             np.save(Path(tmp) / "images.npy", images)
-            worker = [str(a.anomalib_python), __file__, "--anomalib-worker", str(Path(tmp) / "images.npy"),
-                      "--batch-size", str(a.batch_size), "--epochs", str(a.epochs), "--threads", str(a.threads)]
-            done = subprocess.run(worker, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(f"anomalib's epochs failed in {a.anomalib_python}: {done.stderr.strip().splitlines()[-1]}")
-            there = json.loads(done.stdout.strip().splitlines()[-1])
+            there = in_anomalib(a.anomalib_python, ["--anomalib-worker", str(Path(tmp) / "images.npy"),
+                                                    "--batch-size", str(a.batch_size), "--epochs", str(a.epochs),
+                                                    "--threads", str(a.threads)])
             print(f"anomalib {there['anomalib']}: epochs of {there['epoch_seconds']} s; parameters "
                   f"{there['parameters']}", flush=True)
     found = {"device": device_description("cpu"), "torch": torch.__version__, "threads": a.threads,
@@ -147,7 +202,35 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"an epoch here is {found['speed_up']} times as fast as anomalib's (aim: 1.5)", flush=True)
     if a.out is not None:
         everything = json.loads(a.out.read_text()) if a.out.exists() else {}
-        write_json(a.out, {**everything, "rd4ad_epoch": found})
+        kept = {k: v for k, v in everything.get("rd4ad_epoch", {}).items() if k == "flops"}  # counted, not timed
+        write_json(a.out, {**everything, "rd4ad_epoch": {**found, **kept}})
+    return found
+
+
+def in_anomalib(python: Path, args: list[str]) -> dict:
+    """This script's worker run in ``python`` (an interpreter with anomalib), its last line read as JSON;
+    SystemExit naming the interpreter when it fails."""
+    done = subprocess.run([str(python), __file__, *args], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"anomalib's worker failed in {python}: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def count_both(a: argparse.Namespace) -> dict:
+    """``--flops``: operations per training image here and, with ``--anomalib-python``, there; with ``--out``
+    added to the ``rd4ad_epoch`` record under ``flops``."""
+    from hetero_ae.io import write_json
+
+    found = {"image_size": a.size, "counter": "torch.utils.flop_counter.FlopCounterMode", "here": ours_flops(a.size)}
+    print(f"here: {found['here']}", flush=True)
+    if a.anomalib_python is not None:
+        found["anomalib"] = in_anomalib(a.anomalib_python, ["--flops", "--anomalib-worker", "-", "--size", str(a.size)])
+        found["ceiling"] = round(found["anomalib"]["step_gflop_per_image"] / found["here"]["step_gflop_per_image"], 2)
+        print(f"anomalib: {found['anomalib']}; at equal arithmetic throughput an epoch here would be "
+              f"{found['ceiling']} times as fast (aim: 1.5)", flush=True)
+    if a.out is not None:
+        everything = json.loads(a.out.read_text()) if a.out.exists() else {}
+        write_json(a.out, {**everything, "rd4ad_epoch": {**everything.get("rd4ad_epoch", {}), "flops": found}})
     return found
 
 

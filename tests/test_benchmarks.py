@@ -350,5 +350,23 @@ def test_the_rd4ad_epoch_benchmark_times_ours_and_says_why_anomalib_was_not_time
     assert "anomalib" not in found and "speed_up" not in found  # no interpreter with anomalib given
     # the official OCBE (three wide bottlenecks on 3 x 1024 channels): more than anomalib's 39.2 M
     assert here["parameters"]["bottleneck"] > 39_222_272 and here["parameters"]["teacher (F^1..F^3)"] < 25_000_000
-    with pytest.raises(SystemExit, match="anomalib's epochs failed in .*No module named 'anomalib'"):
+    with pytest.raises(SystemExit, match="anomalib's worker failed in .*No module named 'anomalib'"):
         bench.main([*tiny, "--anomalib-python", sys.executable])  # this interpreter has no anomalib
+
+
+def test_the_rd4ad_epoch_benchmark_counts_a_steps_operations_forward_and_backward_and_keeps_the_timings(tmp_path):
+    import torch
+    from torch import nn
+
+    bench = load_benchmark("rd4ad_epoch")
+    conv, x = nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.randn(1, 3, 8, 8)
+    assert bench.counted(lambda: conv(x)) == 2 * 3 * 4 * 9 * 8 * 8  # a multiply-add is two operations
+    assert bench.counted(lambda: conv(x.requires_grad_()).sum().backward()) == 3 * 2 * 3 * 4 * 9 * 8 * 8  # + 2 grads
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"rd4ad_epoch": {"here": {"epoch_seconds": [5.0]}}}))
+    found = bench.main(["--flops", "--size", "64", "--out", str(out)])
+    here = found["here"]
+    assert here["cache_gflop_per_image"] > 0 and here["step_gflop_per_image"] > 0 and "ceiling" not in found
+    assert json.loads(out.read_text())["rd4ad_epoch"] == {"here": {"epoch_seconds": [5.0]}, "flops": found}
+    with pytest.raises(SystemExit, match="anomalib's worker failed in .*No module named 'anomalib'"):
+        bench.main(["--flops", "--size", "64", "--anomalib-python", sys.executable])
