@@ -32,7 +32,9 @@ recipe and a rule are never compared with another rule); if none is, the profile
 stays. At ``--sizes``' larger sizes only *before*, the profile's recipe and the recipe chosen
 at the first size are trained.
 Results go to ``--out`` (``results/design/recipes.json``), written after every epoch; a killed
-study resumes at the run it was in (that run starts again).
+study resumes at the run it was in (that run starts again). At the end (and with ``--report-only``)
+each finished candidate gets its ``replays`` (the table's rows) and each *before* its minutes, so
+that documents cite them from the file.
 
     .venv/bin/python benchmarks/recipes.py                       # 128 then 256 px (about two hours on 2 cores)
     .venv/bin/python benchmarks/recipes.py --report-only         # the table from the committed runs
@@ -137,6 +139,7 @@ def replays(record: dict[str, Any]) -> list[dict[str, Any]]:
         seconds = record.get("setup_seconds", 0.0) + sum(e["seconds"] for e in record["epochs"][:stop])
         median = median_seconds(record.get("setup_seconds", 0.0), [e["seconds"] for e in record["epochs"]], stop)
         rows.append({"patience": p, "stop": stop, "kept": kept, "seconds": round(seconds, 1), "median_seconds": median,
+                     "median_minutes": round(median / 60, 1),
                      "auc": record["auc"].get(str(kept)), "converged": not still_falling(curve[:stop]),
                      "reached_cap": stop == record["cap"] and len(curve) == record["cap"]})
     return rows
@@ -259,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     for key, entry in study["methods"].items():
         if entry.get("before", {}).get("done") and key.split("/")[0] == str(sizes[0]):
             entry["chosen"] = choose(entry["before"], entry["candidates"], a.auc_tolerance)
+        if entry.get("before", {}).get("done"):  # what the table prints, kept for the documents that cite it
+            b = entry["before"]
+            b["median_minutes"] = round(b.get("median_seconds", b["seconds"]) / 60, 1)
+        for record in entry.get("candidates", {}).values():
+            if record.get("done"):
+                record["replays"] = replays(record)
     save()
     print("\n".join(report(study)))
     return 0

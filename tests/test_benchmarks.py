@@ -182,6 +182,7 @@ def test_the_recipe_study_trains_before_and_candidates_replays_patiences_and_cho
     rows = bench.replays(run)
     assert [r["patience"] for r in rows] == list(bench.PATIENCES)
     assert all(r["kept"] == curve.index(min(curve)) + 1 and r["auc"] == run["auc"][str(r["kept"])] for r in rows)
+    assert run["replays"] == rows and before["median_minutes"] == round(before["median_seconds"] / 60, 1)  # citable
     assert bench.median_seconds(2.0, [1.0, 9.0, 1.5], 4) == 8.0  # a busy epoch (9 s) does not count: 2 + 4 x 1.5
     # a candidate is chosen only if it converges within the tolerance of before's AUC
     ok = {**run, "epochs": [{"val_loss": v, "seconds": 1.0} for v in [5.0, 4.0] + [3.0] * 30], "cap": 100,
