@@ -114,13 +114,12 @@ def before_run(spec: RunSpec, root: Path, work: Path, device: str) -> dict[str, 
     curve = [e["val_loss"] for e in history]
     auc = _auc(folder / "checkpoint.pt", test, device)
     shutil.rmtree(folder, ignore_errors=True)
-    epoch_seconds = [round(e["seconds"], 3) for e in history]
+    setup, epoch_seconds = round(history.setup_seconds, 3), [round(e["seconds"], 3) for e in history]
     return {"lr": spec.train.lr, "batch_size": spec.train.batch_size, "patience": spec.train.patience,
             "min_delta": spec.train.min_delta, "cap": spec.train.epochs, "stop": len(curve),
             "kept": history.stop["best_epoch"], "stop_reason": history.stop["stop_reason"],
-            "setup_seconds": round(history.setup_seconds, 1), "epoch_seconds": epoch_seconds,
-            "seconds": round(history.setup_seconds + sum(epoch_seconds), 1),
-            "median_seconds": median_seconds(history.setup_seconds, epoch_seconds, len(curve)),
+            "setup_seconds": setup, "epoch_seconds": epoch_seconds, "seconds": round(setup + sum(epoch_seconds), 1),
+            "median_seconds": median_seconds(setup, epoch_seconds, len(curve)),
             "auc": auc, "converged": not still_falling(curve), "curve": [round(v, 6) for v in curve], "done": True}
 
 
