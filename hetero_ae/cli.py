@@ -199,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--check", action="store_true",
                     help="train nothing: list the runs the cache lacks, why, and how long they would take here; "
                          "exit status 1 if any (synthetic data are generated only where none are)")
-    rp.add_argument("--jobs", type=int, default=1,
+    rp.add_argument("--jobs", type=int, default=None,
                     help="runs trained at once, each in its own process with cores/JOBS threads; only the "
-                         "profile's train_jobs_methods where it names them (default: %(default)s)")
+                         "profile's train_jobs_methods where it names them (default: the profile's train_jobs; "
+                         "1 under torchrun)")
     rp.add_argument("--size", type=int, default=None,
                     help="the runs at this input size instead of the profile's, every method at it, on synthetic data "
                          "generated at it under <data root>/<size>px (e.g. Table I at the paper's 256 px)")
@@ -279,7 +280,9 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
         profile = profile.at_size(a.size)
     root = str(data_root(a.data_root, profile.data_root))
     backend = compile_backend(profile.torch_compile)
-    jobs = getattr(a, "jobs", 1)
+    jobs = getattr(a, "jobs", None)
+    if jobs is None:
+        jobs = 1 if distributed.launched() else profile.train_jobs
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, got {jobs}")
     if jobs > 1 and distributed.launched():

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,17 @@ def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(data_roo
 def test_run_profile_refuses_a_number_of_jobs_below_one(capsys):
     assert main(["run-profile", "--profile", "smoke", "--jobs", "0"]) == 2
     assert "--jobs must be 1 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given, expected", [([], 2), (["--jobs", "1"], 1)])
+def test_run_profile_trains_the_profiles_train_jobs_at_a_time_unless_told(tmp_path, monkeypatch, given, expected):
+    profile = tmp_path / "two.yaml"
+    profile.write_text(Path("profiles/smoke.yaml").read_text() + "\ntrain_jobs: 2\n")
+    seen = []
+    monkeypatch.setattr("hetero_ae.experiment.runs.run_experiments", lambda specs, **kw: seen.append(kw["jobs"]) or [])
+    assert main(["run-profile", "--profile", str(profile), "--datasets", "synth-oct", "--methods", "ae",
+                 "--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "results"), *given]) == 0
+    assert seen == [expected]
 
 
 def test_a_method_may_run_at_its_own_image_size(smoke):
