@@ -280,7 +280,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
         profile = profile.at_size(a.size)
     root = str(data_root(a.data_root, profile.data_root))
     backend = compile_backend(profile.torch_compile)
-    jobs = getattr(a, "jobs", None)
+    jobs = getattr(a, "jobs", 1)  # run and compare train one at a time; run-profile's --jobs defaults to the profile
     if jobs is None:
         jobs = 1 if distributed.launched() else profile.train_jobs
     if jobs < 1:
