@@ -269,7 +269,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     from .data.datasets import data_root, get_dataset
     from .experiment.profiles import load_profile
     from .experiment.runs import run_experiments
-    from .experiment.specs import ensure_profile_data
+    from .experiment.specs import ensure_profile_data, run_name
     from .training import distributed
     from .training.runtime import compile_backend
 
@@ -294,8 +294,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
         distributed.barrier()  # the data is written before any process reads it
         def done(spec, folder: Path, cached: bool) -> None:
             if not cached:  # a run found in the cache is counted at the end, not listed
-                print(f"{spec.model.method} on {spec.dataset}, seed {spec.train.seed}: trained -> {folder}",
-                      file=sys.stderr)
+                print(f"{run_name(spec, rule=True)}: trained -> {folder}", file=sys.stderr)
 
         specs = []
         for spec in specs_of(profile, root):

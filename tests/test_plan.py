@@ -53,7 +53,7 @@ def test_a_miss_on_other_data_is_explained_and_timed_by_the_cached_run_scaled_to
     lines = plan.lines("check", every_run=True)
     assert lines[0].startswith("check: 1 of 1 run(s) are not in the cache and will train (about ")
     assert lines[1].startswith("  synth-covid19: 1 run(s): cached for synthetic") and "seed 1" in lines[1]
-    assert lines[2].startswith("  missing: ae on synth-covid19, seed 0, 64 px (")
+    assert lines[2].startswith("  missing: ae on synth-covid19, seed 0, 64 px, patience 1, up to 2 epochs (")
 
 
 def test_a_new_configuration_is_timed_by_the_same_method_on_the_same_dataset(roots, trained):
@@ -75,6 +75,25 @@ def test_a_run_is_named_by_the_parts_that_make_it_differ():
     smoke = load_profile("smoke")
     spec = run_spec(smoke, "synth-oct", "hetero-ae", seed=2, decoder="cnn")
     assert run_name(spec) == f"hetero-ae (decoder cnn, feature_scale rms) on synth-oct, seed 2, {spec.model.image_size} px"
+
+
+def test_with_its_rule_a_runs_name_tells_a_second_rule_run_from_its_first():
+    study = load_profile("study")
+    first = run_spec(study, "synth-oct", "stfpm", seed=0)
+    second = run_spec(study.under_rule(study.second_rule), "synth-oct", "stfpm", seed=0)
+    assert run_name(first) == run_name(second)  # the records of the design benchmarks keep their names
+    assert run_name(first, rule=True) == "stfpm on synth-oct, seed 0, 128 px, patience 30, up to 120 epochs"
+    assert run_name(second, rule=True) == "stfpm on synth-oct, seed 0, 128 px, patience 60, up to 150 epochs"
+    assert run_name(run_spec(study, "synth-oct", "patchcore", seed=0), rule=True).endswith("128 px, one fit")
+    fixed = replace(first, train=replace(first.train, patience=0))
+    assert run_name(fixed, rule=True).endswith("128 px, 120 epochs")
+
+
+def test_a_method_timed_only_at_another_size_is_projected_by_its_pixels(roots, trained, tmp_path):
+    results, spec, res = trained
+    bigger = replace(spec, dataset="synth-oct", model=replace(spec.model, image_size=2 * spec.model.image_size))
+    plan = plan_runs([bigger], results=results, root=roots[0])
+    assert plan.seconds[0] == pytest.approx(4 * res.metrics["train_seconds"] * plan.speed_ratio)
 
 
 def test_a_notebook_about_to_train_says_so_then_shows_progress(roots, trained, tmp_path, capsys):

@@ -4,8 +4,9 @@
 hit on other pixels) and, for each run it lacks, says why (``provenance.explain_miss``) and how
 long it should take here: the training time recorded by the cached run of the same
 configuration on other data, else the median of the cached runs of the same method on the same
-dataset and input size, else of the same method; scaled by this machine's speed against the
-machine that trained the cache (``machine_seconds``: one fixed convolutional training step, timed
+dataset and input size, else of the same method (a run at another input size in proportion to
+its pixels: a projection, since the epochs a rule trains need not follow the pixels); scaled by
+this machine's speed against the machine that trained the cache (``machine_seconds``: one fixed convolutional training step, timed
 here and stored as ``<results>/runs/speed.json`` by the machine that trained the runs).
 ``hetero-ae run-profile`` prints the plan before it trains (``--check``: only the plan, exit
 status 1 if a run is missing), and so does a notebook about to train.
@@ -108,7 +109,7 @@ class Plan:
             for i, (spec, _) in enumerate(self.missing):
                 s = self.seconds.get(i)
                 took = "?" if s is None else "its twin's weights" if training_twin(spec) is not None else _duration(s)
-                out.append(f"  missing: {run_name(spec)} ({took})")
+                out.append(f"  missing: {run_name(spec, rule=True)} ({took})")
         return out
 
 
@@ -127,14 +128,16 @@ def _recorded_seconds(folder: Path) -> float | None:
 
 
 def _reference_seconds(spec: RunSpec, results: Path) -> float | None:
-    """Training seconds recorded by the cached runs most like ``spec`` (module docstring)."""
+    """Training seconds recorded by the cached runs most like ``spec`` (module docstring); a run at
+    another input size counts in proportion to the pixels (``spec``'s size over its own, squared)."""
     runs = results / "runs" / spec.model.method
+    sizes = {c.parent: json.loads(c.read_text())["model"].get("image_size") for c in runs.glob("*/*/config.json")}
     tiers = [[folder for folder, _ in same_configuration(spec, results)],
-             [c.parent for c in runs.glob(f"{spec.dataset}/*/config.json")
-              if json.loads(c.read_text())["model"].get("image_size") == spec.model.image_size],
-             [c.parent for c in runs.glob("*/*/config.json")]]
+             [f for f, size in sizes.items() if f.parent.name == spec.dataset and size == spec.model.image_size],
+             list(sizes)]
     for folders in tiers:
-        seconds = [s for s in map(_recorded_seconds, folders) if s is not None]
+        seconds = [s * (spec.model.image_size / (sizes.get(f) or spec.model.image_size)) ** 2
+                   for f, s in zip(folders, map(_recorded_seconds, folders)) if s is not None]
         if seconds:
             return statistics.median(seconds)
     return None
