@@ -54,6 +54,32 @@ def test_the_regenerated_pixels_are_those_the_committed_runs_were_trained_on(fre
     assert recorded == {here} and "content differs" not in done.stderr
 
 
+def test_the_decision_studys_committed_runs_are_cache_hits_on_the_same_fresh_data(fresh):
+    """The study (``profiles/study.yaml``) trains over many stops, committing its runs as they finish:
+    a fresh clone continues it instead of training them again. Only the datasets it trains at one size
+    here, so that no data at its second size are generated."""
+    import re
+
+    from hetero_ae.experiment.profiles import load_profile
+
+    data, _ = fresh
+    study = ROOT / "results" / "study"
+    two_sizes = set(load_profile("study").second_size_datasets)
+    datasets = sorted({m.parent.parent.name for m in study.glob("runs/*/*/*/metrics.json")} - two_sizes)
+    if not datasets:
+        pytest.skip("no study run committed on a dataset it trains at one size")
+    committed = sum(1 for d in datasets for _ in study.glob(f"runs/*/{d}/*/metrics.json"))
+    done = subprocess.run([sys.executable, "-m", "hetero_ae", "run-profile", "--profile", "study", "--check",
+                           "--data-root", str(data), "--results", str(study), "--datasets", *datasets],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    found = re.search(r"(\d+) of (\d+) run\(s\) are not in the cache", done.stdout)
+    if found is None:
+        assert f"all {committed} run(s) are in the cache" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    else:
+        assert int(found[2]) - int(found[1]) == committed, done.stdout[:3000]
+        assert "cached for" not in done.stdout  # a miss is a run not trained yet, never other data
+
+
 def test_data_generated_with_another_seed_miss_and_the_check_names_the_runs_and_why(tmp_path):
     from hetero_ae.data.synthetic import make_synthetic
 
