@@ -6,8 +6,9 @@ long it should take here: the training time recorded by the cached run of the sa
 configuration on other data, else the median of the cached runs of the same method on the same
 dataset and input size, else of the same method (a run at another input size in proportion to
 its pixels: a projection, since the epochs a rule trains need not follow the pixels); scaled by
-this machine's speed against the machine that trained the cache (``machine_seconds``: one fixed convolutional training step, timed
-here and stored as ``<results>/runs/speed.json`` by the machine that trained the runs).
+this machine's speed against the machine that trained the cache (``machine_seconds``: one fixed
+convolutional training step, timed here and stored as ``<results>/runs/speed.json`` by the
+machine that trained the runs).
 ``hetero-ae run-profile`` prints the plan before it trains (``--check``: only the plan, exit
 status 1 if a run is missing), and so does a notebook about to train.
 """
