@@ -87,6 +87,9 @@ def test_with_its_rule_a_runs_name_tells_a_second_rule_run_from_its_first():
     assert run_name(run_spec(study, "synth-oct", "patchcore", seed=0), rule=True).endswith("128 px, one fit")
     fixed = replace(first, train=replace(first.train, patience=0))
     assert run_name(fixed, rule=True).endswith("128 px, 120 epochs")
+    fanogan = run_spec(study, "synth-oct", "f-anogan", seed=0)  # trains every epoch, whatever the patience
+    assert fanogan.train.patience == 30
+    assert run_name(fanogan, rule=True) == "f-anogan on synth-oct, seed 0, 64 px, 120 epochs"
 
 
 def test_a_method_timed_only_at_another_size_is_projected_by_its_pixels(roots, trained, tmp_path):

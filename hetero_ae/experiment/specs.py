@@ -115,8 +115,9 @@ def run_spec(profile: Profile, dataset: str, method: str, seed: int, **model_ove
 def run_name(spec: RunSpec, *, rule: bool = False) -> str:
     """'hetero-ae (decoder cnn) on synth-oct, seed 1, 128 px': the method, its model fields off their
     defaults (an ablation row's parts), the dataset, the seed and the input size; with ``rule``, then
-    its stopping rule ('patience 30, up to 450 epochs'; 'one fit' for a method that learns no weight),
-    which tells apart a profile's runs under its ``second_rule``."""
+    its stopping rule ('patience 30, up to 450 epochs'; '120 epochs' for a method whose schedule needs
+    every epoch, as f-AnoGAN's; 'one fit' for one that learns no weight), which tells apart a profile's
+    runs under its ``second_rule``."""
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     parts = [f"{k} {v}" for k, v in key_dict(spec.model).items()
              if k not in ("method", "encoder", "image_size", "params") and v != defaults.get(k)]
@@ -124,7 +125,8 @@ def run_name(spec: RunSpec, *, rule: bool = False) -> str:
     name = f"{method} on {spec.dataset}, seed {spec.train.seed}, {spec.model.image_size} px"
     if not rule:
         return name
-    t = spec.train
-    if not t.epochs:
+    t, cls = spec.train, method_class(spec.model.method)
+    if not t.epochs or not cls.trains_weights:
         return f"{name}, one fit"
-    return f"{name}, patience {t.patience}, up to {t.epochs} epochs" if t.patience else f"{name}, {t.epochs} epochs"
+    ruled = t.patience and cls.stops_early  # as training.loop: f-AnoGAN's phases need every epoch
+    return f"{name}, patience {t.patience}, up to {t.epochs} epochs" if ruled else f"{name}, {t.epochs} epochs"
