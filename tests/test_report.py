@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hetero_ae.errors import DataError
+from hetero_ae.errors import ConfigError, DataError
 from hetero_ae.report import (aggregation, formatting, manifest, notebook_setup, output, run_log, significance,
                               table_runs)
 
@@ -85,6 +85,17 @@ def test_present_datasets_skips_missing_real_data_and_says_where_it_goes(tmp_pat
 def test_setup_raises_when_no_dataset_is_there(tmp_path):
     with pytest.raises(DataError, match="none of"):
         notebook_setup.setup("smoke", datasets=["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
+
+
+def test_a_list_parameter_passed_as_papermills_string_is_read_as_the_list(tmp_path):
+    with pytest.raises(DataError, match=r"none of \['brain-mri'\]"):  # one name, not its letters
+        notebook_setup.setup("smoke", datasets="brain-mri", data_root=str(tmp_path))
+    with pytest.raises(DataError, match=r"none of \['brain-mri', 'oct'\]"):
+        notebook_setup.setup("smoke", datasets="[brain-mri, oct]", data_root=str(tmp_path))
+    with pytest.raises(DataError, match=r"none of \['brain-mri', 'oct'\]"):
+        notebook_setup.setup("smoke", datasets="brain-mri,oct", data_root=str(tmp_path))
+    with pytest.raises(ConfigError, match="parameter datasets: '\\[oct' is not a list"):
+        notebook_setup.setup("smoke", datasets="[oct", data_root=str(tmp_path))
 
 
 def test_hetero_ae_gets_its_own_seeds_and_method_seeds_names_exceptions():

@@ -14,9 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..data.datasets import DATASETS, FolderDataset
 from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..experiment.profiles import Profile, load_profile
 from ..experiment.specs import ensure_profile_data
 
@@ -64,16 +66,30 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
     (``data.datasets.data_root``: a ``data_root`` override, else ``$HETERO_AE_DATA``, else the
     profile's); synthetic datasets are generated first if absent (``experiment.specs.ensure_profile_data``,
     which also generates those of the profile's ``second_size``);
-    real ones that are missing are skipped with a message saying where they go.
+    real ones that are missing are skipped with a message saying where they go. A list setting
+    may come as a string, as papermill's ``-p datasets synth-oct`` passes it (``_as_setting``).
     """
     at_project_root()
     cfg = load_profile(profile)
     given = {k: v for k, v in overrides.items() if v is not None}
     root = str(resolve_data_root(given.pop("data_root", None), cfg.data_root))
-    cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}, data_root=root)
+    cfg = replace(cfg, **{k: _as_setting(k, getattr(cfg, k, None), v) for k, v in given.items()}, data_root=root)
     datasets = list(getattr(cfg, which))
     ensure_profile_data(cfg, root, datasets)
     present = present_datasets(datasets, root)
     if not present:
         raise DataError(f"none of {datasets} is under {root}; data/README.md says where each dataset goes")
     return cfg, present
+
+
+def _as_setting(name: str, current: Any, value: Any) -> Any:
+    """A notebook parameter as the profile's setting ``name`` holds it: a list as a tuple, and for a
+    list setting a string too, read as YAML ('[synth-oct, oct]') or as names split on commas and
+    spaces ('synth-oct', 'synth-oct,oct'): papermill's ``-p`` passes every list as a string.
+    ConfigError naming the parameter when a string is neither."""
+    if isinstance(current, tuple) and isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.lstrip().startswith("[") else value.replace(",", " ").split()
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"parameter {name}: {value!r} is not a list ({exc.problem})") from None
+    return tuple(value) if isinstance(value, list) else value
