@@ -87,6 +87,30 @@ def test_setup_raises_when_no_dataset_is_there(tmp_path):
         notebook_setup.setup("smoke", datasets=["brain-mri"], image_size=64, device="cpu", data_root=str(tmp_path))
 
 
+def test_a_notebooks_image_size_reads_the_profile_at_that_size_and_leaves_its_own_data_as_they_are(tmp_path):
+    from hetero_ae.data.overview import split_counts
+    from hetero_ae.experiment.profiles import load_profile
+    from hetero_ae.experiment.specs import profile_root
+
+    smoke = load_profile("smoke")
+    root = tmp_path / "data"
+    own, _ = notebook_setup.setup("smoke", datasets=["synth-oct"], data_root=str(root))
+    stamp = (root / "synthetic" / "synthetic.json").read_text()
+    # the smoke profile's second size: once read as the profile at it, never as a profile whose second
+    # size is its own (that recursed), and never by generating the profile's data again at that size
+    cfg, present = notebook_setup.setup("smoke", datasets=["synth-oct"], image_size=smoke.second_size,
+                                        data_root=str(root))
+    assert present == ["synth-oct"] and cfg == own.at_size(smoke.second_size) and cfg.second_size is None
+    assert (root / "synthetic" / "synthetic.json").read_text() == stamp
+    at_size = profile_root(cfg, "synth-oct", cfg.data_root)
+    assert at_size == root / f"{smoke.second_size}px"
+    assert json.loads((at_size / "synthetic" / "synthetic.json").read_text())["size"] == smoke.second_size
+    assert notebook_setup.setup("smoke", datasets=["synth-oct"], image_size=smoke.image_size,
+                                data_root=str(root))[0] == own
+    per_dataset = split_counts(["synth-oct"], cfg.image_size, root={"synth-oct": at_size})  # the overview's roots
+    assert per_dataset.equals(split_counts(["synth-oct"], cfg.image_size, root=at_size)) and per_dataset["images"].sum() > 0
+
+
 def test_a_list_parameter_passed_as_papermills_string_is_read_as_the_list(tmp_path):
     with pytest.raises(DataError, match=r"none of \['brain-mri'\]"):  # one name, not its letters
         notebook_setup.setup("smoke", datasets="brain-mri", data_root=str(tmp_path))

@@ -4,6 +4,7 @@ and the global-intensity check of the synthetic data (DESIGN 5)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,21 @@ def ensure_synthetic(root: str | Path | None, size: int, seed: int, preset: str,
     return out
 
 
-def split_counts(names: list[str], size: int, root: str | Path | None = None) -> pd.DataFrame:
-    """One row per (dataset, split, class) with the number of images the loader reads."""
+Root = str | Path | None | Mapping[str, str | Path | None]  # a data root, or one per dataset name
+
+
+def _root(root: Root, name: str) -> str | Path | None:
+    return root[name] if isinstance(root, Mapping) else root
+
+
+def split_counts(names: list[str], size: int, root: Root = None) -> pd.DataFrame:
+    """One row per (dataset, split, class) with the number of images the loader reads (``root``: the
+    data root, or a mapping from dataset name to its root, as ``experiment.specs.profile_root`` gives)."""
     rows = []
     for name in names:
         for split in ("train", "val", "test"):
             try:
-                data = load_split(name, split, size, root=root)
+                data = load_split(name, split, size, root=_root(root, name))
             except DataError as e:
                 rows.append({"dataset": name, "split": split, "class": f"missing: {str(e).splitlines()[0]}", "images": 0})
                 break
@@ -60,20 +69,20 @@ def split_counts(names: list[str], size: int, root: str | Path | None = None) ->
     return pd.DataFrame(rows)
 
 
-def global_stat_table(names: list[str], size: int, root: str | Path | None = None) -> pd.DataFrame:
+def global_stat_table(names: list[str], size: int, root: Root = None) -> pd.DataFrame:
     """AUC of the (mean, std) intensity detector per dataset: near 0.5 means no global give-away."""
     rows = []
     for name in names:
-        train, test = load_split(name, "train", size, root=root), load_split(name, "test", size, root=root)
+        train, test = (load_split(name, split, size, root=_root(root, name)) for split in ("train", "test"))
         rows.append({"dataset": name, "mean/std detector AUC": global_stat_auc(train.images, test.images, test.labels)})
     return pd.DataFrame(rows)
 
 
-def gallery(names: list[str], size: int, per_class: int = 2, root: str | Path | None = None):
+def gallery(names: list[str], size: int, per_class: int = 2, root: Root = None):
     """A figure: one row per dataset, ``per_class`` test images of each class, lesion masks outlined."""
     import matplotlib.pyplot as plt
 
-    sets = {n: load_split(n, "test", size, root=root) for n in names}
+    sets = {n: load_split(n, "test", size, root=_root(root, n)) for n in names}
     ncols = max(per_class * len(set(d.classes)) for d in sets.values())
     fig, axes = plt.subplots(len(names), ncols, figsize=(1.6 * ncols, 1.8 * len(names)), squeeze=False)
     for row, (name, data) in zip(axes, sets.items()):

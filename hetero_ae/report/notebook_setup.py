@@ -60,7 +60,10 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
 
     ``profile``: a profile's name or YAML file (``experiment.profiles.load_profile``);
     ``overrides``: the notebook's parameters, each over the profile's setting of that name
-    unless None (so that a notebook opened in JupyterLab runs with its profile as it is).
+    unless None (so that a notebook opened in JupyterLab runs with its profile as it is); an
+    ``image_size`` other than the profile's reads the profile at that size (``Profile.at_size``,
+    as ``run-profile --size``): every method at it, its synthetic data generated in their own
+    folder, ``<data root>/<size>px``, and its runs those that ``run-profile --size`` trains.
     ``which``: the profile's list of datasets the notebook reports on (``datasets``, or
     ``ablation_datasets`` for Tables II-IV and Fig. 6). ``data_root`` is resolved once
     (``data.datasets.data_root``: a ``data_root`` override, else ``$HETERO_AE_DATA``, else the
@@ -73,7 +76,10 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
     cfg = load_profile(profile)
     given = {k: v for k, v in overrides.items() if v is not None}
     root = str(resolve_data_root(given.pop("data_root", None), cfg.data_root))
+    size = given.pop("image_size", None)
     cfg = replace(cfg, **{k: _as_setting(k, getattr(cfg, k, None), v) for k, v in given.items()}, data_root=root)
+    if size is not None:
+        cfg = cfg.at_size(int(size))
     datasets = list(getattr(cfg, which))
     ensure_profile_data(cfg, root, datasets)
     present = present_datasets(datasets, root)
