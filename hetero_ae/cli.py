@@ -259,8 +259,10 @@ def _experiment(a: argparse.Namespace, methods: list[str]) -> list:
                                                                      for m in methods], skip_unsupported=False)
 
 
-def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, skip_unsupported: bool) -> list:
-    """Run ``specs_of(profile, data root)`` (cached) with ``a``'s profile, data root, results and device.
+def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, skip_unsupported: bool,
+                       keeps_weights=None) -> list:
+    """Run ``specs_of(profile, data root)`` (cached) with ``a``'s profile, data root, results and device;
+    each finished run for which ``keeps_weights(profile, spec)`` is true keeps its ``weights.pt``.
 
     Under torchrun every process joins the group and trains; rank 0 alone prints. A method that
     DDP cannot train (its own training step) is an error there, or with ``skip_unsupported``
@@ -268,7 +270,7 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
     """
     from .data.datasets import data_root, get_dataset
     from .experiment.profiles import load_profile
-    from .experiment.runs import run_experiments
+    from .experiment.runs import keep_run_weights, run_experiments
     from .experiment.specs import ensure_profile_data, run_name
     from .training import distributed
     from .training.runtime import compile_backend
@@ -295,6 +297,8 @@ def _run_profile_specs(a: argparse.Namespace, datasets: list[str], specs_of, *, 
         def done(spec, folder: Path, cached: bool) -> None:
             if not cached:  # a run found in the cache is counted at the end, not listed
                 print(f"{run_name(spec, rule=True)}: trained -> {folder}", file=sys.stderr)
+            if keeps_weights is not None and keeps_weights(profile, spec):
+                keep_run_weights(folder)
 
         specs = []
         for spec in specs_of(profile, root):
@@ -336,7 +340,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 def cmd_run_profile(a: argparse.Namespace) -> int:
     from .experiment.plan import plan_runs
     from .experiment.profiles import load_profile
-    from .report.table_runs import TABLE_NOTEBOOKS
+    from .report.table_runs import TABLE_NOTEBOOKS, weights_specs
     from .training.distributed import is_main
 
     profile = load_profile(a.profile)
@@ -357,7 +361,10 @@ def cmd_run_profile(a: argparse.Namespace) -> int:
             print("\n".join(plan.lines(f"run-profile {p.profile}")), file=sys.stderr)
         return specs
 
-    results = _run_profile_specs(a, datasets, specs_of, skip_unsupported=True)
+    def keeps_weights(p, spec) -> bool:  # the figures' runs (Fig. 4, Fig. 5): their weights are committed
+        return spec.key_dict() in [s.key_dict() for s in weights_specs(p, [spec.dataset])]
+
+    results = _run_profile_specs(a, datasets, specs_of, skip_unsupported=True, keeps_weights=keeps_weights)
     if is_main():
         trained = sum(not r.cached for r in results)
         print(f"{len(results)} run(s) of profile {profile.profile} ready under {a.results / 'runs'} "

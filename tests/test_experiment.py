@@ -223,6 +223,29 @@ def test_run_profile_at_another_size_plans_only_the_chosen_runs_on_data_generate
     assert stamp["size"] == 128 and not (root / "synthetic").exists()  # the profile's own size is not generated
 
 
+def test_run_profile_keeps_the_weights_of_the_runs_the_figures_draw_and_of_no_other(tmp_path):
+    import torch
+
+    from hetero_ae.experiment.runs import keep_run_weights
+    from hetero_ae.training.checkpoint import CHECKPOINT, WEIGHTS, read_checkpoint
+
+    results = tmp_path / "results"
+    assert main(["run-profile", "--profile", "smoke", "--notebook", "table1_comparison", "--datasets", "synth-covid19",
+                 "--methods", "hetero-ae", "vae", "--data-root", str(tmp_path / "data"), "--results", str(results),
+                 "--jobs", "1"]) == 0
+    runs = {(json.loads((f / "config.json").read_text())["model"]["method"],
+             json.loads((f / "config.json").read_text())["train"]["seed"]): f
+            for f in (results / "runs").glob("*/synth-covid19/*")}
+    assert sorted(runs) == [("hetero-ae", 0), ("hetero-ae", 1), ("vae", 0)]
+    # Hetero-AE's first seed is Fig. 4's and Fig. 5's; its second seed and VAE (not in Fig. 4) are no figure's
+    assert [k for k, f in sorted(runs.items()) if (f / WEIGHTS).is_file()] == [("hetero-ae", 0)]
+    kept, ckpt = (read_checkpoint(runs["hetero-ae", 0] / name) for name in (WEIGHTS, CHECKPOINT))
+    assert kept["optimizers"] == [] and kept["model"].keys() == ckpt["model"].keys()
+    assert all(torch.equal(kept["model"][k], ckpt["model"][k]) for k in ckpt["model"])
+    assert not keep_run_weights(runs["hetero-ae", 0])  # written once
+    assert keep_run_weights(runs["hetero-ae", 1]) and (runs["hetero-ae", 1] / WEIGHTS).is_file()
+
+
 def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):
     import concurrent.futures
 

@@ -241,8 +241,23 @@ def trained_model(result: RunResult, *, root: str | Path | None = None, device: 
     model, _ = train(result.spec.model, result.spec.train, train_set, result.folder, val=val_set, resume=True,
                      device=device, progress=progress)
     if keep_weights:
-        save_weights(read_checkpoint(result.folder / CHECKPOINT), result.folder / WEIGHTS)
+        keep_run_weights(result.folder)
     return model
+
+
+def keep_run_weights(folder: str | Path) -> bool:
+    """Write a finished run's ``weights.pt`` from its checkpoint (``training.checkpoint.save_weights``:
+    the trained weights without the optimiser state), so that the figures load the run where its
+    checkpoint, which is never committed, is gone; True when written now. Nothing happens for a run
+    that has its weights already, or no checkpoint of a finished run (a run still training)."""
+    folder = Path(folder)
+    if (folder / WEIGHTS).is_file() or not (folder / CHECKPOINT).is_file():
+        return False
+    ckpt = read_checkpoint(folder / CHECKPOINT)
+    if not finished(ckpt):
+        return False
+    save_weights(ckpt, folder / WEIGHTS)
+    return True
 
 
 def held_out_scores(folder: str | Path, model: AnomalyModel, *, root: str | Path | None = None,

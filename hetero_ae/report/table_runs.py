@@ -67,6 +67,21 @@ def figure_specs(profile: Profile, datasets: Iterable[str], methods: Iterable[st
     return out
 
 
+def weights_specs(profile: Profile, datasets: Iterable[str]) -> list[RunSpec]:
+    """The runs whose trained weights the figures load, on ``datasets``: Fig. 4's (``figure_specs`` of
+    ``heatmaps.figure_methods``) and Fig. 5's candidates (Hetero-AE's first seed at the profile's size,
+    on each dataset: the notebook's ``tsne_dataset`` may be any). ``hetero-ae run-profile`` keeps their
+    ``weights.pt`` as each finishes (``experiment.runs.keep_run_weights``), so that the committed
+    results draw the figures without training those runs again."""
+    from .heatmaps import figure_methods
+
+    datasets = list(datasets)
+    specs = figure_specs(profile, datasets, [m for m in figure_methods(profile.methods) if m in profile.methods])
+    if "hetero-ae" in profile.methods:
+        specs += [run_spec(profile, d, "hetero-ae", profile.method_seed_list("hetero-ae")[0]) for d in datasets]
+    return specs
+
+
 def rule_specs(profile: Profile, datasets: Iterable[str] | None = None) -> dict[str, list[RunSpec]]:
     """Table I's runs under the profile's stopping rule and under its ``second_rule``
     (``Profile.under_rule``, which also raises the caps by the rise in patience): per rule (its words,
