@@ -246,6 +246,22 @@ def test_run_profile_keeps_the_weights_of_the_runs_the_figures_draw_and_of_no_ot
     assert keep_run_weights(runs["hetero-ae", 1]) and (runs["hetero-ae", 1] / WEIGHTS).is_file()
 
 
+def test_the_runs_whose_weights_are_kept_are_those_fig4_and_fig5_load(smoke):
+    from hetero_ae.report.heatmaps import figure_methods
+    from hetero_ae.report.table_runs import figure_specs, weights_specs
+
+    datasets = ["synth-brain-mri", "synth-covid19"]  # Fig. 4 draws brain MRI at the second size, COVID-19 at its own
+    kept = {json.dumps(s.key_dict(), sort_keys=True) for s in weights_specs(smoke, datasets)}
+    fig4 = figure_specs(smoke, datasets, figure_methods(smoke.methods))
+    fig5 = [run_spec(replace(smoke, seeds=smoke.seeds[:1], method_seeds={}), d, "hetero-ae", smoke.seeds[0])
+            for d in datasets]  # fig5_tsne's run on any tsne_dataset
+    assert kept == {json.dumps(s.key_dict(), sort_keys=True) for s in fig4 + fig5}
+    sizes = {(s.dataset, s.model.method, s.model.image_size) for s in weights_specs(smoke, datasets)}
+    assert ("synth-brain-mri", "hetero-ae", smoke.second_size) in sizes  # Fig. 4's
+    assert ("synth-brain-mri", "hetero-ae", smoke.image_size) in sizes  # Fig. 5's
+    assert not any(s.train.seed != smoke.seeds[0] or s.model.method == "vae" for s in weights_specs(smoke, datasets))
+
+
 def test_runs_the_filter_leaves_out_train_first_in_this_process(data_root, smoke, tmp_path, monkeypatch):
     import concurrent.futures
 

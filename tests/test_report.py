@@ -94,17 +94,19 @@ def test_a_notebooks_image_size_reads_the_profile_at_that_size_and_leaves_its_ow
 
     smoke = load_profile("smoke")
     root = tmp_path / "data"
-    own, _ = notebook_setup.setup("smoke", datasets=["synth-oct"], data_root=str(root))
-    stamp = (root / "synthetic" / "synthetic.json").read_text()
-    # the smoke profile's second size: once read as the profile at it, never as a profile whose second
-    # size is its own (that recursed), and never by generating the profile's data again at that size
+    # first, on an empty data root, the smoke profile's second size: the profile read at it (never as a
+    # profile whose second size is its own, which recursed), its data generated and found in their folder
     cfg, present = notebook_setup.setup("smoke", datasets=["synth-oct"], image_size=smoke.second_size,
                                         data_root=str(root))
-    assert present == ["synth-oct"] and cfg == own.at_size(smoke.second_size) and cfg.second_size is None
-    assert (root / "synthetic" / "synthetic.json").read_text() == stamp
+    assert present == ["synth-oct"] and cfg.second_size is None and not (root / "synthetic").exists()
     at_size = profile_root(cfg, "synth-oct", cfg.data_root)
     assert at_size == root / f"{smoke.second_size}px"
     assert json.loads((at_size / "synthetic" / "synthetic.json").read_text())["size"] == smoke.second_size
+    own, _ = notebook_setup.setup("smoke", datasets=["synth-oct"], data_root=str(root))
+    assert cfg == own.at_size(smoke.second_size)
+    stamp = (root / "synthetic" / "synthetic.json").read_text()
+    notebook_setup.setup("smoke", datasets=["synth-oct"], image_size=smoke.second_size, data_root=str(root))
+    assert (root / "synthetic" / "synthetic.json").read_text() == stamp  # the profile's own data stay as they are
     assert notebook_setup.setup("smoke", datasets=["synth-oct"], image_size=smoke.image_size,
                                 data_root=str(root))[0] == own
     per_dataset = split_counts(["synth-oct"], cfg.image_size, root={"synth-oct": at_size})  # the overview's roots

@@ -20,7 +20,7 @@ from ..data.datasets import DATASETS, FolderDataset
 from ..data.datasets import data_root as resolve_data_root  # "data_root" names the notebooks' parameter here
 from ..errors import ConfigError, DataError
 from ..experiment.profiles import Profile, load_profile
-from ..experiment.specs import ensure_profile_data
+from ..experiment.specs import ensure_profile_data, profile_root
 
 
 def present_datasets(names: Iterable[str], root: str | Path | None = None, *, verbose: bool = True) -> list[str]:
@@ -82,7 +82,7 @@ def setup(profile: str, which: str = "datasets", **overrides: Any) -> tuple[Prof
         cfg = cfg.at_size(int(size))
     datasets = list(getattr(cfg, which))
     ensure_profile_data(cfg, root, datasets)
-    present = present_datasets(datasets, root)
+    present = [d for d in datasets if present_datasets([d], profile_root(cfg, d, root))]  # at another size: its folder
     if not present:
         raise DataError(f"none of {datasets} is under {root}; data/README.md says where each dataset goes")
     return cfg, present

@@ -78,7 +78,7 @@ def weights_specs(profile: Profile, datasets: Iterable[str]) -> list[RunSpec]:
     datasets = list(datasets)
     specs = figure_specs(profile, datasets, [m for m in figure_methods(profile.methods) if m in profile.methods])
     if "hetero-ae" in profile.methods:
-        specs += [run_spec(profile, d, "hetero-ae", profile.method_seed_list("hetero-ae")[0]) for d in datasets]
+        specs += [run_spec(profile, d, "hetero-ae", profile.seeds[0]) for d in datasets]  # as fig5_tsne picks it
     return specs
 
 
@@ -190,7 +190,8 @@ def notebook_specs(profile: Profile, notebooks: Iterable[str] | None = None,
                   if present_datasets([spec.dataset], spec_root(spec, root), verbose=verbose)]
     ablations = [variants_ for name, variants_ in NOTEBOOK_VARIANTS.items() if name in wanted]
     if ablations:
-        datasets = present_datasets(profile.ablation_datasets, root, verbose=verbose)
+        datasets = [d for d in profile.ablation_datasets
+                    if present_datasets([d], profile_root(profile, d, root), verbose=verbose)]
         for variants_ in ablations:
             specs += [spec for _, spec in variant_specs(profile, variants_, datasets, profile.ablation_seeds)]
     unique: dict[str, RunSpec] = {}  # runs shared by several tables once, in first-asked order
